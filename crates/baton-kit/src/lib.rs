@@ -1,1 +1,10 @@
+//! The app side of baton: what a Rust server needs to be a good generation.
+//!
+//! 1. [`listeners::take`] the sockets baton (or systemd) passed, before starting threads;
+//! 2. serve them with [`serve::serve`], which stops accepting and drains keep-alive connections
+//!    without racing clients when shutdown starts;
+//! 3. tell the supervisor with [`notify::ready`].
 
+pub mod listeners;
+pub mod notify;
+pub mod serve;

@@ -1,0 +1,237 @@
+//! One generation: a running instance of the app, its notify socket and its life events.
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+
+use crate::listen::Socket;
+use crate::notify::{NotifySocket, sender_belongs};
+use crate::spawn::{AppCommand, Inheritance, spawn};
+
+/// What every generation is started from. Sockets are shared by all generations; the command's
+/// working directory may change from one generation to the next (a new release).
+pub struct LaunchSpec {
+    pub command: AppCommand,
+    pub sockets: Arc<Vec<Socket>>,
+    /// Directory for the per-generation notify sockets (baton's runtime directory).
+    pub runtime_dir: PathBuf,
+}
+
+/// Something a generation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Ready,
+    Status(String),
+    /// The leader exited; the rest of its process group has been killed. Always the last event.
+    Exited(ExitStatus),
+}
+
+/// A running (or just exited) generation. Dropping one that has not exited kills its process
+/// group, so an abandoned start can never leave a half-started app behind.
+pub struct Generation {
+    pub number: u64,
+    pub pid: Pid,
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub ready_at: Option<Instant>,
+    pub app_status: Option<String>,
+    exit: Option<ExitStatus>,
+    events: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Generation {
+    pub fn spawn(spec: &LaunchSpec, number: u64) -> Result<Generation, String> {
+        let path = spec.runtime_dir.join(format!("gen-{number}.notify"));
+        let notify = NotifySocket::bind(&path)
+            .map_err(|e| format!("cannot create notify socket {}: {e}", path.display()))?;
+        let child = spawn(
+            &spec.command,
+            &Inheritance {
+                sockets: &spec.sockets,
+                notify_socket: notify.path(),
+                generation: number,
+            },
+        )
+        .map_err(|e| format!("cannot start the app: {e}"))?;
+        let pid = Pid::from_raw(
+            child
+                .id()
+                .ok_or("the app exited before baton saw its pid")? as i32,
+        );
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(watch(child, notify, pid, tx));
+        Ok(Generation {
+            number,
+            pid,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            ready_at: None,
+            app_status: None,
+            exit: None,
+            events,
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready_at.is_some()
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.exit.is_some()
+    }
+
+    /// The next event, or `None` once the generation has exited and everything was delivered.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        let event = self.events.recv().await?;
+        match &event {
+            Event::Ready if self.ready_at.is_none() => self.ready_at = Some(Instant::now()),
+            Event::Status(s) => self.app_status = Some(s.clone()),
+            Event::Exited(status) => self.exit = Some(*status),
+            Event::Ready => {}
+        }
+        Some(event)
+    }
+
+    /// Waits for READY=1. On timeout or early exit the whole process group is killed and reaped
+    /// before the reason is returned.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.next_event()).await {
+                Ok(Some(Event::Ready)) => return Ok(()),
+                Ok(Some(Event::Status(_))) => continue,
+                Ok(Some(Event::Exited(status))) => {
+                    return Err(format!(
+                        "generation {} (pid {}) exited before READY: {}",
+                        self.number,
+                        self.pid,
+                        describe(status)
+                    ));
+                }
+                Ok(None) => return Err("generation vanished before READY".into()),
+                Err(_) => {
+                    self.kill_and_reap().await;
+                    return Err(format!(
+                        "generation {} (pid {}) sent no READY within {}",
+                        self.number,
+                        self.pid,
+                        crate::duration::format(timeout)
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to the generation's leader only: like systemd's KillMode=mixed, the app
+    /// decides how to stop its own workers.
+    pub fn signal(&self, signal: Signal) {
+        if !self.has_exited() {
+            let _ = kill(self.pid, signal);
+        }
+    }
+
+    /// SIGKILLs the whole process group and waits until the leader is reaped.
+    pub async fn kill_and_reap(&mut self) -> ExitStatus {
+        let _ = killpg(self.pid, Signal::SIGKILL);
+        self.wait_exit().await
+    }
+
+    pub async fn wait_exit(&mut self) -> ExitStatus {
+        while self.exit.is_none() {
+            if self.next_event().await.is_none() {
+                break;
+            }
+        }
+        // The watcher always sends Exited before closing the channel.
+        self.exit.unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            ExitStatus::from_raw(0)
+        })
+    }
+
+    /// Drains: `signal`, then up to `timeout` for the app to finish its requests, then SIGKILL to
+    /// the group. Returns the exit status and whether the deadline had to be enforced.
+    pub async fn retire(mut self, signal: Signal, timeout: Duration) -> (ExitStatus, bool) {
+        self.signal(signal);
+        match tokio::time::timeout(timeout, self.wait_exit()).await {
+            Ok(status) => (status, false),
+            Err(_) => (self.kill_and_reap().await, true),
+        }
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = killpg(self.pid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Owns the child and its notify socket for the generation's whole life: reaps the leader,
+/// kills what is left of its group, and turns datagrams into events.
+async fn watch(
+    mut child: tokio::process::Child,
+    notify: NotifySocket,
+    pid: Pid,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    loop {
+        tokio::select! {
+            status = child.wait() => {
+                let status = match status {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!("waiting for pid {pid} failed: {e}");
+                        use std::os::unix::process::ExitStatusExt;
+                        ExitStatus::from_raw(0xff00)
+                    }
+                };
+                // Whatever the leader left running in its group must not outlive it.
+                let _ = killpg(pid, Signal::SIGKILL);
+                let _ = tx.send(Event::Exited(status));
+                return;
+            }
+            received = notify.recv() => match received {
+                Ok(r) if !sender_belongs(r.sender, pid) => {
+                    tracing::warn!(
+                        "ignoring notify message from pid {:?}, not part of generation pid {pid}",
+                        r.sender.map(|p| p.as_raw())
+                    );
+                }
+                Ok(r) => {
+                    if let Some(status) = r.message.get("STATUS") {
+                        let _ = tx.send(Event::Status(status.to_string()));
+                    }
+                    if r.message.is_ready() {
+                        let _ = tx.send(Event::Ready);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("notify socket error for pid {pid}: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+/// "exit status 3" / "killed by SIGKILL".
+pub fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        format!("exit status {code}")
+    } else if let Some(sig) = status.signal() {
+        match Signal::try_from(sig) {
+            Ok(s) => format!("killed by {s}"),
+            Err(_) => format!("killed by signal {sig}"),
+        }
+    } else {
+        status.to_string()
+    }
+}

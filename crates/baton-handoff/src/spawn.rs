@@ -1,0 +1,218 @@
+//! Starting a generation exactly the way systemd would start a socket-activated service.
+//!
+//! `LISTEN_PID` must equal the child's own pid, which is only known after fork. Rather than
+//! patching an environment inside `pre_exec`, baton re-executes itself as a tiny single-threaded
+//! shim ([`shim_main`]): the shim lays the fds out at 3.., sets `LISTEN_PID` to its own pid and
+//! `execvp`s the app, which keeps that pid.
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+
+/// First argument that turns the baton executable into the exec shim.
+pub const SHIM_ARG: &str = "__baton-exec-generation";
+/// Internal variable telling the shim which fds to lay out; never reaches the app.
+const SHIM_FDS_VAR: &str = "BATON_SHIM_FDS";
+
+/// Variables of baton's own that a generation must never see: its service manager's sockets,
+/// watchdog and credentials belong to baton.
+const STRIPPED_VARS: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "LISTEN_PIDFDID",
+    "WATCHDOG_PID",
+    "WATCHDOG_USEC",
+    "CREDENTIALS_DIRECTORY",
+    "MAINPID",
+    SHIM_FDS_VAR,
+];
+
+/// What to run as a generation.
+#[derive(Debug, Clone)]
+pub struct AppCommand {
+    pub argv: Vec<OsString>,
+    /// Working directory; `None` keeps baton's.
+    pub cwd: Option<PathBuf>,
+}
+
+impl AppCommand {
+    /// Fails with a one-line reason when the program cannot be found or is not executable, so
+    /// that a typo is reported before any process starts.
+    pub fn check_executable(&self) -> Result<PathBuf, String> {
+        let prog = self.argv.first().ok_or("the app command is empty")?;
+        let prog = Path::new(prog);
+        let found = if prog.as_os_str().as_bytes().contains(&b'/') {
+            let full = match &self.cwd {
+                Some(dir) if prog.is_relative() => dir.join(prog),
+                _ => prog.to_path_buf(),
+            };
+            is_executable(&full).then_some(full)
+        } else {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(prog))
+                    .find(|p| is_executable(p))
+            })
+        };
+        found.ok_or_else(|| format!("app command {} not found or not executable", prog.display()))
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Everything a generation inherits besides its command.
+pub struct Inheritance<'a> {
+    pub sockets: &'a [crate::listen::Socket],
+    pub notify_socket: &'a Path,
+    pub generation: u64,
+}
+
+/// Spawns `cmd` through the shim, in a new process group (so the whole generation can be
+/// signalled at once), with stdin from /dev/null and baton's stdout/stderr.
+pub fn spawn(cmd: &AppCommand, with: &Inheritance<'_>) -> io::Result<tokio::process::Child> {
+    let exe = shim_executable()?;
+    let mut command = tokio::process::Command::new(exe);
+    command.arg(SHIM_ARG).arg("--").args(&cmd.argv);
+    if let Some(dir) = &cmd.cwd {
+        command.current_dir(dir);
+    }
+    for var in STRIPPED_VARS {
+        command.env_remove(var);
+    }
+    let names: Vec<&str> = with.sockets.iter().map(|s| s.name.as_str()).collect();
+    let fds: Vec<RawFd> = with.sockets.iter().map(|s| s.as_raw_fd()).collect();
+    let fd_list = fds.iter().map(|fd| fd.to_string()).collect::<Vec<_>>();
+    command
+        .env(SHIM_FDS_VAR, fd_list.join(","))
+        .env("LISTEN_FDS", fds.len().to_string())
+        .env("LISTEN_FDNAMES", names.join(":"))
+        .env("NOTIFY_SOCKET", with.notify_socket)
+        .env("BATON_GENERATION", with.generation.to_string())
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(false);
+    // SAFETY: only fcntl(2), which is async-signal-safe, runs between fork and exec. It clears
+    // FD_CLOEXEC on the child's copies of the sockets; baton's own fds are untouched.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &fds {
+                fcntl(
+                    BorrowedFd::borrow_raw(fd),
+                    FcntlArg::F_SETFD(FdFlag::empty()),
+                )?;
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
+}
+
+/// The shim is baton's own executable. `/proc/self/exe` still works when the binary on disk was
+/// replaced by a package upgrade, so a running baton always spawns a shim of its own version.
+fn shim_executable() -> io::Result<PathBuf> {
+    let proc_exe = PathBuf::from("/proc/self/exe");
+    if proc_exe.exists() {
+        Ok(proc_exe)
+    } else {
+        std::env::current_exe()
+    }
+}
+
+/// Entry point of the shim (`baton __baton-exec-generation -- APP ARGS...`). Must run before
+/// any thread starts. Only returns on failure, with a message for stderr.
+pub fn shim_main(args: &[OsString]) -> String {
+    let argv = match args.iter().position(|a| a == "--") {
+        Some(i) => &args[i + 1..],
+        None => args,
+    };
+    if argv.is_empty() {
+        return "baton shim: no command".into();
+    }
+    let fds: Vec<RawFd> = match std::env::var(SHIM_FDS_VAR) {
+        Ok(list) if !list.is_empty() => match list.split(',').map(str::parse).collect() {
+            Ok(fds) => fds,
+            Err(_) => return format!("baton shim: malformed {SHIM_FDS_VAR}"),
+        },
+        _ => Vec::new(),
+    };
+    if let Err(e) = lay_out_fds(&fds) {
+        return format!("baton shim: cannot place sockets at fd 3..: {e}");
+    }
+    // SAFETY: the shim is single-threaded; nothing reads the environment concurrently.
+    unsafe {
+        std::env::remove_var(SHIM_FDS_VAR);
+        std::env::set_var("LISTEN_PID", std::process::id().to_string());
+        // Rust's runtime ignores SIGPIPE and an ignored signal survives exec: give the app the
+        // default disposition, as a shell or systemd would.
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
+    let c_args: Result<Vec<CString>, _> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes().to_vec()))
+        .collect();
+    let Ok(c_args) = c_args else {
+        return "baton shim: app argument contains a NUL byte".into();
+    };
+    let err = nix::unistd::execvp(&c_args[0], &c_args).unwrap_err();
+    format!(
+        "baton: cannot execute {}: {}",
+        argv[0].to_string_lossy(),
+        io::Error::from(err)
+    )
+}
+
+/// Moves `fds` to 3, 4, ... with FD_CLOEXEC cleared and closes the originals. Copies go above
+/// the target range first, so that no source is overwritten while still needed.
+fn lay_out_fds(fds: &[RawFd]) -> io::Result<()> {
+    let first_free = 3 + fds.len() as RawFd;
+    let floor = fds.iter().copied().max().unwrap_or(0).max(first_free) + 1;
+    let mut parked = Vec::with_capacity(fds.len());
+    for &fd in fds {
+        // SAFETY: fd was passed to us open by baton (checked by fcntl's EBADF otherwise).
+        let copy = fcntl(
+            unsafe { BorrowedFd::borrow_raw(fd) },
+            FcntlArg::F_DUPFD_CLOEXEC(floor),
+        )?;
+        // SAFETY: F_DUPFD_CLOEXEC just created this fd and nothing else owns it.
+        parked.push(unsafe { OwnedFd::from_raw_fd(copy) });
+    }
+    for &fd in fds {
+        if fd >= first_free || fd < 3 {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+    for (i, copy) in parked.into_iter().enumerate() {
+        let target = 3 + i as RawFd;
+        // SAFETY: `target` is in the range reserved for the sockets; dup2 replaces it.
+        let placed = unsafe { libc_dup2(copy.as_raw_fd(), target)? };
+        fcntl(
+            unsafe { BorrowedFd::borrow_raw(placed) },
+            FcntlArg::F_SETFD(FdFlag::empty()),
+        )?;
+        drop(copy);
+    }
+    Ok(())
+}
+
+/// dup2 onto a fixed number; nix's safe wrappers want an owned target we do not have.
+unsafe fn libc_dup2(src: RawFd, target: RawFd) -> io::Result<RawFd> {
+    let r = unsafe { nix::libc::dup2(src, target) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}

@@ -1,0 +1,157 @@
+//! Running a load: shared run state, time bounds, and collecting every worker's records.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::config::{HTTP2_WORKERS_PER_CONNECTION, LoadConfig, Mode};
+use crate::conn::RequestTemplate;
+use crate::outcome::Outcome;
+use crate::report::{Record, Report};
+use crate::{http2, keepalive, per_request};
+
+/// After a failure that returned instantly (refused, reset), wait this long before the next
+/// request so an absent server yields a readable number of records instead of a busy loop.
+const FAILURE_PAUSE: Duration = Duration::from_millis(5);
+
+/// State every worker of one run reads.
+pub(crate) struct Shared {
+    pub config: LoadConfig,
+    pub template: RequestTemplate,
+    start: Instant,
+    deadline: Instant,
+    stopped: AtomicBool,
+    issued: AtomicU64,
+    next_conn: AtomicU64,
+}
+
+/// How a time-bounded attempt ended.
+pub(crate) enum Bounded<T> {
+    Done(T),
+    /// `request_timeout` elapsed first.
+    TimedOut,
+    /// The run's deadline came first; the request is not recorded.
+    Abandoned,
+}
+
+impl Shared {
+    /// Claims the right to issue one more request, or says the run is over.
+    pub fn begin_request(&self) -> bool {
+        if self.stopped.load(Ordering::Relaxed) || Instant::now() >= self.deadline {
+            return false;
+        }
+        match self.config.max_requests {
+            Some(max) => self.issued.fetch_add(1, Ordering::Relaxed) < max,
+            None => true,
+        }
+    }
+
+    pub fn new_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs one request attempt under both the request timeout and the run deadline.
+    pub async fn bounded<T>(&self, attempt: impl Future<Output = T>) -> Bounded<T> {
+        tokio::select! {
+            res = tokio::time::timeout(self.config.request_timeout, attempt) => match res {
+                Ok(v) => Bounded::Done(v),
+                Err(_) => Bounded::TimedOut,
+            },
+            _ = tokio::time::sleep_until(self.deadline) => Bounded::Abandoned,
+        }
+    }
+
+    pub fn record(
+        &self,
+        issued_at: Instant,
+        outcome: Outcome,
+        connection: u64,
+        body_tag: Option<String>,
+    ) -> Record {
+        Record {
+            start: issued_at - self.start,
+            latency: issued_at.elapsed(),
+            outcome,
+            connection,
+            body_tag,
+        }
+    }
+
+    /// See [`FAILURE_PAUSE`]; timeouts and error statuses already cost time or are real answers.
+    pub async fn pause_after(&self, outcome: Outcome) {
+        if matches!(outcome, Outcome::Refused | Outcome::Reset | Outcome::Other) {
+            let until = (Instant::now() + FAILURE_PAUSE).min(self.deadline);
+            tokio::time::sleep_until(until).await;
+        }
+    }
+}
+
+/// Generates load until `config.duration` elapses, `config.max_requests` were issued, or
+/// `stop` completes, whichever is first, and returns every request's record.
+///
+/// After `stop` (or the request cap) no new requests start, but requests in flight still
+/// finish and are recorded, so a failure right at the end is not hidden. At `duration`
+/// everything in flight is abandoned unrecorded: the run never outlasts `duration`.
+/// A `concurrency` of 0 is treated as 1. Must be called within a Tokio runtime.
+///
+/// # Panics
+/// If `config.path` is not a valid request target.
+pub async fn run(config: LoadConfig, stop: impl Future<Output = ()>) -> Report {
+    let template = RequestTemplate::new(&config).expect("invalid LoadConfig::path");
+    let start = Instant::now();
+    let workers = config.concurrency.max(1);
+    let mode = config.mode;
+    let shared = Arc::new(Shared {
+        deadline: start + config.duration,
+        config,
+        template,
+        start,
+        stopped: AtomicBool::new(false),
+        issued: AtomicU64::new(0),
+        next_conn: AtomicU64::new(1),
+    });
+
+    let pool = Arc::new(http2::Pool::new(
+        workers.div_ceil(HTTP2_WORKERS_PER_CONNECTION),
+    ));
+    let mut set = JoinSet::new();
+    for i in 0..workers {
+        let shared = shared.clone();
+        match mode {
+            Mode::KeepAlive => set.spawn(keepalive::worker(shared)),
+            Mode::ConnectionPerRequest => set.spawn(per_request::worker(shared)),
+            Mode::Http2 => set.spawn(http2::worker(shared, pool.clone(), i)),
+        };
+    }
+
+    let mut stop = pin!(stop);
+    let mut stop_seen = false;
+    let mut records = Vec::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop, if !stop_seen => {
+                stop_seen = true;
+                shared.stopped.store(true, Ordering::Relaxed);
+            }
+            joined = set.join_next() => match joined {
+                Some(Ok(mut worker_records)) => records.append(&mut worker_records),
+                Some(Err(err)) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                Some(Err(_)) => {}
+                None => break,
+            },
+        }
+    }
+    // Closes any HTTP/2 connection still open.
+    drop(pool);
+
+    records.sort_by_key(|r| r.start);
+    Report {
+        records,
+        elapsed: start.elapsed(),
+    }
+}

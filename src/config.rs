@@ -1,0 +1,208 @@
+//! Settings for `baton run`: a TOML file, overridden by flags, resolved into one [`Config`].
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use baton_handoff::duration;
+use baton_handoff::listen::ListenSpec;
+use baton_handoff::spawn::AppCommand;
+use nix::sys::signal::Signal;
+use serde::Deserialize;
+
+use crate::paths;
+
+/// The TOML file. Unknown keys are errors: a typo must not silently fall back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub state_dir: Option<PathBuf>,
+    pub control: Option<PathBuf>,
+    pub runtime_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub app: AppSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSection {
+    pub command: Option<Vec<String>>,
+    pub cwd: Option<PathBuf>,
+    pub listen: Option<Vec<String>>,
+    pub ready_timeout: Option<String>,
+    pub drain_signal: Option<String>,
+    pub drain_timeout: Option<String>,
+}
+
+/// Flags of `baton run` that override the file.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct RunFlags {
+    /// TOML configuration file.
+    #[arg(short = 'c', long)]
+    pub config: Option<PathBuf>,
+    /// Listen on [NAME=]ADDR (host:port, [v6]:port or a unix socket path) when not
+    /// socket-activated. Repeatable.
+    #[arg(long, value_name = "[NAME=]ADDR")]
+    pub listen: Vec<String>,
+    /// Control socket for `baton reload` / `baton status`.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Directory for baton's persistent state.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Directory for baton's sockets (default: $RUNTIME_DIRECTORY, /run/baton as root, else
+    /// $XDG_RUNTIME_DIR/baton).
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// Working directory of the app.
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// How long a new generation may take to send READY=1 (default 60s).
+    #[arg(long, value_name = "DURATION")]
+    pub ready_timeout: Option<String>,
+    /// Signal that asks the old generation to finish and exit (default SIGTERM).
+    #[arg(long, value_name = "SIGNAL")]
+    pub drain_signal: Option<String>,
+    /// How long the old generation may drain before it is killed (default 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// The app's command line.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// Everything `baton run` needs, validated.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: Vec<ListenSpec>,
+    pub control: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub state_dir: Option<PathBuf>,
+    pub command: AppCommand,
+    pub ready_timeout: Duration,
+    pub drain_signal: Signal,
+    pub drain_timeout: Duration,
+}
+
+pub fn load_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().trim();
+        match e.span() {
+            Some(span) => {
+                let line = text[..span.start].lines().count().max(1);
+                format!("{}:{line}: {msg}", path.display())
+            }
+            None => format!("{}: {msg}", path.display()),
+        }
+    })
+}
+
+impl Config {
+    pub fn resolve(flags: &RunFlags) -> Result<Config, String> {
+        let file = match &flags.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let app = file.app;
+        let listen_text = if flags.listen.is_empty() {
+            app.listen.unwrap_or_default()
+        } else {
+            flags.listen.clone()
+        };
+        let listen = listen_text
+            .iter()
+            .map(|s| s.parse::<ListenSpec>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let argv: Vec<OsString> = if flags.command.is_empty() {
+            app.command
+                .unwrap_or_default()
+                .into_iter()
+                .map(OsString::from)
+                .collect()
+        } else {
+            flags.command.clone()
+        };
+        if argv.is_empty() {
+            return Err(
+                "no app command: give it after `--` or as [app] command in the config".into(),
+            );
+        }
+        let runtime_dir = flags
+            .runtime_dir
+            .clone()
+            .or(file.runtime_dir)
+            .unwrap_or_else(paths::default_runtime_dir);
+        let control = flags
+            .control
+            .clone()
+            .or(file.control)
+            .unwrap_or_else(|| paths::control_in(&runtime_dir));
+        let pick = |flag: &Option<String>, file: Option<String>, default: &str| {
+            flag.clone().or(file).unwrap_or_else(|| default.to_string())
+        };
+        Ok(Config {
+            listen,
+            control,
+            runtime_dir,
+            state_dir: flags.state_dir.clone().or(file.state_dir),
+            command: AppCommand {
+                argv,
+                cwd: flags.cwd.clone().or(app.cwd),
+            },
+            ready_timeout: named(
+                "ready_timeout",
+                duration::parse(&pick(&flags.ready_timeout, app.ready_timeout, "60s")),
+            )?,
+            drain_signal: parse_signal(&pick(&flags.drain_signal, app.drain_signal, "SIGTERM"))?,
+            drain_timeout: named(
+                "drain_timeout",
+                duration::parse(&pick(&flags.drain_timeout, app.drain_timeout, "30s")),
+            )?,
+        })
+    }
+}
+
+fn named<T>(what: &str, r: Result<T, String>) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+/// `SIGTERM`, `TERM`, `term` or `15`.
+pub fn parse_signal(text: &str) -> Result<Signal, String> {
+    let bad = || format!("unknown signal {text:?} (e.g. SIGTERM, SIGQUIT, SIGINT)");
+    if let Ok(n) = text.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| bad());
+    }
+    let upper = text.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<Signal>().map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("SIGQUIT").unwrap(), Signal::SIGQUIT);
+        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("2").unwrap(), Signal::SIGINT);
+        assert!(parse_signal("SIGNOPE").is_err());
+    }
+
+    #[test]
+    fn file_rejects_unknown_keys_with_line() {
+        let dir = std::env::temp_dir().join(format!("baton-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[app]\ncommand = [\"x\"]\nready_timout = \"5s\"\n").unwrap();
+        let err = load_file(&path).unwrap_err();
+        assert!(err.contains(":3:") && err.contains("ready_timout"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

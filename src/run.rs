@@ -1,0 +1,160 @@
+//! `baton run`: gather sockets, then supervise generations until SIGTERM/SIGINT.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use baton_handoff::generation::LaunchSpec;
+use baton_handoff::listen::{self, ListenAddr, ListenSpec, Socket};
+use baton_handoff::supervisor::{self, Request, Settings};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, RunFlags};
+use crate::control;
+
+/// Socket names that stay with baton when socket-activated; all others go to the app.
+const BATON_SOCKETS: &[&str] = &["webhook", "control"];
+
+pub fn run(flags: &RunFlags) -> Result<(), String> {
+    // SAFETY: nothing else runs yet; this is the only thread.
+    let inherited = unsafe { listen::take_inherited() }?;
+    let config = Config::resolve(flags)?;
+    config.command.check_executable()?;
+    let activated = !inherited.is_empty();
+    let (mut kept, app_sockets) = listen::split_by_name(inherited, BATON_SOCKETS);
+    let app_sockets = if activated {
+        if !config.listen.is_empty() {
+            tracing::warn!("socket-activated: ignoring --listen / [app] listen");
+        }
+        app_sockets
+    } else {
+        config
+            .listen
+            .iter()
+            .map(listen::bind)
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if app_sockets.is_empty() {
+        return Err(if activated {
+            "socket activation passed no socket for the app (only baton's own)".into()
+        } else {
+            "no sockets for the app: give --listen ADDR or run under socket activation".into()
+        });
+    }
+    for s in &app_sockets {
+        tracing::info!("app socket {} on {}", s.name, s.origin);
+    }
+    if let Some(pos) = kept.iter().position(|s| s.name == "webhook") {
+        let s = kept.remove(pos);
+        tracing::warn!(
+            "socket 'webhook' ({}) was passed but this baton has no webhook endpoint; closing it",
+            s.origin
+        );
+    }
+    let control_fd = kept.into_iter().find(|s| s.name == "control");
+    create_dir(&config.runtime_dir, "runtime")?;
+    if let Some(state) = &config.state_dir {
+        create_dir(state, "state")?;
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(supervise(config, app_sockets, control_fd))
+}
+
+fn create_dir(dir: &Path, what: &str) -> Result<(), String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create {what} directory {}: {e}", dir.display()))?;
+    // Fail at start-up, not at the first deploy, when the directory is not ours to write.
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK)
+        .map_err(|e| format!("{what} directory {} is not writable: {e}", dir.display()))
+}
+
+async fn supervise(
+    config: Config,
+    app_sockets: Vec<Socket>,
+    control_fd: Option<Socket>,
+) -> Result<(), String> {
+    // Handlers first: an early SIGHUP must not kill baton with the default action.
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+
+    let (control_listener, control_path) = open_control(&config.control, control_fd)?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(control::serve(control_listener, tx.clone()));
+    tracing::info!("control socket {}", config.control.display());
+
+    let settings = Settings {
+        launch: LaunchSpec {
+            command: config.command,
+            sockets: Arc::new(app_sockets),
+            runtime_dir: config.runtime_dir,
+        },
+        ready_timeout: config.ready_timeout,
+        drain_signal: config.drain_signal,
+        drain_timeout: config.drain_timeout,
+    };
+    let mut lifecycle = tokio::spawn(supervisor::run(settings, rx));
+    let result = loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reload requested");
+                let _ = tx.send(Request::Reload { reply: None }).await;
+            }
+            _ = term.recv() => break shut_down(&tx, &mut lifecycle, "SIGTERM").await,
+            _ = int.recv() => break shut_down(&tx, &mut lifecycle, "SIGINT").await,
+            done = &mut lifecycle => break done.map_err(|e| e.to_string())?,
+        }
+    };
+    if let Some(path) = control_path {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+async fn shut_down(
+    tx: &mpsc::Sender<Request>,
+    lifecycle: &mut tokio::task::JoinHandle<Result<(), String>>,
+    why: &str,
+) -> Result<(), String> {
+    tracing::info!("{why}: draining and exiting");
+    let _ = tx.send(Request::Shutdown).await;
+    lifecycle.await.map_err(|e| e.to_string())?
+}
+
+/// Uses a socket-activated `control` socket when there is one, else binds `path` (mode 0600:
+/// whoever can reload can also disrupt the service). Returns the path to remove at exit.
+fn open_control(
+    path: &Path,
+    activated: Option<Socket>,
+) -> Result<(tokio::net::UnixListener, Option<PathBuf>), String> {
+    let (socket, created) = match activated {
+        Some(s) => (s, None),
+        None => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let spec = ListenSpec {
+                name: "control".into(),
+                addr: ListenAddr::Unix(path.to_path_buf()),
+            };
+            let s = listen::bind(&spec).map_err(|e| format!("control socket: {e}"))?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+            (s, Some(path.to_path_buf()))
+        }
+    };
+    let std_listener = std::os::unix::net::UnixListener::from(socket.fd);
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::UnixListener::from_std(std_listener)
+        .map_err(|e| format!("control socket: {e}"))?;
+    Ok((listener, created))
+}
