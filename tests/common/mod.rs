@@ -1,0 +1,380 @@
+//! Test harness: real baton processes on 127.0.0.1, driven through their real interfaces.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
+pub const HELLO: &str = env!("CARGO_BIN_EXE_baton-hello");
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Returns false (and says why) when `tool` is missing; under CI (`BATON_REQUIRE_ALL=1`, set by
+/// `.ci/run`, which installs everything) a missing tool fails the test instead.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var_os("BATON_REQUIRE_ALL").is_some() {
+            panic!("{tool} is required (BATON_REQUIRE_ALL is set) but not installed");
+        }
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "baton-t-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `baton run`.
+pub struct Baton {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub control: PathBuf,
+    pub dir: Scratch,
+    pub log: PathBuf,
+}
+
+pub struct BatonBuilder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    app: Vec<String>,
+    addr: SocketAddr,
+    extra_listen: Vec<String>,
+}
+
+impl BatonBuilder {
+    pub fn new() -> BatonBuilder {
+        BatonBuilder {
+            args: Vec::new(),
+            env: Vec::new(),
+            app: vec![HELLO.to_string()],
+            addr: ([127, 0, 0, 1], free_port()).into(),
+            extra_listen: Vec::new(),
+        }
+    }
+
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn listen(mut self, spec: &str) -> Self {
+        self.extra_listen.push(spec.to_string());
+        self
+    }
+
+    pub fn app<S: AsRef<str>>(mut self, argv: &[S]) -> Self {
+        self.app = argv.iter().map(|s| s.as_ref().to_string()).collect();
+        self
+    }
+
+    /// Starts baton and waits until its first generation serves.
+    pub fn start(self) -> Baton {
+        let baton = self.spawn();
+        baton.wait_serving();
+        baton
+    }
+
+    /// Starts baton without waiting.
+    pub fn spawn(self) -> Baton {
+        let dir = Scratch::new("baton");
+        let control = dir.path("control.sock");
+        let log = dir.path("baton.log");
+        let logf = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(BATON);
+        cmd.arg("run")
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--control")
+            .arg(&control)
+            .arg("--runtime-dir")
+            .arg(&dir.0);
+        for l in &self.extra_listen {
+            cmd.arg("--listen").arg(l);
+        }
+        cmd.args(&self.args)
+            .arg("--")
+            .args(&self.app)
+            .env_remove("NOTIFY_SOCKET")
+            .env("BATON_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start baton");
+        Baton {
+            child,
+            addr: self.addr,
+            control,
+            dir,
+            log,
+        }
+    }
+}
+
+impl Baton {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `baton status --json`, parsed; None when baton does not answer.
+    pub fn status(&self) -> Option<Value> {
+        let out = Command::new(BATON)
+            .args(["status", "--json", "--timeout", "5s", "--control"])
+            .arg(&self.control)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn wait_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(s) = self.status()
+                && s["state"] == "serving"
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("baton never reached serving; log:\n{}", self.log_text());
+    }
+
+    /// `baton reload` as a person would run it.
+    pub fn reload(&self) -> Output {
+        Command::new(BATON)
+            .args(["reload", "--timeout", "2m", "--control"])
+            .arg(&self.control)
+            .output()
+            .unwrap()
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// SIGHUP, then waits until a generation newer than `before` serves.
+    pub fn reload_by_sighup(&self, before: u64) -> u64 {
+        self.signal(nix::sys::signal::Signal::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(s) = self.status()
+                && s["state"] == "serving"
+                && s["generation"].as_u64().unwrap_or(0) > before
+            {
+                return s["generation"].as_u64().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("SIGHUP reload never finished; log:\n{}", self.log_text());
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.status().expect("status")["generation"]
+            .as_u64()
+            .unwrap()
+    }
+
+    pub fn app_pid(&self) -> i32 {
+        self.status().expect("status")["app_pid"].as_i64().unwrap() as i32
+    }
+
+    /// Waits until no old generation is draining.
+    pub fn wait_drained(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.status().is_some_and(|s| s["retiring"] == 0) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("old generations never drained; log:\n{}", self.log_text());
+    }
+
+    /// SIGTERM and wait for exit (bounded).
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        wait_child(&mut self.child, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("baton did not exit; log:\n{}", self.log_text()))
+    }
+}
+
+impl Drop for Baton {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// One plain HTTP/1.1 GET with a fresh connection; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response {text:?}")))?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Ok((status, body))
+}
+
+/// Open fds of a process.
+pub fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Children of `pid` that are zombies.
+pub fn zombie_children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command: state, ppid, ...
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+            continue;
+        };
+        let mut fields = rest.split(' ');
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(pid) && state == Some("Z") {
+            out.push(child);
+        }
+    }
+    out
+}
+
+pub fn alive(pid: i32) -> bool {
+    // A zombie still "exists"; read its state to tell.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| r.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A datagram socket standing in for systemd's NOTIFY_SOCKET, to read what baton tells it.
+pub struct FakeManager {
+    pub path: PathBuf,
+    sock: UnixDatagram,
+}
+
+impl FakeManager {
+    pub fn new(dir: &Path) -> FakeManager {
+        let path = dir.join("manager.notify");
+        let sock = UnixDatagram::bind(&path).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        FakeManager { path, sock }
+    }
+
+    /// Next datagram as text.
+    pub fn recv(&self) -> String {
+        let mut buf = vec![0u8; 8192];
+        let n = self
+            .sock
+            .recv(&mut buf)
+            .expect("a notify message from baton");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    /// Reads messages until one contains `needle`; returns all read.
+    pub fn recv_until(&self, needle: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let m = self.recv();
+            let done = m.contains(needle);
+            seen.push(m);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
