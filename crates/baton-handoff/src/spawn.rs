@@ -148,6 +148,7 @@ pub fn shim_main(args: &[OsString]) -> String {
     if let Err(e) = lay_out_fds(&fds) {
         return format!("baton shim: cannot place sockets at fd 3..: {e}");
     }
+    close_fds_from(3 + fds.len() as RawFd);
     // SAFETY: the shim is single-threaded; nothing reads the environment concurrently.
     unsafe {
         std::env::remove_var(SHIM_FDS_VAR);
@@ -205,6 +206,29 @@ fn lay_out_fds(fds: &[RawFd]) -> io::Result<()> {
         drop(copy);
     }
     Ok(())
+}
+
+/// Closes every fd from `first` up. baton itself may have inherited stray descriptors from
+/// whoever started it; like systemd, a generation gets exactly stdio plus its sockets.
+fn close_fds_from(first: RawFd) {
+    // SAFETY: close_range(2) only closes descriptors; nothing in the shim uses any above `first`.
+    let r = unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first as u32, u32::MAX, 0) };
+    if r == 0 {
+        return;
+    }
+    // Kernels before 5.9: close what /proc lists.
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let open: Vec<RawFd> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    for fd in open {
+        // SAFETY: see above; the directory's own fd is already closed by then or harmless.
+        unsafe { nix::libc::close(fd) };
+    }
 }
 
 /// dup2 onto a fixed number; nix's safe wrappers want an owned target we do not have.
