@@ -1,0 +1,143 @@
+//! The decision pipeline: one request in, one verdict out.
+
+use crate::config::Config;
+use crate::forge::{self, Forge, Hook};
+use crate::headers::Headers;
+use crate::ping;
+use crate::push::{self, PushEvent};
+use crate::rejection::Rejection;
+use crate::text::clip;
+use crate::verdict::{IgnoreReason, Push, Verdict};
+use crate::verify;
+
+/// What the HTTP layer received, borrowed as plain data.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// HTTP method, e.g. `POST` (case-sensitive, as HTTP defines it).
+    pub method: &'a str,
+    /// Request target path; a `?query` part, if passed along, is ignored.
+    pub path: &'a str,
+    /// Header names (any case) with their raw values.
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// The body exactly as received: signatures cover these bytes.
+    pub body: &'a [u8],
+}
+
+/// Decides what to do with one webhook request.
+pub fn evaluate(config: &Config, request: &Request<'_>) -> Verdict {
+    match decide(config, request) {
+        Ok(verdict) => verdict,
+        Err(rejection) => Verdict::Rejected(rejection),
+    }
+}
+
+fn decide(config: &Config, request: &Request<'_>) -> Result<Verdict, Rejection> {
+    if request.method != "POST" {
+        return Err(Rejection::MethodNotAllowed {
+            method: clip(request.method),
+        });
+    }
+    let path = request.path.split('?').next().unwrap_or_default();
+    if path != config.path {
+        return Err(Rejection::NotFound { path: clip(path) });
+    }
+    if request.body.len() > crate::MAX_BODY {
+        let length = u64::try_from(request.body.len()).unwrap_or(u64::MAX);
+        return Err(Rejection::TooLarge { length });
+    }
+    let headers = Headers::new(request.headers);
+    let hook = forge::detect(&headers).map_err(Rejection::Unauthorized)?;
+    verify::authenticate(&hook, &headers, &config.secret, request.body)
+        .map_err(Rejection::Unauthorized)?;
+
+    // Authenticated from here on. Events we do not handle are not decoded at all: their shape is
+    // not ours to judge, and a 2xx keeps the forge from disabling the hook.
+    match classify(&hook) {
+        Event::Push => {
+            let event =
+                push::parse(hook.forge, &headers, request.body).map_err(Rejection::BadRequest)?;
+            let delivery = forge::delivery_key(hook.forge, &headers);
+            Ok(filter(config, hook.forge, event, delivery))
+        }
+        Event::Ping => {
+            let wanted = config.repository.as_deref();
+            let ping =
+                ping::parse(&headers, request.body, wanted).map_err(Rejection::BadRequest)?;
+            Ok(Verdict::Ping {
+                forge: hook.forge,
+                hook_id: ping.hook_id,
+                warnings: ping.warnings,
+            })
+        }
+        Event::Other => Ok(Verdict::Ignored {
+            forge: hook.forge,
+            reason: IgnoreReason::Event {
+                event: clip(&String::from_utf8_lossy(hook.event)),
+            },
+        }),
+    }
+}
+
+enum Event {
+    Push,
+    Ping,
+    Other,
+}
+
+fn classify(hook: &Hook<'_>) -> Event {
+    match (hook.forge, hook.event) {
+        (Forge::GitHub | Forge::Gitea | Forge::Forgejo, b"push") => Event::Push,
+        (Forge::GitLab, b"Push Hook") => Event::Push,
+        (Forge::GitHub, b"ping") => Event::Ping,
+        _ => Event::Other,
+    }
+}
+
+/// Applies the repository and branch filters to a decoded push.
+fn filter(
+    config: &Config,
+    forge: Forge,
+    event: PushEvent,
+    delivery: Option<crate::forge::DeliveryKey>,
+) -> Verdict {
+    let ignored = |reason| Verdict::Ignored { forge, reason };
+    if let Some(wanted) = &config.repository {
+        let matches = event
+            .repository
+            .as_deref()
+            .is_some_and(|name| name.eq_ignore_ascii_case(wanted));
+        if !matches {
+            return ignored(IgnoreReason::OtherRepository {
+                repository: event.repository.as_deref().map(clip),
+                wanted: wanted.clone(),
+            });
+        }
+    }
+    let Some(branch) = event.git_ref.strip_prefix("refs/heads/") else {
+        let git_ref = clip(&event.git_ref);
+        return if event.git_ref.starts_with("refs/tags/") {
+            ignored(IgnoreReason::TagPush { git_ref })
+        } else {
+            ignored(IgnoreReason::NotABranch { git_ref })
+        };
+    };
+    if branch != config.branch {
+        return ignored(IgnoreReason::OtherBranch {
+            branch: clip(branch),
+            wanted: config.branch.clone(),
+        });
+    }
+    if event.deleted {
+        return ignored(IgnoreReason::Deleted {
+            branch: branch.to_owned(),
+        });
+    }
+    Verdict::Deploy(Push {
+        forge,
+        branch: branch.to_owned(),
+        git_ref: event.git_ref,
+        after: event.after,
+        repository: event.repository,
+        delivery,
+    })
+}

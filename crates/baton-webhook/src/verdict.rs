@@ -1,0 +1,181 @@
+//! The outcome of one webhook request, and how each maps to a reply and a log line.
+
+use std::fmt;
+
+use crate::forge::{DeliveryKey, Forge};
+use crate::rejection::Rejection;
+use crate::text::Shown;
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A verified push to the configured branch: deploy `after`.
+    Deploy(Push),
+    /// A verified GitHub ping; `warnings` point out hook settings that prevent deploys.
+    Ping {
+        forge: Forge,
+        hook_id: Option<u64>,
+        warnings: Vec<String>,
+    },
+    /// Authenticated, but not something to deploy. Answered with 200 because forges (GitLab in
+    /// particular) disable hooks that keep getting 4xx replies.
+    Ignored { forge: Forge, reason: IgnoreReason },
+    /// Refused; see [`Rejection::status`].
+    Rejected(Rejection),
+}
+
+/// A verified push to the configured branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub forge: Forge,
+    /// Full ref, e.g. `refs/heads/main`.
+    pub git_ref: String,
+    /// Branch name, e.g. `main`.
+    pub branch: String,
+    /// Commit to deploy: 40 lowercase hex digits.
+    pub after: String,
+    /// `owner/repo` as the forge names it, when the payload says.
+    pub repository: Option<String>,
+    /// For deduplicating redeliveries; `None` when the forge sent no usable id.
+    pub delivery: Option<DeliveryKey>,
+}
+
+/// Why an authenticated request does not lead to a deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IgnoreReason {
+    /// An event other than a push (or a GitHub ping).
+    Event {
+        event: String,
+    },
+    TagPush {
+        git_ref: String,
+    },
+    /// A ref that is neither a branch nor a tag (e.g. `refs/notes/...`).
+    NotABranch {
+        git_ref: String,
+    },
+    OtherBranch {
+        branch: String,
+        wanted: String,
+    },
+    /// The branch was deleted, so there is nothing to deploy.
+    Deleted {
+        branch: String,
+    },
+    OtherRepository {
+        repository: Option<String>,
+        wanted: String,
+    },
+}
+
+impl Verdict {
+    pub fn status(&self) -> u16 {
+        match self {
+            Verdict::Deploy(_) => 202,
+            Verdict::Ping { .. } | Verdict::Ignored { .. } => 200,
+            Verdict::Rejected(rejection) => rejection.status(),
+        }
+    }
+
+    /// Short plain-text reply. Forges show it in their delivery logs, so it says what happened
+    /// in general terms, but never anything secret or internal.
+    pub fn reply_body(&self) -> &'static str {
+        match self {
+            Verdict::Deploy(_) => "accepted: deploy queued\n",
+            Verdict::Ping { warnings, .. } if warnings.is_empty() => "pong\n",
+            Verdict::Ping { .. } => "pong (with warnings: see baton's log)\n",
+            Verdict::Ignored { reason, .. } => reason.reply_body(),
+            Verdict::Rejected(rejection) => rejection.reply_body(),
+        }
+    }
+
+    /// One line for baton's log, with the reason in detail. Sender-controlled strings are quoted
+    /// and escaped; secrets and signatures never appear.
+    pub fn log_line(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl IgnoreReason {
+    fn reply_body(&self) -> &'static str {
+        match self {
+            IgnoreReason::Event { .. } => "ignored: not a push event\n",
+            IgnoreReason::TagPush { .. } => "ignored: tag push\n",
+            IgnoreReason::NotABranch { .. } => "ignored: not a branch\n",
+            IgnoreReason::OtherBranch { .. } => "ignored: not the deployed branch\n",
+            IgnoreReason::Deleted { .. } => "ignored: branch deleted\n",
+            IgnoreReason::OtherRepository { .. } => "ignored: not the deployed repository\n",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Deploy(push) => push.fmt(f),
+            Verdict::Ping {
+                forge,
+                hook_id,
+                warnings,
+            } => {
+                write!(f, "{forge} ping")?;
+                if let Some(id) = hook_id {
+                    write!(f, " from hook {id}")?;
+                }
+                for warning in warnings {
+                    write!(f, "; warning: {warning}")?;
+                }
+                Ok(())
+            }
+            Verdict::Ignored { forge, reason } => write!(f, "ignored {forge} delivery: {reason}"),
+            Verdict::Rejected(rejection) => rejection.fmt(f),
+        }
+    }
+}
+
+impl fmt::Display for Push {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "deploy {} from {} push to {}",
+            self.after,
+            self.forge,
+            Shown(&self.git_ref)
+        )?;
+        if let Some(repository) = &self.repository {
+            write!(f, " of {}", Shown(repository))?;
+        }
+        if let Some(delivery) = &self.delivery {
+            write!(f, " (delivery {delivery})")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IgnoreReason::Event { event } => write!(f, "event {} is not a push", Shown(event)),
+            IgnoreReason::TagPush { git_ref } => write!(f, "tag push {}", Shown(git_ref)),
+            IgnoreReason::NotABranch { git_ref } => {
+                write!(f, "ref {} is not a branch", Shown(git_ref))
+            }
+            IgnoreReason::OtherBranch { branch, wanted } => {
+                write!(f, "branch {} is not {}", Shown(branch), Shown(wanted))
+            }
+            IgnoreReason::Deleted { branch } => write!(f, "branch {} was deleted", Shown(branch)),
+            IgnoreReason::OtherRepository {
+                repository: Some(name),
+                wanted,
+            } => {
+                write!(f, "repository {} is not {}", Shown(name), Shown(wanted))
+            }
+            IgnoreReason::OtherRepository {
+                repository: None,
+                wanted,
+            } => {
+                write!(f, "payload names no repository, expected {}", Shown(wanted))
+            }
+        }
+    }
+}
