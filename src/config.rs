@@ -21,6 +21,26 @@ pub struct FileConfig {
     pub runtime_dir: Option<PathBuf>,
     #[serde(default)]
     pub app: AppSection,
+    #[serde(default)]
+    pub webhook: WebhookSection,
+    #[serde(default)]
+    pub source: SourceSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub listen: Option<String>,
+    pub path: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    /// Only pushes to this repository (`owner/name`) deploy.
+    pub repository: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    pub branch: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -66,6 +86,21 @@ pub struct RunFlags {
     /// How long the old generation may drain before it is killed (default 30s).
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<String>,
+    /// Serve the push webhook on [NAME=]ADDR (when not socket-activated with a `webhook` socket).
+    #[arg(long, value_name = "ADDR")]
+    pub webhook_listen: Option<String>,
+    /// URL path of the webhook endpoint (default /webhook).
+    #[arg(long, value_name = "PATH")]
+    pub webhook_path: Option<String>,
+    /// File holding the webhook secret (default: the systemd credential `webhook-secret`).
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Only pushes to this repository (owner/name) deploy.
+    #[arg(long, value_name = "OWNER/NAME")]
+    pub webhook_repository: Option<String>,
+    /// Branch whose pushes deploy (default main).
+    #[arg(long)]
+    pub branch: Option<String>,
     /// The app's command line.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -77,11 +112,22 @@ pub struct Config {
     pub listen: Vec<ListenSpec>,
     pub control: PathBuf,
     pub runtime_dir: PathBuf,
-    pub state_dir: Option<PathBuf>,
+    pub state_dir: PathBuf,
     pub command: AppCommand,
     pub ready_timeout: Duration,
     pub drain_signal: Signal,
     pub drain_timeout: Duration,
+    pub webhook: WebhookConfig,
+}
+
+/// Webhook settings; the secret itself is read only when the endpoint is started.
+#[derive(Debug)]
+pub struct WebhookConfig {
+    pub listen: Option<ListenSpec>,
+    pub path: String,
+    pub secret_file: Option<PathBuf>,
+    pub repository: Option<String>,
+    pub branch: String,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, String> {
@@ -106,6 +152,46 @@ impl Config {
             None => FileConfig::default(),
         };
         let app = file.app;
+        let webhook = WebhookConfig {
+            listen: flags
+                .webhook_listen
+                .clone()
+                .or(file.webhook.listen)
+                .map(|s| {
+                    let spec = if s.contains('=') {
+                        s
+                    } else {
+                        format!("webhook={s}")
+                    };
+                    spec.parse::<ListenSpec>()
+                })
+                .transpose()
+                .map_err(|e| format!("webhook listen: {e}"))?,
+            path: flags
+                .webhook_path
+                .clone()
+                .or(file.webhook.path)
+                .unwrap_or_else(|| "/webhook".into()),
+            secret_file: flags
+                .webhook_secret_file
+                .clone()
+                .or(file.webhook.secret_file),
+            repository: flags.webhook_repository.clone().or(file.webhook.repository),
+            branch: flags
+                .branch
+                .clone()
+                .or(file.source.branch)
+                .unwrap_or_else(|| "main".into()),
+        };
+        if !webhook.path.starts_with('/') {
+            return Err(format!(
+                "webhook path {:?} must start with '/'",
+                webhook.path
+            ));
+        }
+        if webhook.branch.is_empty() || webhook.branch.contains(char::is_whitespace) {
+            return Err(format!("invalid branch {:?}", webhook.branch));
+        }
         let listen_text = if flags.listen.is_empty() {
             app.listen.unwrap_or_default()
         } else {
@@ -146,7 +232,11 @@ impl Config {
             listen,
             control,
             runtime_dir,
-            state_dir: flags.state_dir.clone().or(file.state_dir),
+            state_dir: flags
+                .state_dir
+                .clone()
+                .or(file.state_dir)
+                .unwrap_or_else(paths::default_state_dir),
             command: AppCommand {
                 argv,
                 cwd: flags.cwd.clone().or(app.cwd),
@@ -160,6 +250,7 @@ impl Config {
                 "drain_timeout",
                 duration::parse(&pick(&flags.drain_timeout, app.drain_timeout, "30s")),
             )?,
+            webhook,
         })
     }
 }

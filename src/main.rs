@@ -5,6 +5,7 @@ mod control;
 mod demo;
 mod paths;
 mod run;
+mod webhook;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -44,6 +45,15 @@ enum Cmd {
     Check {
         #[arg(short = 'c', long)]
         config: PathBuf,
+    },
+    /// Print the X-Hub-Signature-256 header value of a body, to test the webhook with curl.
+    Sign {
+        /// The webhook secret file.
+        #[arg(long, value_name = "FILE")]
+        secret_file: PathBuf,
+        /// The body to sign, byte for byte (`-` or nothing: standard input).
+        #[arg(value_name = "BODY_FILE")]
+        body: Option<PathBuf>,
     },
     /// Run baton with the reference app on localhost, reload it under load, and show the result.
     Demo(demo::DemoArgs),
@@ -125,6 +135,21 @@ fn dispatch(command: Cmd) -> Result<(), String> {
             let resolved = Config::resolve(&flags)?;
             resolved.command.check_executable()?;
             println!("{}: ok", config.display());
+            Ok(())
+        }
+        Cmd::Sign { secret_file, body } => {
+            let secret = webhook::secret::read(&secret_file)?;
+            let bytes = match body {
+                Some(path) if path.as_os_str() != "-" => std::fs::read(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                _ => {
+                    let mut buf = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                        .map_err(|e| format!("cannot read standard input: {e}"))?;
+                    buf
+                }
+            };
+            println!("{}", baton_webhook::sign_github(&secret, &bytes));
             Ok(())
         }
         Cmd::Demo(args) => demo::run(&args),

@@ -35,3 +35,26 @@ pub fn control_in(runtime_dir: &Path) -> PathBuf {
 pub fn default_control() -> PathBuf {
     control_in(&default_runtime_dir())
 }
+
+/// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `/var/lib/baton` for root, else
+/// `$XDG_STATE_HOME/baton` or `~/.local/state/baton`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = first_of("STATE_DIRECTORY") {
+        return dir;
+    }
+    if nix::unistd::getuid().is_root() {
+        return PathBuf::from("/var/lib/baton");
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+        return Path::new(&dir).join("baton");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+    Path::new(&home).join(".local/state/baton")
+}
+
+/// systemd may list several directories separated by ':'; the first is ours.
+fn first_of(var: &str) -> Option<PathBuf> {
+    let value = std::env::var_os(var)?;
+    let first = value.to_string_lossy().split(':').next()?.to_string();
+    (!first.is_empty()).then(|| PathBuf::from(first))
+}

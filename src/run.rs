@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use baton_handoff::generation::LaunchSpec;
 use baton_handoff::listen::{self, ListenAddr, ListenSpec, Socket};
@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, RunFlags};
 use crate::control;
+use crate::webhook::{self, Endpoint, dedupe::Deliveries, secret};
 
 /// Socket names that stay with baton when socket-activated; all others go to the app.
 const BATON_SOCKETS: &[&str] = &["webhook", "control"];
@@ -45,25 +46,60 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
     for s in &app_sockets {
         tracing::info!("app socket {} on {}", s.name, s.origin);
     }
-    if let Some(pos) = kept.iter().position(|s| s.name == "webhook") {
-        let s = kept.remove(pos);
-        tracing::warn!(
-            "socket 'webhook' ({}) was passed but this baton has no webhook endpoint; closing it",
-            s.origin
-        );
-    }
-    let control_fd = kept.into_iter().find(|s| s.name == "control");
+    let webhook = prepare_webhook(&config, take_named(&mut kept, "webhook"))?;
+    let control_fd = take_named(&mut kept, "control");
     create_dir(&config.runtime_dir, "runtime")?;
-    if let Some(state) = &config.state_dir {
-        create_dir(state, "state")?;
-    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(supervise(config, app_sockets, control_fd))
+    runtime.block_on(supervise(config, app_sockets, control_fd, webhook))
+}
+
+fn take_named(sockets: &mut Vec<Socket>, name: &str) -> Option<Socket> {
+    let pos = sockets.iter().position(|s| s.name == name)?;
+    Some(sockets.remove(pos))
+}
+
+/// The webhook socket, its verification config and the delivery log, or `None` when no
+/// webhook socket is configured. A secret without a socket (or the reverse) is an error.
+fn prepare_webhook(
+    config: &Config,
+    activated: Option<Socket>,
+) -> Result<Option<(Socket, baton_webhook::Config, Deliveries)>, String> {
+    let w = &config.webhook;
+    let socket = match (activated, &w.listen) {
+        (Some(s), _) => Some(s),
+        (None, Some(spec)) => Some(listen::bind(spec).map_err(|e| format!("webhook: {e}"))?),
+        (None, None) => None,
+    };
+    let Some(socket) = socket else {
+        if w.secret_file.is_some() {
+            return Err("a webhook secret is configured but no webhook socket: give --webhook-listen or a socket named 'webhook'".into());
+        }
+        return Ok(None);
+    };
+    let path = secret::locate(w.secret_file.as_deref()).ok_or(
+        "the webhook needs a secret: --webhook-secret-file FILE or the systemd credential 'webhook-secret'",
+    )?;
+    let bytes = secret::read(&path)?;
+    let mut verify = baton_webhook::Config::new(
+        baton_webhook::Secret::new(bytes).map_err(|e| format!("webhook secret: {e}"))?,
+    );
+    verify.branch = w.branch.clone();
+    verify.path = w.path.clone();
+    verify.repository = w.repository.clone();
+    create_dir(&config.state_dir, "state")?;
+    let deliveries = Deliveries::load(config.state_dir.join("webhook-deliveries.json"))?;
+    tracing::info!(
+        "webhook on {} at {} for branch {}",
+        socket.origin,
+        w.path,
+        w.branch
+    );
+    Ok(Some((socket, verify, deliveries)))
 }
 
 fn create_dir(dir: &Path, what: &str) -> Result<(), String> {
@@ -74,10 +110,13 @@ fn create_dir(dir: &Path, what: &str) -> Result<(), String> {
         .map_err(|e| format!("{what} directory {} is not writable: {e}", dir.display()))
 }
 
+type Webhook = Option<(Socket, baton_webhook::Config, Deliveries)>;
+
 async fn supervise(
     config: Config,
     app_sockets: Vec<Socket>,
     control_fd: Option<Socket>,
+    webhook: Webhook,
 ) -> Result<(), String> {
     // Handlers first: an early SIGHUP must not kill baton with the default action.
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -88,6 +127,19 @@ async fn supervise(
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(control::serve(control_listener, tx.clone()));
     tracing::info!("control socket {}", config.control.display());
+    if let Some((socket, verify, deliveries)) = webhook {
+        let endpoint = Arc::new(Endpoint {
+            config: verify,
+            deliveries: Arc::new(Mutex::new(deliveries)),
+            supervisor: tx.clone(),
+        });
+        let listener = kit_listener(socket)?;
+        tokio::spawn(webhook::serve(
+            vec![listener],
+            endpoint,
+            std::future::pending(),
+        ));
+    }
 
     let settings = Settings {
         launch: LaunchSpec {
@@ -157,4 +209,27 @@ fn open_control(
     let listener = tokio::net::UnixListener::from_std(std_listener)
         .map_err(|e| format!("control socket: {e}"))?;
     Ok((listener, created))
+}
+
+/// Wraps a socket for baton-kit's server, which needs to know TCP from unix.
+fn kit_listener(socket: Socket) -> Result<baton_kit::listeners::Named, String> {
+    use baton_kit::listeners::{Listener, Named};
+    use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage, getsockname};
+    use std::os::fd::AsRawFd;
+    let addr: SockaddrStorage =
+        getsockname(socket.fd.as_raw_fd()).map_err(|e| format!("{}: {e}", socket.origin))?;
+    let listener = match addr.family() {
+        Some(AddressFamily::Unix) => Listener::Unix(socket.fd.into()),
+        Some(AddressFamily::Inet | AddressFamily::Inet6) => Listener::Tcp(socket.fd.into()),
+        _ => {
+            return Err(format!(
+                "{}: not a TCP or unix stream socket",
+                socket.origin
+            ));
+        }
+    };
+    Ok(Named {
+        name: socket.name,
+        listener,
+    })
 }

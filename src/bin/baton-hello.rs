@@ -35,9 +35,12 @@ fn main() -> Result<(), String> {
     // Before any thread: listenfd edits the environment.
     let mut inherited = listeners::take().map_err(|e| format!("baton-hello: {e}"))?;
     let args = Args::parse();
-    let drain = serve::Drain {
-        deadline: baton_handoff::duration::parse(&args.drain_timeout)?,
-        idle_grace: baton_handoff::duration::parse(&args.idle_grace)?,
+    let options = serve::Options {
+        drain: serve::Drain {
+            deadline: baton_handoff::duration::parse(&args.drain_timeout)?,
+            idle_grace: baton_handoff::duration::parse(&args.idle_grace)?,
+        },
+        limits: serve::Limits::default(),
     };
     if inherited.is_empty() {
         let l = std::net::TcpListener::bind(&args.listen)
@@ -55,13 +58,13 @@ fn main() -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?
-        .block_on(run(inherited, identity, drain))
+        .block_on(run(inherited, identity, options))
 }
 
 async fn run(
     listeners: Vec<Named>,
     identity: &'static Identity,
-    drain: serve::Drain,
+    options: serve::Options,
 ) -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -84,7 +87,7 @@ async fn run(
         listeners,
         move |req| handle(req, identity),
         shutdown,
-        drain,
+        options,
     ));
     // The sockets were listening all along (the kernel queues connections), so READY is true
     // as soon as the accept loops exist.

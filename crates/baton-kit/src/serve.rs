@@ -45,6 +45,23 @@ impl Default for Drain {
     }
 }
 
+/// Protection against clients that hold resources without making progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// Close a connection whose request headers take longer than this (slowloris).
+    pub header_read_timeout: Option<Duration>,
+    /// Stop accepting while this many connections are open; new clients wait in the kernel's
+    /// accept queue instead of being refused.
+    pub max_connections: Option<usize>,
+}
+
+/// How to serve: drain behaviour and limits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    pub drain: Drain,
+    pub limits: Limits,
+}
+
 /// What happened while serving.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Report {
@@ -66,7 +83,7 @@ pub async fn serve<F, Fut>(
     listeners: Vec<Named>,
     handler: F,
     shutdown: impl Future<Output = ()>,
-    drain: Drain,
+    options: Options,
 ) -> io::Result<Report>
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -75,11 +92,18 @@ where
     let (drain_tx, drain_rx) = watch::channel(None::<Instant>);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let counters = Arc::new(Counters::default());
+    let drain = options.drain;
+    let slots = options
+        .limits
+        .max_connections
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
     let mut accepting = Vec::new();
     for named in listeners {
         let ctx = ConnCtx {
             drain_rx: drain_rx.clone(),
             drain,
+            header_read_timeout: options.limits.header_read_timeout,
+            slots: slots.clone(),
             _alive: alive_tx.clone(),
             counters: counters.clone(),
         };
@@ -114,6 +138,8 @@ where
 struct ConnCtx {
     drain_rx: watch::Receiver<Option<Instant>>,
     drain: Drain,
+    header_read_timeout: Option<Duration>,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
     _alive: mpsc::Sender<()>,
     counters: Arc<Counters>,
 }
@@ -123,6 +149,8 @@ impl Clone for ConnCtx {
         ConnCtx {
             drain_rx: self.drain_rx.clone(),
             drain: self.drain,
+            header_read_timeout: self.header_read_timeout,
+            slots: self.slots.clone(),
             _alive: self._alive.clone(),
             counters: self.counters.clone(),
         }
@@ -159,11 +187,22 @@ where
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
     loop {
+        let slot = match &ctx.slots {
+            Some(slots) => tokio::select! {
+                permit = slots.clone().acquire_owned() => permit.ok(),
+                _ = ctx.drain_rx.changed() => return,
+            },
+            None => None,
+        };
         tokio::select! {
             accepted = listener.accept_one() => match accepted {
                 Ok(stream) => {
                     ctx.counters.connections.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(connection(stream, handler.clone(), ctx.clone()));
+                    let (handler, ctx) = (handler.clone(), ctx.clone());
+                    tokio::spawn(async move {
+                        connection(stream, handler, ctx).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning; the queue keeps the client.
@@ -205,7 +244,13 @@ where
             }
         })
     };
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Some(timeout) = ctx.header_read_timeout {
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(timeout);
+    }
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
 

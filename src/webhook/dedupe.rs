@@ -1,0 +1,99 @@
+//! Which deliveries were already deployed, kept in the state directory across restarts.
+//!
+//! Forges redeliver by hand with the same delivery id. A delivery whose deploy succeeded is not
+//! deployed again; one whose deploy failed (or never finished, because baton stopped) is.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How many deliveries are remembered; older ones are forgotten first.
+const CAPACITY: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    key: String,
+    outcome: Outcome,
+}
+
+pub struct Deliveries {
+    path: PathBuf,
+    entries: VecDeque<Entry>,
+}
+
+impl Deliveries {
+    /// Loads the file (missing = empty). A delivery left pending by a previous run never
+    /// finished, so it counts as failed.
+    pub fn load(path: PathBuf) -> Result<Deliveries, String> {
+        let mut entries: VecDeque<Entry> = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("corrupt delivery log {}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => VecDeque::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        for e in &mut entries {
+            if e.outcome == Outcome::Pending {
+                e.outcome = Outcome::Failed;
+            }
+        }
+        Ok(Deliveries { path, entries })
+    }
+
+    pub fn get(&self, key: &str) -> Option<Outcome> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.key == key)
+            .map(|e| e.outcome)
+    }
+
+    /// Records an outcome and writes the file atomically (temp file + rename).
+    pub fn set(&mut self, key: &str, outcome: Outcome) {
+        self.entries.retain(|e| e.key != key);
+        self.entries.push_back(Entry {
+            key: key.to_string(),
+            outcome,
+        });
+        while self.entries.len() > CAPACITY {
+            self.entries.pop_front();
+        }
+        if let Err(e) = self.save() {
+            tracing::error!("cannot save delivery log {}: {e}", self.path.display());
+        }
+    }
+
+    fn save(&self) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&self.entries)?)?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_reload_and_pending_becomes_failed() {
+        let dir = std::env::temp_dir().join(format!("baton-dedupe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("deliveries.json");
+        let mut d = Deliveries::load(path.clone()).unwrap();
+        d.set("1/a", Outcome::Succeeded);
+        d.set("1/b", Outcome::Pending);
+        let d = Deliveries::load(path).unwrap();
+        assert_eq!(d.get("1/a"), Some(Outcome::Succeeded));
+        assert_eq!(d.get("1/b"), Some(Outcome::Failed));
+        assert_eq!(d.get("1/c"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,179 @@
+//! The push-webhook endpoint on baton's own socket: verify, enqueue, answer — the deploy itself
+//! runs in the background, so the forge gets its reply well within its 10 s.
+
+pub mod dedupe;
+pub mod secret;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use baton_handoff::supervisor::Request as SupervisorRequest;
+use baton_kit::serve;
+use baton_webhook::{Push, Rejection, Verdict};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use tokio::sync::{mpsc, oneshot};
+
+use dedupe::{Deliveries, Outcome};
+
+/// Time a client gets to send the whole body once the headers are in.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client gets to send the request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Webhook connections served at once; more wait in the accept queue.
+const MAX_CONNECTIONS: usize = 32;
+
+pub struct Endpoint {
+    pub config: baton_webhook::Config,
+    pub deliveries: Arc<Mutex<Deliveries>>,
+    pub supervisor: mpsc::Sender<SupervisorRequest>,
+}
+
+/// Serves the endpoint on `listeners` until `shutdown`.
+pub async fn serve(
+    listeners: Vec<baton_kit::listeners::Named>,
+    endpoint: Arc<Endpoint>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let options = serve::Options {
+        drain: serve::Drain {
+            idle_grace: Duration::from_millis(100),
+            deadline: Duration::from_secs(5),
+        },
+        limits: serve::Limits {
+            header_read_timeout: Some(HEADER_TIMEOUT),
+            max_connections: Some(MAX_CONNECTIONS),
+        },
+    };
+    let handler = move |req| {
+        let endpoint = endpoint.clone();
+        async move { handle(req, &endpoint).await }
+    };
+    if let Err(e) = serve::serve(listeners, handler, shutdown, options).await {
+        tracing::error!("webhook endpoint failed: {e}");
+    }
+}
+
+async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let headers: Vec<(&str, &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+        .collect();
+    let request = |body| baton_webhook::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        headers: &headers,
+        body,
+    };
+    // Method and path are decided before a single body byte is read.
+    let early = baton_webhook::evaluate(&endpoint.config, &request(b""));
+    if let Verdict::Rejected(
+        r @ (Rejection::MethodNotAllowed { .. } | Rejection::NotFound { .. }),
+    ) = early
+    {
+        return rejected(&Verdict::Rejected(r));
+    }
+    let length = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Err(r) = baton_webhook::check_content_length(length) {
+        return rejected(&Verdict::Rejected(r));
+    }
+    let collected = tokio::time::timeout(
+        BODY_TIMEOUT,
+        Limited::new(body, baton_webhook::MAX_BODY).collect(),
+    )
+    .await;
+    let body = match collected {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            let r = Rejection::TooLarge {
+                length: baton_webhook::MAX_BODY as u64 + 1,
+            };
+            return rejected(&Verdict::Rejected(r));
+        }
+        Ok(Err(_)) => return reply(400, "body could not be read\n"),
+        Err(_) => {
+            tracing::warn!("webhook: body not received within {BODY_TIMEOUT:?}");
+            return reply(408, "request timeout\n");
+        }
+    };
+    let verdict = baton_webhook::evaluate(&endpoint.config, &request(&body));
+    match verdict {
+        Verdict::Deploy(push) => enqueue(endpoint, push).await,
+        Verdict::Rejected(_) => rejected(&verdict),
+        _ => {
+            tracing::info!("webhook: {}", verdict.log_line());
+            reply(verdict.status(), verdict.reply_body())
+        }
+    }
+}
+
+fn rejected(verdict: &Verdict) -> Response<Full<Bytes>> {
+    tracing::warn!("webhook: {}", verdict.log_line());
+    let mut r = reply(verdict.status(), verdict.reply_body());
+    if verdict.status() == 405 {
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("POST"),
+        );
+    }
+    r
+}
+
+/// Queues a reload for a verified push, unless this delivery already deployed (or is deploying).
+/// Pushes that arrive during a reload coalesce into one more reload in the supervisor.
+async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
+    let key = push.delivery.as_ref().map(|d| d.to_string());
+    if let Some(key) = &key {
+        let mut log = endpoint
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match log.get(key) {
+            Some(Outcome::Succeeded) | Some(Outcome::Pending) => {
+                tracing::info!("webhook: delivery {key} already handled; not deploying again");
+                return reply(200, "duplicate delivery\n");
+            }
+            Some(Outcome::Failed) | None => log.set(key, Outcome::Pending),
+        }
+    }
+    tracing::info!(
+        "webhook: verified {} push to {} at {}{}: reload queued",
+        push.forge,
+        push.branch,
+        push.after,
+        key.as_deref()
+            .map(|k| format!(" (delivery {k})"))
+            .unwrap_or_default()
+    );
+    let (tx, rx) = oneshot::channel();
+    let request = SupervisorRequest::Reload { reply: Some(tx) };
+    if endpoint.supervisor.send(request).await.is_err() {
+        return reply(503, "shutting down\n");
+    }
+    let deliveries = key.map(|k| (k, endpoint.deliveries.clone()));
+    tokio::spawn(async move {
+        let outcome = match rx.await {
+            Ok(Ok(_)) => Outcome::Succeeded,
+            _ => Outcome::Failed,
+        };
+        if let Some((key, log)) = deliveries {
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set(&key, outcome);
+        }
+    });
+    reply(202, "deploy queued\n")
+}
+
+fn reply(status: u16, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+    r
+}
