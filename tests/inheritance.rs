@@ -7,6 +7,16 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
+fn wait_for(path: &std::path::Path) -> Option<()> {
+    for _ in 0..200 {
+        if path.exists() {
+            return Some(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
 fn wait_file(path: &std::path::Path) -> Value {
     for _ in 0..200 {
         if let Ok(text) = std::fs::read_to_string(path) {
@@ -134,6 +144,8 @@ fn socket_activation_names_decide_who_gets_which_socket() {
     let report_path = scratch.path("report.json");
     let (app_port, hook_port) = (free_port(), free_port());
     let control = scratch.path("control.sock");
+    let secret = scratch.path("secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
     let log = std::fs::File::create(scratch.path("log")).unwrap();
     // systemd's own tool passes LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES to baton on first connect.
     let mut activator = std::process::Command::new("systemd-socket-activate")
@@ -148,6 +160,10 @@ fn socket_activation_names_decide_who_gets_which_socket() {
         .arg(&scratch.0)
         .arg("--control")
         .arg(&control)
+        .arg("--state-dir")
+        .arg(scratch.path("state"))
+        .arg("--webhook-secret-file")
+        .arg(&secret)
         .args([
             "--",
             "python3",
@@ -160,6 +176,12 @@ fn socket_activation_names_decide_who_gets_which_socket() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let poke = std::net::TcpStream::connect(("127.0.0.1", app_port)).unwrap();
+    if wait_for(&report_path).is_none() {
+        panic!(
+            "{}",
+            std::fs::read_to_string(scratch.path("log")).unwrap_or_default()
+        );
+    }
     let report = wait_file(&report_path);
     drop(poke);
     let env = &report["env"];

@@ -75,6 +75,7 @@ pub fn free_port() -> u16 {
 pub struct Baton {
     pub child: Child,
     pub addr: SocketAddr,
+    pub webhook: Option<SocketAddr>,
     pub control: PathBuf,
     pub dir: Scratch,
     pub log: PathBuf,
@@ -86,6 +87,8 @@ pub struct BatonBuilder {
     app: Vec<String>,
     addr: SocketAddr,
     extra_listen: Vec<String>,
+    state_dir: Option<PathBuf>,
+    webhook: Option<SocketAddr>,
 }
 
 impl BatonBuilder {
@@ -96,7 +99,28 @@ impl BatonBuilder {
             app: vec![HELLO.to_string()],
             addr: ([127, 0, 0, 1], free_port()).into(),
             extra_listen: Vec::new(),
+            state_dir: None,
+            webhook: None,
         }
+    }
+
+    /// Keep state here (e.g. to restart baton on the same state).
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Serve the webhook on a free port with this secret file.
+    pub fn webhook(mut self, secret_file: &Path) -> Self {
+        self.webhook = Some(([127, 0, 0, 1], free_port()).into());
+        self.arg("--webhook-secret-file")
+            .arg(secret_file.to_str().unwrap())
+    }
+
+    /// Use this app address instead of a fresh one.
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
     }
 
     pub fn arg(mut self, a: &str) -> Self {
@@ -143,6 +167,11 @@ impl BatonBuilder {
         for l in &self.extra_listen {
             cmd.arg("--listen").arg(l);
         }
+        let state = self.state_dir.clone().unwrap_or_else(|| dir.path("state"));
+        cmd.arg("--state-dir").arg(state);
+        if let Some(w) = self.webhook {
+            cmd.arg("--webhook-listen").arg(w.to_string());
+        }
         cmd.args(&self.args)
             .arg("--")
             .args(&self.app)
@@ -158,6 +187,7 @@ impl BatonBuilder {
         Baton {
             child,
             addr: self.addr,
+            webhook: self.webhook,
             control,
             dir,
             log,
