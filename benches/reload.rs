@@ -645,7 +645,7 @@ fn render_header(out: &mut String, results: &Results, started: SystemTime) {
 
 /// `BATON_BENCH_*=… cargo bench --bench reload`, with whatever was set for this run.
 fn command_line() -> String {
-    let mut parts: Vec<String> = ["CARGO_TARGET_DIR", "BATON_BENCH_SECONDS"]
+    let mut parts: Vec<String> = ["BATON_BENCH_SECONDS"]
         .into_iter()
         .chain(["BATON_BENCH_RELOADS", "BATON_BENCH_CONCURRENCY"])
         .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))

@@ -137,7 +137,7 @@ pub fn load_file(path: &Path) -> Result<FileConfig, String> {
         let msg = e.message().trim();
         match e.span() {
             Some(span) => {
-                let line = text[..span.start].lines().count().max(1);
+                let line = text[..span.start].matches('\n').count() + 1;
                 format!("{}:{line}: {msg}", path.display())
             }
             None => format!("{}: {msg}", path.display()),

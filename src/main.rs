@@ -28,6 +28,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once; boxing buys nothing
 enum Cmd {
     /// Supervise the app: hold its sockets, start it, hand over on reload.
     Run(RunFlags),

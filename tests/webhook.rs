@@ -159,7 +159,8 @@ fn bad_requests_get_the_right_answer_and_never_disturb_the_app() {
     let form_bad = b"notpayload=%7B%7D".to_vec();
     let gitea_body = push_body("refs/heads/main", SHA, false);
 
-    let cases: Vec<(&str, u16, Box<dyn Fn() -> (u16, String)>)> = vec![
+    type Case = (&'static str, u16, Box<dyn Fn() -> (u16, String)>);
+    let cases: Vec<Case> = vec![
         (
             "no signature",
             401,
