@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use baton_handoff::duration;
 use baton_handoff::listen::ListenSpec;
+use baton_handoff::readiness::Readiness;
 use baton_handoff::spawn::AppCommand;
 use nix::sys::signal::Signal;
 use serde::Deserialize;
@@ -49,6 +50,7 @@ pub struct AppSection {
     pub command: Option<Vec<String>>,
     pub cwd: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
+    pub ready: Option<String>,
     pub ready_timeout: Option<String>,
     pub drain_signal: Option<String>,
     pub drain_timeout: Option<String>,
@@ -77,7 +79,11 @@ pub struct RunFlags {
     /// Working directory of the app.
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// How long a new generation may take to send READY=1 (default 60s).
+    /// When a new generation counts as ready: notify (READY=1, default), http:/PATH (a 2xx from
+    /// the new generation on a private probe socket), notify+http:/PATH, or delay:DURATION.
+    #[arg(long, value_name = "MODE")]
+    pub ready: Option<String>,
+    /// How long a new generation may take to become ready (default 60s).
     #[arg(long, value_name = "DURATION")]
     pub ready_timeout: Option<String>,
     /// Signal that asks the old generation to finish and exit (default SIGTERM).
@@ -114,6 +120,7 @@ pub struct Config {
     pub runtime_dir: PathBuf,
     pub state_dir: PathBuf,
     pub command: AppCommand,
+    pub readiness: Readiness,
     pub ready_timeout: Duration,
     pub drain_signal: Signal,
     pub drain_timeout: Duration,
@@ -228,8 +235,24 @@ impl Config {
         let pick = |flag: &Option<String>, file: Option<String>, default: &str| {
             flag.clone().or(file).unwrap_or_else(|| default.to_string())
         };
+        let readiness: Readiness = named("ready", pick(&flags.ready, app.ready, "notify").parse())?;
+        let ready_timeout = named(
+            "ready_timeout",
+            duration::parse(&pick(&flags.ready_timeout, app.ready_timeout, "60s")),
+        )?;
+        if let Readiness::Delay(d) = readiness
+            && d >= ready_timeout
+        {
+            return Err(format!(
+                "ready: the delay ({}) must be shorter than ready_timeout ({})",
+                duration::format(d),
+                duration::format(ready_timeout)
+            ));
+        }
         Ok(Config {
             listen,
+            readiness,
+            ready_timeout,
             control,
             runtime_dir,
             state_dir: flags
@@ -241,10 +264,6 @@ impl Config {
                 argv,
                 cwd: flags.cwd.clone().or(app.cwd),
             },
-            ready_timeout: named(
-                "ready_timeout",
-                duration::parse(&pick(&flags.ready_timeout, app.ready_timeout, "60s")),
-            )?,
             drain_signal: parse_signal(&pick(&flags.drain_signal, app.drain_signal, "SIGTERM"))?,
             drain_timeout: named(
                 "drain_timeout",

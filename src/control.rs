@@ -82,7 +82,10 @@ async fn execute(command: Command, supervisor: &mpsc::Sender<Request>) -> Reply 
         Command::Reload => {
             let (tx, rx) = oneshot::channel();
             if supervisor
-                .send(Request::Reload { reply: Some(tx) })
+                .send(Request::Reload {
+                    dir: None,
+                    reply: Some(tx),
+                })
                 .await
                 .is_err()
             {

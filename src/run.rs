@@ -147,6 +147,7 @@ async fn supervise(
             sockets: Arc::new(app_sockets),
             runtime_dir: config.runtime_dir,
         },
+        readiness: config.readiness,
         ready_timeout: config.ready_timeout,
         drain_signal: config.drain_signal,
         drain_timeout: config.drain_timeout,
@@ -156,7 +157,7 @@ async fn supervise(
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reload requested");
-                let _ = tx.send(Request::Reload { reply: None }).await;
+                let _ = tx.send(Request::Reload { dir: None, reply: None }).await;
             }
             _ = term.recv() => break shut_down(&tx, &mut lifecycle, "SIGTERM").await,
             _ = int.recv() => break shut_down(&tx, &mut lifecycle, "SIGINT").await,

@@ -180,7 +180,7 @@ fn failed_generations_never_replace_the_serving_one() {
     let baton = std::sync::Arc::try_unwrap(b).ok().unwrap();
     assert_no_failures(&reports, &baton.log_text());
     assert!(
-        reasons[0].contains("exited before READY: exit status 3"),
+        reasons[0].contains("exited before it was ready: exit status 3"),
         "{}",
         reasons[0]
     );
@@ -190,7 +190,7 @@ fn failed_generations_never_replace_the_serving_one() {
         reasons[1]
     );
     assert!(
-        reasons[2].contains("exited before READY: exit status 1"),
+        reasons[2].contains("exited before it was ready: exit status 1"),
         "{}",
         reasons[2]
     );

@@ -153,7 +153,10 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
             .unwrap_or_default()
     );
     let (tx, rx) = oneshot::channel();
-    let request = SupervisorRequest::Reload { reply: Some(tx) };
+    let request = SupervisorRequest::Reload {
+        dir: None,
+        reply: Some(tx),
+    };
     if endpoint.supervisor.send(request).await.is_err() {
         return reply(503, "shutting down\n");
     }

@@ -1,5 +1,6 @@
 //! One generation: a running instance of the app, its notify socket and its life events.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
@@ -11,10 +12,11 @@ use tokio::sync::mpsc;
 
 use crate::listen::Socket;
 use crate::notify::{NotifySocket, sender_belongs};
+use crate::readiness::{self, PROBE_SOCKET_NAME, Readiness};
 use crate::spawn::{AppCommand, Inheritance, spawn};
 
-/// What every generation is started from. Sockets are shared by all generations; the command's
-/// working directory may change from one generation to the next (a new release).
+/// What every generation is started from. Sockets are shared by all generations; the working
+/// directory may change from one generation to the next (a new release).
 pub struct LaunchSpec {
     pub command: AppCommand,
     pub sockets: Arc<Vec<Socket>>,
@@ -36,6 +38,10 @@ pub enum Event {
 pub struct Generation {
     pub number: u64,
     pub pid: Pid,
+    /// Working directory it runs in (`None`: baton's own).
+    pub dir: Option<PathBuf>,
+    /// Its private probe socket's address, when readiness is probed over HTTP.
+    probe: Option<SocketAddr>,
     pub started: Instant,
     pub started_at: SystemTime,
     pub ready_at: Option<Instant>,
@@ -45,19 +51,55 @@ pub struct Generation {
 }
 
 impl Generation {
-    pub fn spawn(spec: &LaunchSpec, number: u64) -> Result<Generation, String> {
+    /// Starts generation `number` in `dir`. With an HTTP readiness probe it also gets a socket
+    /// of its own on 127.0.0.1 (the last fd, named `baton-probe`); baton keeps only its address.
+    pub fn spawn(
+        spec: &LaunchSpec,
+        number: u64,
+        dir: Option<PathBuf>,
+        readiness: &Readiness,
+    ) -> Result<Generation, String> {
         let path = spec.runtime_dir.join(format!("gen-{number}.notify"));
         let notify = NotifySocket::bind(&path)
             .map_err(|e| format!("cannot create notify socket {}: {e}", path.display()))?;
+        let mut sockets = spec
+            .sockets
+            .iter()
+            .map(|s| {
+                Ok(Socket {
+                    name: s.name.clone(),
+                    fd: s.fd.try_clone()?,
+                    origin: s.origin.clone(),
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| format!("cannot share the sockets: {e}"))?;
+        let mut probe = None;
+        if readiness.probe_path().is_some() {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")
+                .map_err(|e| format!("cannot bind a probe socket: {e}"))?;
+            probe = Some(listener.local_addr().map_err(|e| e.to_string())?);
+            sockets.push(Socket {
+                name: PROBE_SOCKET_NAME.into(),
+                fd: listener.into(),
+                origin: "probe".into(),
+            });
+        }
+        let mut command = spec.command.clone();
+        if dir.is_some() {
+            command.cwd = dir.clone();
+        }
         let child = spawn(
-            &spec.command,
+            &command,
             &Inheritance {
-                sockets: &spec.sockets,
+                sockets: &sockets,
                 notify_socket: notify.path(),
                 generation: number,
             },
         )
         .map_err(|e| format!("cannot start the app: {e}"))?;
+        // Our copies (and the probe listener) are closed here; the child holds its own.
+        drop(sockets);
         let pid = Pid::from_raw(
             child
                 .id()
@@ -68,6 +110,8 @@ impl Generation {
         Ok(Generation {
             number,
             pid,
+            dir,
+            probe,
             started: Instant::now(),
             started_at: SystemTime::now(),
             ready_at: None,
@@ -97,32 +141,78 @@ impl Generation {
         Some(event)
     }
 
-    /// Waits for READY=1. On timeout or early exit the whole process group is killed and reaped
-    /// before the reason is returned.
-    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+    /// Waits until the generation is ready as `readiness` defines it. On timeout or early exit
+    /// the whole process group is killed and reaped before the reason is returned.
+    pub async fn wait_ready(
+        &mut self,
+        readiness: &Readiness,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let outcome = tokio::time::timeout_at(deadline, self.become_ready(readiness)).await;
+        match outcome {
+            Ok(Ok(())) => {
+                self.ready_at = Some(Instant::now());
+                Ok(())
+            }
+            Ok(Err(reason)) => {
+                self.kill_and_reap().await;
+                Err(reason)
+            }
+            Err(_) => {
+                self.kill_and_reap().await;
+                Err(format!(
+                    "generation {} (pid {}) {} within {}",
+                    self.number,
+                    self.pid,
+                    readiness::describe_wait(readiness),
+                    crate::duration::format(timeout)
+                ))
+            }
+        }
+    }
+
+    async fn become_ready(&mut self, readiness: &Readiness) -> Result<(), String> {
+        if readiness.wants_notify() {
+            while !self.is_ready() {
+                self.next_event_alive().await?;
+            }
+        }
+        if let (Some(path), Some(addr)) = (readiness.probe_path(), self.probe) {
+            let number = self.number;
+            self.while_alive(readiness::probe_until_ok(addr, path, number))
+                .await??;
+        }
+        if let Readiness::Delay(d) = readiness {
+            self.while_alive(tokio::time::sleep(*d)).await?;
+        }
+        Ok(())
+    }
+
+    /// The next event, or why the generation is gone.
+    async fn next_event_alive(&mut self) -> Result<Event, String> {
+        match self.next_event().await {
+            Some(Event::Exited(status)) => Err(format!(
+                "generation {} (pid {}) exited before it was ready: {}",
+                self.number,
+                self.pid,
+                describe(status)
+            )),
+            Some(event) => Ok(event),
+            None => Err("generation vanished before it was ready".into()),
+        }
+    }
+
+    /// Runs `work` unless the generation exits first.
+    async fn while_alive<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, String> {
+        tokio::pin!(work);
         loop {
-            match tokio::time::timeout_at(deadline, self.next_event()).await {
-                Ok(Some(Event::Ready)) => return Ok(()),
-                Ok(Some(Event::Status(_))) => continue,
-                Ok(Some(Event::Exited(status))) => {
-                    return Err(format!(
-                        "generation {} (pid {}) exited before READY: {}",
-                        self.number,
-                        self.pid,
-                        describe(status)
-                    ));
-                }
-                Ok(None) => return Err("generation vanished before READY".into()),
-                Err(_) => {
-                    self.kill_and_reap().await;
-                    return Err(format!(
-                        "generation {} (pid {}) sent no READY within {}",
-                        self.number,
-                        self.pid,
-                        crate::duration::format(timeout)
-                    ));
-                }
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                event = self.next_event_alive() => { event?; }
             }
         }
     }

@@ -5,6 +5,7 @@ pub mod duration;
 pub mod generation;
 pub mod listen;
 pub mod notify;
+pub mod readiness;
 pub mod spawn;
 pub mod supervisor;
 pub mod timefmt;

@@ -2,6 +2,7 @@
 //! backoff, drain, shutdown. One task owns all state; everything else talks to it by [`Request`].
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -11,11 +12,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::generation::{Event, Generation, LaunchSpec, describe};
+use crate::readiness::Readiness;
 use crate::{timefmt, upstream};
 
 /// How generations are run and retired.
 pub struct Settings {
     pub launch: LaunchSpec,
+    pub readiness: Readiness,
     pub ready_timeout: Duration,
     pub drain_signal: Signal,
     pub drain_timeout: Duration,
@@ -30,6 +33,8 @@ pub struct ReloadReport {
     pub ready_ms: f64,
     /// Reload request to the old generation being sent its drain signal.
     pub cutover_ms: f64,
+    /// Working directory (release) of the generation now serving.
+    pub app_dir: Option<PathBuf>,
 }
 
 pub type ReloadResult = Result<ReloadReport, String>;
@@ -42,6 +47,7 @@ pub struct StatusReport {
     pub app_pid: Option<i32>,
     pub started_at: Option<String>,
     pub app_status: Option<String>,
+    pub app_dir: Option<PathBuf>,
     pub retiring: usize,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
@@ -49,8 +55,10 @@ pub struct StatusReport {
 }
 
 pub enum Request {
-    /// Start a new generation; `reply` (if any) gets the outcome.
+    /// Start a new generation, in `dir` if given (a new release) or where the serving one runs;
+    /// `reply` (if any) gets the outcome.
     Reload {
+        dir: Option<PathBuf>,
         reply: Option<oneshot::Sender<ReloadResult>>,
     },
     Status {
@@ -63,6 +71,22 @@ pub enum Request {
 type Waiters = Vec<oneshot::Sender<ReloadResult>>;
 type Starting = Pin<Box<dyn Future<Output = Result<Generation, String>> + Send>>;
 
+/// Reload requests that share one start: their waiters, and the directory asked for last.
+#[derive(Default)]
+struct Batch {
+    waiters: Waiters,
+    dir: Option<PathBuf>,
+}
+
+impl Batch {
+    fn add(&mut self, dir: Option<PathBuf>, reply: Option<oneshot::Sender<ReloadResult>>) {
+        self.waiters.extend(reply);
+        if dir.is_some() {
+            self.dir = dir;
+        }
+    }
+}
+
 /// Longest pause between crash restarts.
 const MAX_BACKOFF: Duration = Duration::from_secs(32);
 /// A generation that served this long before crashing resets the backoff.
@@ -73,9 +97,11 @@ struct Supervisor {
     next_number: u64,
     current: Option<Generation>,
     starting: Option<(Starting, Instant)>,
-    /// Waiters for the start in flight, and for the one after it.
-    in_flight: Waiters,
-    queued: Option<Waiters>,
+    /// Requests served by the start in flight, and by the one after it.
+    in_flight: Batch,
+    queued: Option<Batch>,
+    /// Where the serving (or last serving) generation runs; crash restarts start there.
+    app_dir: Option<PathBuf>,
     restart_at: Option<tokio::time::Instant>,
     crashes_in_a_row: u32,
     /// False until the first generation is ready: a failure before that ends baton.
@@ -89,12 +115,14 @@ struct Supervisor {
 /// Runs the first generation and serves requests until shutdown. Fails only when the first
 /// generation cannot be started: then there is nothing to supervise.
 pub async fn run(settings: Settings, mut requests: mpsc::Receiver<Request>) -> Result<(), String> {
+    let app_dir = settings.launch.command.cwd.clone();
     let mut sup = Supervisor {
         settings: std::sync::Arc::new(settings),
         next_number: 1,
         current: None,
         starting: None,
-        in_flight: Vec::new(),
+        app_dir,
+        in_flight: Batch::default(),
         queued: None,
         restart_at: None,
         crashes_in_a_row: 0,
@@ -105,13 +133,13 @@ pub async fn run(settings: Settings, mut requests: mpsc::Receiver<Request>) -> R
         last_error: None,
     };
     upstream::status("starting the first generation");
-    sup.starting = Some((sup.start_generation(), Instant::now()));
+    sup.starting = Some((sup.start_generation(None), Instant::now()));
 
     loop {
         tokio::select! {
             request = requests.recv() => match request {
                 None | Some(Request::Shutdown) => break,
-                Some(Request::Reload { reply }) => sup.request_reload(reply),
+                Some(Request::Reload { dir, reply }) => sup.request_reload(dir, reply),
                 Some(Request::Status { reply }) => { let _ = reply.send(sup.status()); }
             },
             Some(event) = next_event(&mut sup.current) => sup.on_current_event(event),
@@ -167,26 +195,35 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 impl Supervisor {
     /// Spawns the next generation and returns a future that resolves once it is READY.
-    fn start_generation(&mut self) -> Starting {
+    fn start_generation(&mut self, dir: Option<PathBuf>) -> Starting {
         let number = self.next_number;
         self.next_number += 1;
         let settings = self.settings.clone();
+        let dir = dir.or_else(|| self.app_dir.clone());
         Box::pin(async move {
-            let mut generation = Generation::spawn(&settings.launch, number)?;
+            let mut generation =
+                Generation::spawn(&settings.launch, number, dir, &settings.readiness)?;
             tracing::info!("generation {number} started as pid {}", generation.pid);
-            generation.wait_ready(settings.ready_timeout).await?;
+            generation
+                .wait_ready(&settings.readiness, settings.ready_timeout)
+                .await?;
             Ok(generation)
         })
     }
 
-    fn request_reload(&mut self, reply: Option<oneshot::Sender<ReloadResult>>) {
+    fn request_reload(
+        &mut self,
+        dir: Option<PathBuf>,
+        reply: Option<oneshot::Sender<ReloadResult>>,
+    ) {
         if self.starting.is_some() {
             // Coalesce: everyone who asks during a start shares the one start after it.
-            let queued = self.queued.get_or_insert_with(Vec::new);
-            queued.extend(reply);
+            self.queued
+                .get_or_insert_with(Batch::default)
+                .add(dir, reply);
             return;
         }
-        self.in_flight.extend(reply);
+        self.in_flight.add(dir, reply);
         self.restart_at = None;
         self.begin_start();
     }
@@ -199,12 +236,12 @@ impl Supervisor {
         };
         tracing::info!("{what}: starting generation {}", self.next_number);
         upstream::reloading(&format!("{what}: starting generation {}", self.next_number));
-        let fut = self.start_generation();
+        let fut = self.start_generation(self.in_flight.dir.clone());
         self.starting = Some((fut, Instant::now()));
     }
 
     fn on_started(&mut self, (result, requested): (Result<Generation, String>, Instant)) {
-        let waiters = std::mem::take(&mut self.in_flight);
+        let waiters = std::mem::take(&mut self.in_flight).waiters;
         let outcome = match result {
             Ok(generation) => {
                 let ready_ms =
@@ -214,7 +251,9 @@ impl Supervisor {
                     app_pid: generation.pid.as_raw(),
                     ready_ms,
                     cutover_ms: 0.0,
+                    app_dir: generation.dir.clone(),
                 };
+                self.app_dir = generation.dir.clone();
                 if let Some(old) = self.current.replace(generation) {
                     self.retire(old);
                     self.reloads_ok += 1;
@@ -347,6 +386,7 @@ impl Supervisor {
             app_pid: cur.map(|g| g.pid.as_raw()),
             started_at: cur.map(|g| timefmt::rfc3339(g.started_at)),
             app_status: cur.and_then(|g| g.app_status.clone()),
+            app_dir: self.app_dir.clone(),
             retiring: self.retiring.len(),
             reloads_ok: self.reloads_ok,
             reloads_failed: self.reloads_failed,
@@ -355,10 +395,10 @@ impl Supervisor {
     }
 
     fn fail_waiters(&mut self, reason: &str) {
-        for w in self
-            .in_flight
-            .drain(..)
-            .chain(self.queued.take().into_iter().flatten())
+        let queued = self.queued.take().map(|b| b.waiters).unwrap_or_default();
+        for w in std::mem::take(&mut self.in_flight.waiters)
+            .into_iter()
+            .chain(queued)
         {
             let _ = w.send(Err(reason.to_string()));
         }
