@@ -1,0 +1,106 @@
+//! The motivating case: a Flask app under gunicorn, unchanged, reloaded with zero failed requests.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use baton_load::{LoadConfig, Mode};
+use common::*;
+
+/// The virtualenv with gunicorn + Flask: `$BATON_VENV` (made by `.ci/run`), else gunicorn on
+/// PATH. None (and a visible skip) when neither is there.
+fn venv_bin() -> Option<PathBuf> {
+    if let Some(v) = std::env::var_os("BATON_VENV") {
+        let bin = PathBuf::from(v).join("bin");
+        if bin.join("gunicorn").exists() {
+            return Some(bin);
+        }
+    }
+    if have_tool("gunicorn") {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "dirname \"$(command -v gunicorn)\""])
+            .output()
+            .ok()?;
+        return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    }
+    None
+}
+
+fn flask_baton(bin: &std::path::Path) -> Baton {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/flask");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    BatonBuilder::new()
+        .arg("-c")
+        .arg(example.join("baton.toml").to_str().unwrap())
+        .arg("--cwd")
+        .arg(example.to_str().unwrap())
+        .env("PATH", &path)
+        .app::<&str>(&[])
+        .start()
+}
+
+#[test]
+fn flask_under_gunicorn_reloads_ten_times_under_load_without_a_failed_request() {
+    let Some(bin) = venv_bin() else { return };
+    let baton = flask_baton(&bin);
+    let addr = baton.addr;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut loads = Vec::new();
+    for mode in [Mode::KeepAlive, Mode::ConnectionPerRequest] {
+        let mut rx = stop_rx.clone();
+        let mut c = LoadConfig::new(addr);
+        c.mode = mode;
+        c.concurrency = 4;
+        c.duration = Duration::from_secs(180);
+        c.tag = Some(baton_load::tag_after("generation="));
+        loads.push((
+            mode,
+            rt.spawn(baton_load::run(c, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })),
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..10 {
+        let out = baton.reload();
+        assert!(
+            out.status.success(),
+            "reload {i}: {out:?}\n{}",
+            baton.log_text()
+        );
+        // The next fresh request is answered by the new workers.
+        let generation = baton.generation();
+        let (status, body) = http_get(addr, "/").unwrap();
+        assert_eq!(status, 200);
+        assert!(
+            body.contains(&format!("generation={generation} ")),
+            "{body}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop_tx.send(true).unwrap();
+    for (mode, load) in loads {
+        let report = rt.block_on(load).unwrap();
+        assert!(report.count() > 100, "{mode:?}: {}", report.summary());
+        assert_eq!(
+            report.failures(),
+            0,
+            "{mode:?}: {} {:?}\n{}",
+            report.summary(),
+            report.failures_by_class(),
+            baton.log_text()
+        );
+        assert!(
+            report.tag_counts().len() >= 8,
+            "{mode:?}: {:?}",
+            report.tag_counts()
+        );
+    }
+    assert!(baton.stop().success());
+}
