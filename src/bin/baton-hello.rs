@@ -2,11 +2,15 @@
 //!
 //! `GET /` answers `pid=<pid> generation=<n>` (and `message=<first line of ./hello.txt>` when
 //! that file exists); `GET /slow?ms=N` answers after N ms. SIGTERM drains and exits.
+//!
+//! `--replace-on-sighup` is single-process mode (no baton): SIGHUP starts a successor on the same
+//! sockets, hands systemd's main PID over to it once it is ready, and drains (see
+//! `baton_kit::handoff`).
 
 use std::time::Duration;
 
 use baton_kit::listeners::{self, Listener, Named};
-use baton_kit::{notify, serve};
+use baton_kit::{handoff, notify, serve};
 use bytes::Bytes;
 use clap::Parser;
 use http_body_util::Full;
@@ -25,6 +29,13 @@ struct Args {
     /// How long idle keep-alive connections may still send a request once draining.
     #[arg(long, default_value = "500ms")]
     idle_grace: String,
+    /// Single-process mode: on SIGHUP, start a successor on the same sockets, make it systemd's
+    /// main process once it is ready, then drain and exit.
+    #[arg(long)]
+    replace_on_sighup: bool,
+    /// How long a successor may take to send READY=1 (with --replace-on-sighup).
+    #[arg(long, default_value = "60s")]
+    ready_timeout: String,
 }
 
 struct Identity {
@@ -32,6 +43,8 @@ struct Identity {
 }
 
 fn main() -> Result<(), String> {
+    // A successor of single-process mode starts as this executable's exec shim.
+    handoff::run_shim_if_requested();
     // Before any thread: listenfd edits the environment.
     let mut inherited = listeners::take().map_err(|e| format!("baton-hello: {e}"))?;
     let args = Args::parse();
@@ -50,6 +63,17 @@ fn main() -> Result<(), String> {
             listener: Listener::Tcp(l),
         });
     }
+    let replace = if args.replace_on_sighup {
+        let sockets = handoff::Sockets::dup(&inherited)
+            .map_err(|e| format!("baton-hello: cannot keep the sockets: {e}"))?;
+        let options = handoff::Options {
+            ready_timeout: baton_handoff::duration::parse(&args.ready_timeout)?,
+            ..handoff::Options::default()
+        };
+        Some((sockets, options))
+    } else {
+        None
+    };
     let identity = Box::leak(Box::new(Identity {
         text: identity_text(),
     }));
@@ -58,16 +82,42 @@ fn main() -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?
-        .block_on(run(inherited, identity, options))
+        .block_on(run(inherited, identity, options, replace))
 }
 
 async fn run(
     listeners: Vec<Named>,
     identity: &'static Identity,
     options: serve::Options,
+    replace: Option<(handoff::Sockets, handoff::Options)>,
 ) -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let (replaced_tx, replaced_rx) = tokio::sync::oneshot::channel::<()>();
+    let single_process = replace.is_some();
+    if let Some((sockets, handoff_options)) = replace {
+        let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                eprintln!("baton-hello: SIGHUP: starting a successor");
+                match handoff::replace(&sockets, &handoff_options).await {
+                    Ok(s) => {
+                        eprintln!(
+                            "baton-hello: successor pid {} (generation {}) ready in {} ms; draining",
+                            s.pid,
+                            s.generation,
+                            s.ready_in.as_millis()
+                        );
+                        let _ = replaced_tx.send(());
+                        return;
+                    }
+                    Err(reason) => {
+                        eprintln!("baton-hello: replace failed, still serving: {reason}")
+                    }
+                }
+            }
+        });
+    }
     let count = listeners.len();
     for l in &listeners {
         eprintln!(
@@ -80,8 +130,9 @@ async fn run(
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            Ok(()) = replaced_rx => {}
         }
-        notify::stopping();
+        notify::stopping(); // silent after a handoff: systemd's main process is the successor
     };
     let server = tokio::spawn(serve::serve(
         listeners,
@@ -92,8 +143,19 @@ async fn run(
     // The sockets were listening all along (the kernel queues connections), so READY is true
     // as soon as the accept loops exist.
     tokio::task::yield_now().await;
-    notify::ready();
-    notify::status(&format!("serving on {count} socket(s)"));
+    // One datagram: a predecessor relays this status to systemd with MAINPID= (single-process
+    // mode), and baton reads both fields from one message just as well.
+    let status = if single_process {
+        // systemd shows this as the service's status: say which process serves.
+        format!(
+            "generation {} (pid {}) serving on {count} socket(s)",
+            std::env::var("BATON_GENERATION").unwrap_or_else(|_| "0".into()),
+            std::process::id()
+        )
+    } else {
+        format!("serving on {count} socket(s)")
+    };
+    notify::ready_with_status(&status);
     let report = server
         .await
         .map_err(|e| e.to_string())?

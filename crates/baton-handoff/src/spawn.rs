@@ -80,6 +80,17 @@ pub struct Inheritance<'a> {
 /// Spawns `cmd` through the shim, in a new process group (so the whole generation can be
 /// signalled at once), with stdin from /dev/null and baton's stdout/stderr.
 pub fn spawn(cmd: &AppCommand, with: &Inheritance<'_>) -> io::Result<tokio::process::Child> {
+    spawn_with_env(cmd, with, &[])
+}
+
+/// [`spawn`], plus `extra_env` set after the stripping: how a caller passes on a variable it
+/// wants the child to keep (e.g. `CREDENTIALS_DIRECTORY` for a successor that becomes the
+/// service's main process) or adds one of its own.
+pub fn spawn_with_env(
+    cmd: &AppCommand,
+    with: &Inheritance<'_>,
+    extra_env: &[(&str, &std::ffi::OsStr)],
+) -> io::Result<tokio::process::Child> {
     let exe = shim_executable()?;
     let mut command = tokio::process::Command::new(exe);
     command.arg(SHIM_ARG).arg("--").args(&cmd.argv);
@@ -98,6 +109,7 @@ pub fn spawn(cmd: &AppCommand, with: &Inheritance<'_>) -> io::Result<tokio::proc
         .env("LISTEN_FDNAMES", names.join(":"))
         .env("NOTIFY_SOCKET", with.notify_socket)
         .env("BATON_GENERATION", with.generation.to_string())
+        .envs(extra_env.iter().copied())
         .stdin(Stdio::null())
         .process_group(0)
         .kill_on_drop(false);
