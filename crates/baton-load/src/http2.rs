@@ -39,10 +39,10 @@ impl Pool {
         slot: usize,
     ) -> Result<(SendRequest<Body>, u64), (Outcome, u64)> {
         let mut guard = self.slots[slot].lock().await;
-        if let Some(conn) = guard.as_ref() {
-            if !conn.sender.is_closed() {
-                return Ok((conn.sender.clone(), conn.id));
-            }
+        if let Some(conn) = guard.as_ref()
+            && !conn.sender.is_closed()
+        {
+            return Ok((conn.sender.clone(), conn.id));
         }
         let id = shared.new_conn_id();
         let (conn, task) = connect_h2(&shared.config, id)

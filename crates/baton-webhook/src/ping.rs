@@ -45,14 +45,14 @@ pub(crate) fn parse(
         );
     }
     let name = wire.repository.and_then(|r| r.full_name);
-    if let (Some(wanted), Some(name)) = (wanted_repository, name) {
-        if !name.eq_ignore_ascii_case(wanted) {
-            warnings.push(format!(
-                "the hook belongs to repository {} but baton only deploys {}",
-                Shown(&name),
-                Shown(wanted)
-            ));
-        }
+    if let (Some(wanted), Some(name)) = (wanted_repository, name)
+        && !name.eq_ignore_ascii_case(wanted)
+    {
+        warnings.push(format!(
+            "the hook belongs to repository {} but baton only deploys {}",
+            Shown(&name),
+            Shown(wanted)
+        ));
     }
     let hook_id = wire.hook_id.or_else(|| {
         let raw = headers.get("x-github-hook-id")?;
