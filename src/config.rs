@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub webhook: WebhookSection,
     #[serde(default)]
     pub source: SourceSection,
+    #[serde(default)]
+    pub build: BuildSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,7 +43,28 @@ pub struct WebhookSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSection {
+    pub repo: Option<String>,
     pub branch: Option<String>,
+    pub deploy_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    #[serde(default)]
+    pub host_fingerprints: Vec<String>,
+    /// Paths under `<state>/shared/` linked into every release (`.env`, `instance/`).
+    #[serde(default)]
+    pub shared: Vec<String>,
+    /// Successful releases kept on disk (default 5).
+    pub keep: Option<usize>,
+    /// Fetch this often and deploy when the branch moved.
+    pub poll_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSection {
+    pub command: Option<Vec<String>>,
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +130,15 @@ pub struct RunFlags {
     /// Branch whose pushes deploy (default main).
     #[arg(long)]
     pub branch: Option<String>,
+    /// Git repository to deploy from (enables deploys: fetch, build, release directories).
+    #[arg(long, value_name = "URL")]
+    pub repo: Option<String>,
+    /// Private deploy key for an ssh repository (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub deploy_key: Option<PathBuf>,
+    /// known_hosts file for the repository's host (baton never reads ~/.ssh).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
     /// The app's command line.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -125,6 +157,8 @@ pub struct Config {
     pub drain_signal: Signal,
     pub drain_timeout: Duration,
     pub webhook: WebhookConfig,
+    /// Present when a repository is configured: baton deploys releases itself.
+    pub deploy: Option<crate::deploy::Settings>,
 }
 
 /// Webhook settings; the secret itself is read only when the endpoint is started.
@@ -187,7 +221,7 @@ impl Config {
             branch: flags
                 .branch
                 .clone()
-                .or(file.source.branch)
+                .or(file.source.branch.clone())
                 .unwrap_or_else(|| "main".into()),
         };
         if !webhook.path.starts_with('/') {
@@ -235,6 +269,12 @@ impl Config {
         let pick = |flag: &Option<String>, file: Option<String>, default: &str| {
             flag.clone().or(file).unwrap_or_else(|| default.to_string())
         };
+        let state_dir = flags
+            .state_dir
+            .clone()
+            .or(file.state_dir)
+            .unwrap_or_else(paths::default_state_dir);
+        let deploy = deploy_settings(flags, file.source, file.build, &webhook.branch, &state_dir)?;
         let readiness: Readiness = named("ready", pick(&flags.ready, app.ready, "notify").parse())?;
         let ready_timeout = named(
             "ready_timeout",
@@ -255,11 +295,8 @@ impl Config {
             ready_timeout,
             control,
             runtime_dir,
-            state_dir: flags
-                .state_dir
-                .clone()
-                .or(file.state_dir)
-                .unwrap_or_else(paths::default_state_dir),
+            state_dir,
+            deploy,
             command: AppCommand {
                 argv,
                 cwd: flags.cwd.clone().or(app.cwd),
@@ -272,6 +309,72 @@ impl Config {
             webhook,
         })
     }
+}
+
+/// `[source]` + `[build]` (+ flags) → deploy settings; `None` without a repository, in which
+/// case `[build]` or other `[source]` keys are an error rather than silently ignored.
+fn deploy_settings(
+    flags: &RunFlags,
+    source: SourceSection,
+    build: BuildSection,
+    branch: &str,
+    state_dir: &Path,
+) -> Result<Option<crate::deploy::Settings>, String> {
+    let repo = flags.repo.clone().or(source.repo);
+    let Some(repo) = repo else {
+        let stray = build.command.is_some()
+            || source.deploy_key.is_some()
+            || source.known_hosts.is_some()
+            || !source.host_fingerprints.is_empty()
+            || !source.shared.is_empty()
+            || source.poll_interval.is_some();
+        if stray {
+            return Err("[build] and [source] deploy settings need [source] repo".into());
+        }
+        return Ok(None);
+    };
+    let source_cfg = baton_deploy::Source {
+        repo,
+        branch: branch.to_string(),
+        deploy_key: flags.deploy_key.clone().or(source.deploy_key),
+        known_hosts: flags.known_hosts.clone().or(source.known_hosts),
+        host_fingerprints: source.host_fingerprints,
+    };
+    source_cfg.validate()?;
+    let build = match build.command {
+        Some(command) if command.is_empty() => return Err("[build] command is empty".into()),
+        Some(command) => {
+            let env: Vec<(String, String)> = build.env.into_iter().collect();
+            baton_deploy::build::check_env(&env)?;
+            Some(crate::deploy::Build {
+                command,
+                timeout: named(
+                    "[build] timeout",
+                    duration::parse(build.timeout.as_deref().unwrap_or("20m")),
+                )?,
+                env,
+            })
+        }
+        None if build.timeout.is_some() || !build.env.is_empty() => {
+            return Err("[build] needs a command".into());
+        }
+        None => None,
+    };
+    let keep = source.keep.unwrap_or(5);
+    if keep == 0 {
+        return Err("[source] keep must be at least 1".into());
+    }
+    Ok(Some(crate::deploy::Settings {
+        source: source_cfg,
+        state_dir: state_dir.to_path_buf(),
+        shared: source.shared,
+        build,
+        keep,
+        poll_interval: source
+            .poll_interval
+            .map(|p| named("[source] poll_interval", duration::parse(&p)))
+            .transpose()?,
+    }))
 }
 
 fn named<T>(what: &str, r: Result<T, String>) -> Result<T, String> {

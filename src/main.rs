@@ -3,6 +3,7 @@
 mod config;
 mod control;
 mod demo;
+mod deploy;
 mod paths;
 mod run;
 mod webhook;
@@ -34,6 +35,21 @@ enum Cmd {
     Run(RunFlags),
     /// Start a new generation and wait until it serves (exit 1 if it failed; the old one serves).
     Reload(ClientArgs),
+    /// Fetch, build and hand over to the branch head (or --rev); waits and reports like reload.
+    Deploy {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A commit, tag or branch instead of the configured branch's head.
+        #[arg(long)]
+        rev: Option<String>,
+    },
+    /// Hand over to an existing release (default: the previous one), without building.
+    Rollback {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Release id (see `baton status`).
+        release: Option<String>,
+    },
     /// Show the running generation.
     Status {
         #[command(flatten)]
@@ -113,18 +129,37 @@ fn dispatch(command: Cmd) -> Result<(), String> {
                 )),
             }
         }
+        Cmd::Deploy { client, rev } => deployed(
+            call(&client, Command::Deploy { rev })?,
+            "deployed",
+            "deploy",
+        ),
+        Cmd::Rollback { client, release } => deployed(
+            call(&client, Command::Rollback { release })?,
+            "rolled back",
+            "rollback",
+        ),
         Cmd::Status { client, json } => {
             let reply = call(&client, Command::Status)?;
-            let status = reply
-                .status
-                .ok_or_else(|| reply.error.unwrap_or_else(|| "no status".into()))?;
+            let control::Reply {
+                status,
+                deploys,
+                error,
+                ..
+            } = reply;
+            let status = status.ok_or_else(|| error.unwrap_or_else(|| "no status".into()))?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&status).map_err(|e| e.to_string())?
-                );
+                let mut value = serde_json::to_value(&status).map_err(|e| e.to_string())?;
+                if let Some(d) = &deploys {
+                    value["deploys"] = serde_json::to_value(d).map_err(|e| e.to_string())?;
+                }
+                let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+                println!("{text}");
             } else {
                 print_status(&status);
+                if let Some(d) = &deploys {
+                    print_deploys(d);
+                }
             }
             Ok(())
         }
@@ -181,6 +216,59 @@ fn client_runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// Prints a deploy's or rollback's answer: `done` on success, `action failed: ...` otherwise.
+fn deployed(reply: control::Reply, done: &str, action: &str) -> Result<(), String> {
+    match (reply.ok, reply.deploy) {
+        (true, Some(d)) => {
+            println!(
+                "{done}: release {} ({}) serving as generation {} (pid {})",
+                d.release,
+                &d.commit[..12.min(d.commit.len())],
+                d.generation,
+                d.app_pid
+            );
+            Ok(())
+        }
+        _ => Err(format!(
+            "{action} failed: {}",
+            reply.error.unwrap_or_else(|| "no reason given".into())
+        )),
+    }
+}
+
+fn print_deploys(d: &deploy::Status) {
+    if let Some(r) = &d.current_release {
+        println!(
+            "release:     {r} ({})",
+            d.current_commit.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(r) = &d.running {
+        println!("deploying:   {r}");
+    }
+    if let Some(p) = &d.pending {
+        println!("pending:     {p}");
+    }
+    if !d.recent.is_empty() {
+        println!("deploys (oldest first):");
+    }
+    for e in &d.recent {
+        let outcome = format!("{:?}", e.outcome).to_lowercase();
+        println!(
+            "  {}  {:<7} {:<28} {} {}",
+            e.started_at,
+            outcome,
+            if e.release.is_empty() {
+                "-"
+            } else {
+                &e.release
+            },
+            e.trigger,
+            e.reason.as_deref().unwrap_or("")
+        );
+    }
 }
 
 fn print_status(s: &baton_handoff::supervisor::StatusReport) {

@@ -21,7 +21,9 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
     // SAFETY: nothing else runs yet; this is the only thread.
     let inherited = unsafe { listen::take_inherited() }?;
     let config = Config::resolve(flags)?;
-    config.command.check_executable()?;
+    if config.deploy.is_none() {
+        config.command.check_executable()?;
+    }
     let activated = !inherited.is_empty();
     let (mut kept, app_sockets) = listen::split_by_name(inherited, BATON_SOCKETS);
     let app_sockets = if activated {
@@ -49,13 +51,59 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
     let webhook = prepare_webhook(&config, take_named(&mut kept, "webhook"))?;
     let control_fd = take_named(&mut kept, "control");
     create_dir(&config.runtime_dir, "runtime")?;
+    if config.deploy.is_some() {
+        create_dir(&config.state_dir, "state")?;
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(supervise(config, app_sockets, control_fd, webhook))
+    runtime.block_on(async move {
+        let mut config = config;
+        let first = match &config.deploy {
+            Some(deploy) => Some(first_release(deploy).await?),
+            None => None,
+        };
+        if let Some((release, _)) = &first {
+            // Relative app paths resolve inside the release.
+            config.command.cwd = Some(release.dir.clone());
+            config.command.check_executable()?;
+        }
+        supervise(config, app_sockets, control_fd, webhook, first).await
+    })
+}
+
+/// The release the first generation runs: `current` when there is one, else a fresh deploy of
+/// the branch head (`true`: to be made current once it is ready).
+async fn first_release(
+    deploy: &crate::deploy::Settings,
+) -> Result<(baton_deploy::Release, bool), String> {
+    let releases = baton_deploy::Releases::new(&deploy.state_dir);
+    if let Some(current) = releases.current() {
+        tracing::info!("starting the current release {}", current.id);
+        return Ok((current, false));
+    }
+    tracing::info!("no current release: deploying {}", deploy.source.branch);
+    let settings = Arc::new(deploy.clone());
+    let history = baton_deploy::History::new(&deploy.state_dir);
+    let _ = history.append(baton_deploy::Entry {
+        release: String::new(),
+        commit: String::new(),
+        trigger: "startup".into(),
+        started_at: baton_deploy::utc_now(),
+        finished_at: None,
+        outcome: baton_deploy::Outcome::Running,
+        reason: None,
+    });
+    match crate::deploy::prepare(&settings, None).await {
+        Ok(release) => Ok((release, true)),
+        Err((release, reason)) => {
+            crate::deploy::finish(deploy, release.as_ref(), Err(&reason));
+            Err(format!("the first deploy failed: {reason}"))
+        }
+    }
 }
 
 fn take_named(sockets: &mut Vec<Socket>, name: &str) -> Option<Socket> {
@@ -117,6 +165,7 @@ async fn supervise(
     app_sockets: Vec<Socket>,
     control_fd: Option<Socket>,
     webhook: Webhook,
+    first: Option<(baton_deploy::Release, bool)>,
 ) -> Result<(), String> {
     // Handlers first: an early SIGHUP must not kill baton with the default action.
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -125,13 +174,31 @@ async fn supervise(
 
     let (control_listener, control_path) = open_control(&config.control, control_fd)?;
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(control::serve(control_listener, tx.clone()));
+    let deployer = config.deploy.clone().map(|settings| {
+        let settings = Arc::new(settings);
+        let (deploy_tx, deploy_rx) = mpsc::channel(64);
+        tokio::spawn(crate::deploy::run(settings.clone(), tx.clone(), deploy_rx));
+        if let Some(every) = settings.poll_interval {
+            tokio::spawn(crate::deploy::poll(
+                settings.clone(),
+                deploy_tx.clone(),
+                every,
+            ));
+        }
+        deploy_tx
+    });
+    tokio::spawn(control::serve(
+        control_listener,
+        tx.clone(),
+        deployer.clone(),
+    ));
     tracing::info!("control socket {}", config.control.display());
     if let Some((socket, verify, deliveries)) = webhook {
         let endpoint = Arc::new(Endpoint {
             config: verify,
             deliveries: Arc::new(Mutex::new(deliveries)),
             supervisor: tx.clone(),
+            deployer: deployer.clone(),
         });
         let listener = kit_listener(socket)?;
         tokio::spawn(webhook::serve(
@@ -141,6 +208,7 @@ async fn supervise(
         ));
     }
 
+    let config_deploy = config.deploy.clone();
     let settings = Settings {
         launch: LaunchSpec {
             command: config.command,
@@ -153,6 +221,14 @@ async fn supervise(
         drain_timeout: config.drain_timeout,
     };
     let mut lifecycle = tokio::spawn(supervisor::run(settings, rx));
+    let fresh = first.filter(|(_, fresh)| *fresh).map(|(r, _)| r);
+    if let (Some(release), Some(deploy)) = (&fresh, &config_deploy) {
+        tokio::spawn(adopt_when_serving(
+            release.clone(),
+            deploy.clone(),
+            tx.clone(),
+        ));
+    }
     let result = loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -164,6 +240,9 @@ async fn supervise(
             done = &mut lifecycle => break done.map_err(|e| e.to_string())?,
         }
     };
+    if let (Err(reason), Some(release), Some(deploy)) = (&result, &fresh, &config_deploy) {
+        crate::deploy::finish(deploy, Some(release), Err(reason));
+    }
     if let Some(path) = control_path {
         let _ = std::fs::remove_file(path);
     }
@@ -233,4 +312,31 @@ fn kit_listener(socket: Socket) -> Result<baton_kit::listeners::Named, String> {
         name: socket.name,
         listener,
     })
+}
+
+/// Makes a freshly deployed first release `current` once its generation serves.
+async fn adopt_when_serving(
+    release: baton_deploy::Release,
+    deploy: crate::deploy::Settings,
+    supervisor: mpsc::Sender<Request>,
+) {
+    loop {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if supervisor.send(Request::Status { reply }).await.is_err() {
+            return;
+        }
+        match answer.await {
+            Ok(status) if status.state == "serving" => break,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Err(_) => return,
+        }
+    }
+    let report = crate::deploy::Report {
+        release: release.id.clone(),
+        commit: release.commit.clone(),
+        generation: 1,
+        app_pid: 0,
+    };
+    crate::deploy::finish(&deploy, Some(&release), Ok(&report));
+    tracing::info!("release {} is current", release.id);
 }

@@ -29,6 +29,8 @@ pub struct Endpoint {
     pub config: baton_webhook::Config,
     pub deliveries: Arc<Mutex<Deliveries>>,
     pub supervisor: mpsc::Sender<SupervisorRequest>,
+    /// With a `[source]`, pushes deploy; without one they reload.
+    pub deployer: Option<mpsc::Sender<crate::deploy::Request>>,
 }
 
 /// Serves the endpoint on `listeners` until `shutdown`.
@@ -152,19 +154,40 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
             .map(|k| format!(" (delivery {k})"))
             .unwrap_or_default()
     );
-    let (tx, rx) = oneshot::channel();
-    let request = SupervisorRequest::Reload {
-        dir: None,
-        reply: Some(tx),
+    let done = match &endpoint.deployer {
+        Some(deployer) => {
+            let (tx, rx) = oneshot::channel();
+            let request = crate::deploy::Request::Deploy {
+                rev: None,
+                trigger: format!(
+                    "webhook {} {}",
+                    push.forge,
+                    &push.after[..12.min(push.after.len())]
+                ),
+                reply: Some(tx),
+            };
+            let sent = deployer.send(request).await.is_ok();
+            sent.then(|| Box::pin(async move { matches!(rx.await, Ok(Ok(_))) }) as Done)
+        }
+        None => {
+            let (tx, rx) = oneshot::channel();
+            let request = SupervisorRequest::Reload {
+                dir: None,
+                reply: Some(tx),
+            };
+            let sent = endpoint.supervisor.send(request).await.is_ok();
+            sent.then(|| Box::pin(async move { matches!(rx.await, Ok(Ok(_))) }) as Done)
+        }
     };
-    if endpoint.supervisor.send(request).await.is_err() {
+    let Some(done) = done else {
         return reply(503, "shutting down\n");
-    }
+    };
     let deliveries = key.map(|k| (k, endpoint.deliveries.clone()));
     tokio::spawn(async move {
-        let outcome = match rx.await {
-            Ok(Ok(_)) => Outcome::Succeeded,
-            _ => Outcome::Failed,
+        let outcome = if done.await {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
         };
         if let Some((key, log)) = deliveries {
             log.lock()
@@ -174,6 +197,9 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
     });
     reply(202, "deploy queued\n")
 }
+
+/// Resolves to whether the queued reload or deploy succeeded.
+type Done = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
 
 fn reply(status: u16, body: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));

@@ -1,0 +1,328 @@
+//! The build step: the user's argv run in the new release directory, before any traffic can
+//! reach it. It gets a small, explicit environment: baton's own supervision variables
+//! (`NOTIFY_SOCKET`, `LISTEN_*`…) would let a build impersonate a generation, and credentials
+//! must not leak into build scripts written by whoever can push.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::fs::File;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio::time::Instant;
+
+use crate::releases::Release;
+
+/// Variables passed through from baton's environment; everything else is dropped.
+const PASSED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+/// Output lines longer than this are split, so one endless line cannot exhaust memory.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Whether an extra build variable may be set by configuration: not baton's supervision
+/// variables, and not the `BATON_` prefix, which baton reserves for what it sets itself.
+pub fn check_env(env: &[(String, String)]) -> Result<(), String> {
+    for (key, _) in env {
+        let reserved = key == "NOTIFY_SOCKET"
+            || key == "CREDENTIALS_DIRECTORY"
+            || key.starts_with("LISTEN_")
+            || key.starts_with("WATCHDOG_")
+            || key.starts_with("BATON_");
+        if reserved {
+            return Err(format!(
+                "build env may not set {key}: baton sets or withholds it itself"
+            ));
+        }
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(format!("build env has an invalid variable name `{key}`"));
+        }
+    }
+    Ok(())
+}
+
+/// The environment a build starts with: the allow-listed part of baton's, then `env`, then
+/// `BATON_COMMIT` and `BATON_RELEASE_DIR`.
+fn build_env(release: &Release, env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| PASSED.contains(&k.as_str()) || k.starts_with("LC_"))
+        .collect();
+    if !vars.iter().any(|(k, _)| k == "PATH") {
+        vars.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    vars.extend(env.iter().cloned());
+    vars.push(("BATON_COMMIT".into(), release.commit.clone()));
+    vars.push((
+        "BATON_RELEASE_DIR".into(),
+        release.dir.to_string_lossy().into_owned(),
+    ));
+    vars
+}
+
+/// Runs the build `command` (an argv, no shell) in `release.dir`, sending its output to
+/// `<release>/build.log` and, line by line, to `log`. The build runs in its own process group,
+/// which is SIGKILLed at `timeout`, when the build's main process exits (so no stray
+/// background process outlives it), and if this future is dropped.
+pub async fn run(
+    command: &[String],
+    release: &Release,
+    env: &[(String, String)],
+    timeout: Duration,
+    log: impl Fn(&str),
+) -> Result<(), String> {
+    let Some((program, args)) = command.split_first() else {
+        return Err("build command is empty".to_string());
+    };
+    check_env(env)?;
+    let log_path = release.build_log();
+    let mut log_file = File::create(&log_path)
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(&release.dir)
+        .env_clear()
+        .envs(build_env(release, env))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("build command `{program}` could not start: {e}"))?;
+    let group = GroupGuard(child.id().map(|id| Pid::from_raw(id as i32)));
+
+    let mut stdout = child.stdout.take().map(Pipe::new);
+    let mut stderr = child.stderr.take().map(Pipe::new);
+    let deadline = Instant::now() + timeout;
+    let mut status: Option<ExitStatus> = None;
+    let mut timed_out = false;
+
+    // Until the process has exited and both pipes are at EOF (or the deadline passed).
+    while status.is_none() || stdout.is_some() || stderr.is_some() {
+        tokio::select! {
+            line = next_line(&mut stdout) => {
+                forward(line, &mut stdout, &mut log_file, &log).await;
+            }
+            line = next_line(&mut stderr) => {
+                forward(line, &mut stderr, &mut log_file, &log).await;
+            }
+            exited = child.wait(), if status.is_none() => {
+                let exited = exited.map_err(|e| format!("waiting for the build failed: {e}"))?;
+                status = Some(exited);
+                // Whatever the build left running in its group would hold the pipes open.
+                group.kill();
+            }
+            () = tokio::time::sleep_until(deadline), if !timed_out => {
+                timed_out = true;
+                group.kill();
+                // Give the pipes a moment to drain what was written before the kill.
+                if status.is_none() {
+                    status = child.wait().await.ok();
+                }
+                let grace = tokio::time::sleep(Duration::from_secs(2));
+                tokio::pin!(grace);
+                while stdout.is_some() || stderr.is_some() {
+                    tokio::select! {
+                        line = next_line(&mut stdout) => forward(line, &mut stdout, &mut log_file, &log).await,
+                        line = next_line(&mut stderr) => forward(line, &mut stderr, &mut log_file, &log).await,
+                        () = &mut grace => break,
+                    }
+                }
+                break;
+            }
+        }
+    }
+
+    let shown_log = log_path.display();
+    let outcome = if timed_out {
+        Err(format!(
+            "build timed out after {} (see {shown_log})",
+            human_duration(timeout)
+        ))
+    } else {
+        match status {
+            Some(s) if s.success() => Ok(()),
+            Some(s) => Err(describe_failure(s, &log_path)),
+            None => Err(format!(
+                "build ended without an exit status (see {shown_log})"
+            )),
+        }
+    };
+    if let Err(why) = &outcome {
+        let _ = log_file
+            .write_all(format!("baton: {why}\n").as_bytes())
+            .await;
+    }
+    let _ = log_file.flush().await;
+    outcome
+}
+
+/// SIGKILLs the build's process group when asked and when dropped (a cancelled deploy).
+struct GroupGuard(Option<Pid>);
+
+impl GroupGuard {
+    fn kill(&self) {
+        if let Some(pgid) = self.0 {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One of the build's output pipes, read line by line in a way that survives `select!`
+/// cancelling the read: a partial line lives in `pending`, not in a dropped future.
+struct Pipe<R> {
+    reader: BufReader<R>,
+    pending: Vec<u8>,
+}
+
+impl<R: AsyncRead + Unpin> Pipe<R> {
+    fn new(reader: R) -> Pipe<R> {
+        Pipe {
+            reader: BufReader::new(reader),
+            pending: Vec::new(),
+        }
+    }
+
+    /// The next line (or `MAX_LINE` chunk) including its newline; `None` at EOF or on error.
+    async fn next_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            // The only await: `fill_buf` consumes nothing, so cancelling it loses nothing.
+            let available = match self.reader.fill_buf().await {
+                Ok([]) | Err(_) => {
+                    return (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending));
+                }
+                Ok(bytes) => bytes,
+            };
+            let room = MAX_LINE - self.pending.len();
+            let window = &available[..available.len().min(room)];
+            let (taken, complete) = match window.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (window.len(), window.len() == room),
+            };
+            self.pending.extend_from_slice(&window[..taken]);
+            self.reader.consume(taken);
+            if complete {
+                return Some(std::mem::take(&mut self.pending));
+            }
+        }
+    }
+}
+
+/// The next line of a pipe, pending forever once the pipe is gone so that a closed stream
+/// drops out of `select!`. `None` means EOF.
+async fn next_line<R: AsyncRead + Unpin>(pipe: &mut Option<Pipe<R>>) -> Option<Vec<u8>> {
+    match pipe.as_mut() {
+        Some(pipe) => pipe.next_line().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn forward<R>(
+    line: Option<Vec<u8>>,
+    pipe: &mut Option<Pipe<R>>,
+    log_file: &mut File,
+    log: &impl Fn(&str),
+) {
+    match line {
+        Some(mut bytes) => {
+            if !bytes.ends_with(b"\n") {
+                bytes.push(b'\n');
+            }
+            let _ = log_file.write_all(&bytes).await;
+            let text = String::from_utf8_lossy(&bytes);
+            log(text.trim_end_matches(['\n', '\r']));
+        }
+        None => *pipe = None,
+    }
+}
+
+fn describe_failure(status: ExitStatus, log_path: &Path) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let shown = log_path.display();
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("build exited with status {code} (see {shown})"),
+        (None, Some(signal)) => {
+            let name = Signal::try_from(signal)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| format!("signal {signal}"));
+            format!("build was killed by {name} (see {shown})")
+        }
+        (None, None) => format!("build failed: {status} (see {shown})"),
+    }
+}
+
+/// `20m`, `90s`, `1h`, `1500ms`: durations the way a config file writes them.
+fn human_duration(d: Duration) -> String {
+    if d.subsec_nanos() != 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let s = d.as_secs();
+    if s != 0 && s.rem_euclid(3600) == 0 {
+        format!("{}h", s / 3600)
+    } else if s != 0 && s.rem_euclid(60) == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(Duration::from_secs(1200)), "20m");
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(human_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn reserved_variables() {
+        let env = |k: &str| vec![(k.to_string(), "x".to_string())];
+        assert!(check_env(&env("CARGO_TARGET_DIR")).is_ok());
+        for bad in [
+            "NOTIFY_SOCKET",
+            "LISTEN_FDS",
+            "WATCHDOG_USEC",
+            "CREDENTIALS_DIRECTORY",
+            "BATON_COMMIT",
+            "A=B",
+            "",
+        ] {
+            assert!(check_env(&env(bad)).is_err(), "{bad}");
+        }
+    }
+}

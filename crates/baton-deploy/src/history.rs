@@ -1,0 +1,135 @@
+//! The deploy history behind `baton status`: what was deployed, when, by what trigger, and how
+//! it ended. One small JSON file, rewritten atomically, so a crash mid-write leaves the old
+//! history rather than a torn one. Blocking; async callers use `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::releases::write_atomically;
+
+/// How many entries are kept; older ones are dropped on append.
+pub const MAX_ENTRIES: usize = 200;
+
+/// How a deploy ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The release was built, became ready and is (or was) served.
+    Ok,
+    /// Fetch, checkout, build or start-up failed; `reason` says which and why.
+    Failed,
+    /// Still in progress (or interrupted: see `History::close_running`).
+    Running,
+}
+
+/// One deploy attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The release id, or empty if the deploy failed before a release existed (fetch).
+    pub release: String,
+    /// The full commit id, or empty if not known yet.
+    pub commit: String,
+    /// What started it: `webhook`, `deploy`, `rollback`, `poll`, `startup`…
+    pub trigger: String,
+    /// RFC 3339 UTC (`crate::utc_now()`).
+    pub started_at: String,
+    /// RFC 3339 UTC, once the deploy ended.
+    pub finished_at: Option<String>,
+    pub outcome: Outcome,
+    /// The one-line error of a failed deploy.
+    pub reason: Option<String>,
+}
+
+/// `<state>/history.json`, oldest entry first.
+#[derive(Debug, Clone)]
+pub struct History {
+    path: PathBuf,
+}
+
+impl History {
+    /// The history of the app whose state directory is `state_dir` (nothing is read yet).
+    pub fn new(state_dir: &Path) -> History {
+        History {
+            path: state_dir.join("history.json"),
+        }
+    }
+
+    /// All entries, oldest first. A missing file is an empty history; an unreadable or
+    /// corrupt one is an error (and is never overwritten).
+    pub fn load(&self) -> Result<Vec<Entry>, String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
+        };
+        serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "history file {} is corrupt ({e}): move it away to start a new history",
+                self.path.display()
+            )
+        })
+    }
+
+    /// The newest `n` entries, newest first.
+    pub fn last(&self, n: usize) -> Result<Vec<Entry>, String> {
+        let mut entries = self.load()?;
+        entries.reverse();
+        entries.truncate(n);
+        Ok(entries)
+    }
+
+    /// Adds an entry, dropping the oldest beyond `MAX_ENTRIES`.
+    pub fn append(&self, entry: Entry) -> Result<(), String> {
+        self.modify(|entries| entries.push(entry))
+    }
+
+    /// Changes the newest entry (e.g. to record the outcome of the deploy it describes);
+    /// an error if the history is empty.
+    pub fn update_last(&self, change: impl FnOnce(&mut Entry)) -> Result<(), String> {
+        let mut change = Some(change);
+        let mut found = false;
+        self.modify(|entries| {
+            if let (Some(last), Some(change)) = (entries.last_mut(), change.take()) {
+                change(last);
+                found = true;
+            }
+        })?;
+        if found {
+            Ok(())
+        } else {
+            Err(format!("history {} is empty", self.path.display()))
+        }
+    }
+
+    /// Marks entries still `running` as failed with `reason`: at start-up they describe
+    /// deploys that a previous baton process never finished. Returns how many changed.
+    pub fn close_running(&self, reason: &str) -> Result<usize, String> {
+        let mut changed = 0;
+        let now = crate::clock::utc_now();
+        self.modify(|entries| {
+            for entry in entries.iter_mut().filter(|e| e.outcome == Outcome::Running) {
+                entry.outcome = Outcome::Failed;
+                entry.reason = Some(reason.to_string());
+                entry.finished_at = Some(now.clone());
+                changed += 1;
+            }
+        })?;
+        Ok(changed)
+    }
+
+    fn modify(&self, change: impl FnOnce(&mut Vec<Entry>)) -> Result<(), String> {
+        let mut entries = self.load()?;
+        change(&mut entries);
+        if entries.len() > MAX_ENTRIES {
+            entries.drain(..entries.len() - MAX_ENTRIES);
+        }
+        let json = serde_json::to_vec_pretty(&entries)
+            .map_err(|e| format!("cannot encode history: {e}"))?;
+        if let Some(parent) = self.path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        write_atomically(&self.path, &json)
+    }
+}
