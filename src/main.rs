@@ -252,7 +252,7 @@ fn print_deploys(d: &deploy::Status) {
         println!("pending:     {p}");
     }
     if !d.recent.is_empty() {
-        println!("deploys (oldest first):");
+        println!("deploys (newest first):");
     }
     for e in &d.recent {
         let outcome = format!("{:?}", e.outcome).to_lowercase();

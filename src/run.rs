@@ -80,6 +80,10 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
 async fn first_release(
     deploy: &crate::deploy::Settings,
 ) -> Result<(baton_deploy::Release, bool), String> {
+    let history = baton_deploy::History::new(&deploy.state_dir);
+    if let Ok(n @ 1..) = history.close_running("interrupted: baton stopped during the deploy") {
+        tracing::warn!("{n} deploy(s) were interrupted by the last stop");
+    }
     let releases = baton_deploy::Releases::new(&deploy.state_dir);
     if let Some(current) = releases.current() {
         tracing::info!("starting the current release {}", current.id);
@@ -87,7 +91,6 @@ async fn first_release(
     }
     tracing::info!("no current release: deploying {}", deploy.source.branch);
     let settings = Arc::new(deploy.clone());
-    let history = baton_deploy::History::new(&deploy.state_dir);
     let _ = history.append(baton_deploy::Entry {
         release: String::new(),
         commit: String::new(),
