@@ -1,0 +1,432 @@
+//! The deploy pipeline through the real binary: a real git repository, builds, handoffs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use baton_load::{LoadConfig, Mode};
+use common::*;
+
+/// A bare "origin" and a work tree that pushes to it.
+struct Repo {
+    bare: PathBuf,
+    work: PathBuf,
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Repo {
+    fn new(scratch: &Scratch) -> Repo {
+        let bare = scratch.path("origin.git");
+        let work = scratch.path("work");
+        git(
+            &scratch.0,
+            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        );
+        git(
+            &scratch.0,
+            &["init", "-q", "-b", "main", work.to_str().unwrap()],
+        );
+        git(&work, &["config", "user.email", "t@example.com"]);
+        git(&work, &["config", "user.name", "t"]);
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        // The app: a script in the repository, run from the release directory.
+        std::fs::write(
+            work.join("run.sh"),
+            "#!/bin/sh\n[ -e NEVER_READY ] && exec sleep 600\nexec \"$HELLO_BIN\" --idle-grace 100ms\n",
+        )
+        .unwrap();
+        std::fs::write(work.join("build.sh"), "#!/bin/sh\n[ -e BUILD_FAILS ] && { echo build broke >&2; exit 7; }\nsleep \"${BUILD_SLEEP:-0}\"\necho \"built $BATON_COMMIT\" > built.txt\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        for script in ["run.sh", "build.sh"] {
+            let perms = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(work.join(script), perms).unwrap();
+        }
+        let repo = Repo { bare, work };
+        repo.commit(&[("hello.txt", "v1")], &[]);
+        repo
+    }
+
+    /// Writes files, removes others, commits and pushes; returns the commit id.
+    fn commit(&self, files: &[(&str, &str)], remove: &[&str]) -> String {
+        for (name, text) in files {
+            std::fs::write(self.work.join(name), text).unwrap();
+        }
+        for name in remove {
+            let _ = std::fs::remove_file(self.work.join(name));
+        }
+        git(&self.work, &["add", "-A"]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", "change"],
+        );
+        git(&self.work, &["push", "-q", "origin", "main"]);
+        let out = Command::new("git")
+            .current_dir(&self.work)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+fn deploying_baton(repo: &Repo, state: &Path, extra: &[&str]) -> BatonBuilder {
+    let mut b = BatonBuilder::new()
+        .state_dir(state)
+        .arg("--repo")
+        .arg(repo.bare.to_str().unwrap())
+        .arg("--ready-timeout")
+        .arg("3s")
+        .env("HELLO_BIN", HELLO)
+        .app(&["./run.sh"]);
+    for a in extra {
+        b = b.arg(a);
+    }
+    b
+}
+
+fn config_with_build(scratch: &Scratch, extra: &str) -> PathBuf {
+    let path = scratch.path("baton.toml");
+    std::fs::write(
+        &path,
+        format!("[build]\ncommand = [\"./build.sh\"]\ntimeout = \"30s\"\n{extra}"),
+    )
+    .unwrap();
+    path
+}
+
+/// The `current` link, once the first release has been adopted.
+fn wait_current(state: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(link) = std::fs::read_link(state.join("current")) {
+            return link;
+        }
+        assert!(Instant::now() < deadline, "no current release");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn message(baton: &Baton) -> String {
+    let (_, body) = http_get(baton.addr, "/").unwrap();
+    body.split("message=")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+fn baton_cmd(baton: &Baton, args: &[&str]) -> std::process::Output {
+    Command::new(BATON)
+        .args(args)
+        .arg("--control")
+        .arg(&baton.control)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_release() {
+    if !have_tool("git") {
+        return;
+    }
+    let scratch = Scratch::new("deploy");
+    let repo = Repo::new(&scratch);
+    let state = scratch.path("state");
+    let secret = scratch.path("secret");
+    std::fs::write(&secret, "a-long-enough-webhook-secret\n").unwrap();
+    let config = config_with_build(&scratch, "");
+    let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()])
+        .webhook(&secret)
+        .start();
+    assert_eq!(message(&baton), "v1");
+    let first_release = wait_current(&state);
+
+    let addr = baton.addr;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let load = rt.spawn(async move {
+        let mut c = LoadConfig::new(addr);
+        c.mode = Mode::KeepAlive;
+        c.duration = Duration::from_secs(120);
+        baton_load::run(c, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+
+    // A push: the webhook deploys it, the new message is served.
+    let sha = repo.commit(&[("hello.txt", "v2")], &[]);
+    let body = format!(
+        r#"{{"ref":"refs/heads/main","after":"{sha}","repository":{{"full_name":"me/app"}}}}"#
+    );
+    let sig = baton_webhook::sign_github(b"a-long-enough-webhook-secret", body.as_bytes());
+    let mut s = std::net::TcpStream::connect(baton.webhook.unwrap()).unwrap();
+    use std::io::{Read, Write};
+    write!(s, "POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: d-1\r\nX-Hub-Signature-256: {sig}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while message(&baton) != "v2" {
+        assert!(
+            Instant::now() < deadline,
+            "v2 never served:\n{}",
+            baton.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let current = std::fs::read_link(state.join("current")).unwrap();
+    assert_ne!(current, first_release);
+    let built = std::fs::read_to_string(state.join(&current).join("built.txt")).unwrap();
+    assert_eq!(
+        built.trim(),
+        format!("built {sha}"),
+        "the build ran in the release with BATON_COMMIT"
+    );
+
+    // A commit whose build fails: deploy reports it, v2 keeps serving.
+    repo.commit(&[("hello.txt", "v3"), ("BUILD_FAILS", "")], &[]);
+    let out = baton_cmd(&baton, &["deploy"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("build exited with status 7"),
+        "{err}"
+    );
+    assert_eq!(message(&baton), "v2");
+
+    // A commit whose app never becomes ready: same.
+    repo.commit(
+        &[("hello.txt", "v4"), ("NEVER_READY", "")],
+        &["BUILD_FAILS"],
+    );
+    let out = baton_cmd(&baton, &["deploy"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("sent no READY within 3s"),
+        "{err}"
+    );
+    assert_eq!(message(&baton), "v2");
+    assert_eq!(
+        std::fs::read_link(state.join("current")).unwrap(),
+        current,
+        "current unchanged"
+    );
+
+    let status = baton.status().unwrap();
+    let recent = status["deploys"]["recent"].as_array().unwrap();
+    assert_eq!(recent[0]["outcome"], "failed");
+    assert!(recent[0]["reason"].as_str().unwrap().contains("READY"));
+    assert_eq!(recent[1]["outcome"], "failed");
+    assert_eq!(recent[2]["outcome"], "ok");
+    assert_eq!(
+        recent[2]["trigger"].as_str().unwrap().split(' ').next(),
+        Some("webhook")
+    );
+
+    stop_tx.send(()).unwrap();
+    let report = rt.block_on(load).unwrap();
+    assert!(report.count() > 100);
+    assert_eq!(
+        report.failures(),
+        0,
+        "{} {:?}",
+        report.summary(),
+        report.failures_by_class()
+    );
+    assert!(baton.stop().success());
+}
+
+#[test]
+fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_release() {
+    if !have_tool("git") {
+        return;
+    }
+    let scratch = Scratch::new("coalesce");
+    let repo = Repo::new(&scratch);
+    let state = scratch.path("state");
+    std::fs::create_dir_all(state.join("shared")).unwrap();
+    std::fs::write(state.join("shared/.env"), "SECRET=kept\n").unwrap();
+    // Builds take a second, so the pushes below arrive while one runs.
+    let config = config_with_build(
+        &scratch,
+        "env = { BUILD_SLEEP = \"1\" }\n[source]\nshared = [\".env\"]\nkeep = 2\n",
+    );
+    let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()]).start();
+    let gen0 = baton.generation();
+
+    // 12 quick pushes, each followed by a `baton deploy` that does not wait.
+    let mut waiters = Vec::new();
+    for i in 0..12 {
+        repo.commit(&[("hello.txt", &format!("push{i}"))], &[]);
+        let control = baton.control.clone();
+        waiters.push(std::thread::spawn(move || {
+            Command::new(BATON)
+                .args(["deploy", "--control"])
+                .arg(&control)
+                .output()
+                .unwrap()
+        }));
+    }
+    for w in waiters {
+        let out = w.join().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let deploys = baton.generation() - gen0;
+    assert!(
+        (1..=2).contains(&deploys),
+        "12 pushes made {deploys} deploys"
+    );
+    assert_eq!(message(&baton), "push11", "the last commit ends up serving");
+
+    // Shared files are in every release.
+    let current = state.join(std::fs::read_link(state.join("current")).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(current.join(".env")).unwrap(),
+        "SECRET=kept\n"
+    );
+
+    // Rollback: back to the previous release, no build (its build.log is untouched).
+    let previous = std::fs::read_to_string(state.join("previous")).unwrap();
+    let prev_dir = state.join("releases").join(previous.trim());
+    let log_before = std::fs::metadata(prev_dir.join("build.log"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let out = baton_cmd(&baton, &["rollback"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("rolled back: release"));
+    assert_ne!(message(&baton), "push11");
+    assert_eq!(
+        std::fs::metadata(prev_dir.join("build.log"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        log_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(prev_dir.join(".env")).unwrap(),
+        "SECRET=kept\n"
+    );
+
+    // Retention: keep = 2, and never the live release.
+    for i in 0..3 {
+        repo.commit(&[("hello.txt", &format!("more{i}"))], &[]);
+        assert!(baton_cmd(&baton, &["deploy"]).status.success());
+    }
+    let live = std::fs::read_link(state.join("current")).unwrap();
+    let kept: Vec<_> = std::fs::read_dir(state.join("releases"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(kept.len() <= 3, "{kept:?}");
+    assert!(state.join(&live).exists());
+    assert_eq!(message(&baton), "more2");
+    assert!(baton.stop().success());
+
+    // A restart runs `current` without deploying again.
+    let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()]).start();
+    assert_eq!(message(&baton), "more2");
+    assert!(baton.stop().success());
+}
+
+#[test]
+fn bad_deploy_settings_are_one_line_errors_at_start_and_from_check() {
+    let scratch = Scratch::new("badsrc");
+    let key = scratch.path("key");
+    std::fs::write(&key, "not really a key").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cases = [
+        (
+            "[source]\nrepo = \"git@github.com:me/app.git\"\nbranch = \"\"\n",
+            "branch",
+        ),
+        (
+            "[source]\nrepo = \"git@github.com:me/app.git\"\n",
+            "deploy_key",
+        ),
+        (
+            &*format!(
+                "[source]\nrepo = \"git@github.com:me/app.git\"\ndeploy_key = \"{}\"\nknown_hosts = \"/dev/null\"\n",
+                key.display()
+            ),
+            "chmod 600",
+        ),
+        ("[source]\nrepo = \"ssh://\"\n", "repo"),
+        ("[build]\ncommand = [\"make\"]\n", "need [source] repo"),
+        (
+            "[source]\nrepo = \"/tmp/x.git\"\n[build]\ncommand = []\n",
+            "empty",
+        ),
+        (
+            "[source]\nrepo = \"/tmp/x.git\"\n[build]\ncommand = [\"make\"]\nenv = { NOTIFY_SOCKET = \"x\" }\n",
+            "NOTIFY_SOCKET",
+        ),
+    ];
+    for (body, needle) in cases {
+        let path = scratch.path("c.toml");
+        std::fs::write(&path, format!("[app]\ncommand = [\"/bin/true\"]\n{body}")).unwrap();
+        for args in [
+            vec!["check", "-c", path.to_str().unwrap()],
+            vec![
+                "run",
+                "-c",
+                path.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--runtime-dir",
+                scratch.0.to_str().unwrap(),
+            ],
+        ] {
+            let out = Command::new(BATON).args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{args:?} {body}: {err}");
+            let last = err.lines().last().unwrap_or("");
+            assert!(
+                last.starts_with("baton: ") && last.contains(needle),
+                "{needle:?} not in {err:?}"
+            );
+        }
+    }
+    // A state directory baton may not write: refused at start-up (not at the first deploy).
+    if nix::unistd::getuid().is_root() {
+        // root can write anywhere; use a file where the directory should be instead.
+        let file = scratch.path("state-is-a-file");
+        std::fs::write(&file, "").unwrap();
+        let out = Command::new(BATON)
+            .args([
+                "run",
+                "--repo",
+                "/tmp/x.git",
+                "--listen",
+                "127.0.0.1:0",
+                "--runtime-dir",
+                scratch.0.to_str().unwrap(),
+                "--state-dir",
+                file.to_str().unwrap(),
+                "--",
+                "/bin/true",
+            ])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("state directory"),
+            "{err}"
+        );
+    }
+}
