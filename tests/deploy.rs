@@ -7,80 +7,24 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baton_load::{LoadConfig, Mode};
+use common::repo::Repo;
 use common::*;
 
-/// A bare "origin" and a work tree that pushes to it.
-struct Repo {
-    bare: PathBuf,
-    work: PathBuf,
-}
+const RUN_SH: &str =
+    "#!/bin/sh\n[ -e NEVER_READY ] && exec sleep 600\nexec \"$HELLO_BIN\" --idle-grace 100ms\n";
+const BUILD_SH: &str = "#!/bin/sh\n[ -e BUILD_FAILS ] && { echo build broke >&2; exit 7; }\n[ -n \"$BUILD_GATE\" ] && while [ ! -e \"$BUILD_GATE\" ]; do sleep 0.05; done\necho \"built $BATON_COMMIT\" > built.txt\n";
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Repo {
-    fn new(scratch: &Scratch) -> Repo {
-        let bare = scratch.path("origin.git");
-        let work = scratch.path("work");
-        git(
-            &scratch.0,
-            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-        );
-        git(
-            &scratch.0,
-            &["init", "-q", "-b", "main", work.to_str().unwrap()],
-        );
-        git(&work, &["config", "user.email", "t@example.com"]);
-        git(&work, &["config", "user.name", "t"]);
-        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-        // The app: a script in the repository, run from the release directory.
-        std::fs::write(
-            work.join("run.sh"),
-            "#!/bin/sh\n[ -e NEVER_READY ] && exec sleep 600\nexec \"$HELLO_BIN\" --idle-grace 100ms\n",
-        )
-        .unwrap();
-        std::fs::write(work.join("build.sh"), "#!/bin/sh\n[ -e BUILD_FAILS ] && { echo build broke >&2; exit 7; }\nsleep \"${BUILD_SLEEP:-0}\"\necho \"built $BATON_COMMIT\" > built.txt\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        for script in ["run.sh", "build.sh"] {
-            let perms = std::fs::Permissions::from_mode(0o755);
-            std::fs::set_permissions(work.join(script), perms).unwrap();
-        }
-        let repo = Repo { bare, work };
-        repo.commit(&[("hello.txt", "v1")], &[]);
-        repo
-    }
-
-    /// Writes files, removes others, commits and pushes; returns the commit id.
-    fn commit(&self, files: &[(&str, &str)], remove: &[&str]) -> String {
-        for (name, text) in files {
-            std::fs::write(self.work.join(name), text).unwrap();
-        }
-        for name in remove {
-            let _ = std::fs::remove_file(self.work.join(name));
-        }
-        git(&self.work, &["add", "-A"]);
-        git(
-            &self.work,
-            &["commit", "-q", "--allow-empty", "-m", "change"],
-        );
-        git(&self.work, &["push", "-q", "origin", "main"]);
-        let out = Command::new("git")
-            .current_dir(&self.work)
-            .args(["rev-parse", "HEAD"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
+/// The test app's repository: a launcher script, a build script and `hello.txt`.
+fn app_repo(scratch: &Scratch) -> Repo {
+    Repo::new(
+        scratch,
+        &[
+            ("run.sh", RUN_SH),
+            ("build.sh", BUILD_SH),
+            ("hello.txt", "v1"),
+        ],
+        &["run.sh", "build.sh"],
+    )
 }
 
 fn deploying_baton(repo: &Repo, state: &Path, extra: &[&str]) -> BatonBuilder {
@@ -106,6 +50,15 @@ fn config_with_build(scratch: &Scratch, extra: &str) -> PathBuf {
     )
     .unwrap();
     path
+}
+
+/// Waits until a deploy is running.
+fn wait_deploying(baton: &Baton) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while baton.status().unwrap()["deploys"]["running"].is_null() {
+        assert!(Instant::now() < deadline, "no deploy started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The `current` link, once the first release has been adopted.
@@ -144,7 +97,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
         return;
     }
     let scratch = Scratch::new("deploy");
-    let repo = Repo::new(&scratch);
+    let repo = app_repo(&scratch);
     let state = scratch.path("state");
     let secret = scratch.path("secret");
     std::fs::write(&secret, "a-long-enough-webhook-secret\n").unwrap();
@@ -189,8 +142,16 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let current = std::fs::read_link(state.join("current")).unwrap();
-    assert_ne!(current, first_release);
+    // `current` switches right after the cutover.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let current = loop {
+        let link = wait_current(&state);
+        if link != first_release {
+            break link;
+        }
+        assert!(Instant::now() < deadline, "current never switched");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let built = std::fs::read_to_string(state.join(&current).join("built.txt")).unwrap();
     assert_eq!(
         built.trim(),
@@ -256,19 +217,25 @@ fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_re
         return;
     }
     let scratch = Scratch::new("coalesce");
-    let repo = Repo::new(&scratch);
+    let repo = app_repo(&scratch);
     let state = scratch.path("state");
     std::fs::create_dir_all(state.join("shared")).unwrap();
     std::fs::write(state.join("shared/.env"), "SECRET=kept\n").unwrap();
-    // Builds take a second, so the pushes below arrive while one runs.
+    // Builds wait for a gate file, so the pushes below all arrive while the first one runs.
+    let gate = scratch.path("gate");
+    std::fs::write(&gate, "").unwrap();
     let config = config_with_build(
         &scratch,
-        "env = { BUILD_SLEEP = \"1\" }\n[source]\nshared = [\".env\"]\nkeep = 2\n",
+        &format!(
+            "env = {{ BUILD_GATE = \"{}\" }}\n[source]\nshared = [\".env\"]\nkeep = 2\n",
+            gate.display()
+        ),
     );
     let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()]).start();
     let gen0 = baton.generation();
 
     // 12 quick pushes, each followed by a `baton deploy` that does not wait.
+    std::fs::remove_file(&gate).unwrap();
     let mut waiters = Vec::new();
     for i in 0..12 {
         repo.commit(&[("hello.txt", &format!("push{i}"))], &[]);
@@ -280,7 +247,11 @@ fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_re
                 .output()
                 .unwrap()
         }));
+        if i == 0 {
+            wait_deploying(&baton);
+        }
     }
+    std::fs::write(&gate, "").unwrap();
     for w in waiters {
         let out = w.join().unwrap();
         assert!(out.status.success(), "{out:?}");

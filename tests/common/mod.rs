@@ -1,6 +1,8 @@
 //! Test harness: real baton processes on 127.0.0.1, driven through their real interfaces.
 #![allow(dead_code)]
 
+pub mod repo;
+
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
