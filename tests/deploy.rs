@@ -401,3 +401,40 @@ fn bad_deploy_settings_are_one_line_errors_at_start_and_from_check() {
         );
     }
 }
+
+#[test]
+fn poll_mode_deploys_when_the_branch_moves_without_a_webhook() {
+    if !have_tool("git") {
+        return;
+    }
+    let scratch = Scratch::new("poll");
+    let repo = app_repo(&scratch);
+    let state = scratch.path("state");
+    let config = scratch.path("baton.toml");
+    std::fs::write(&config, "[source]\npoll_interval = \"200ms\"\n").unwrap();
+    let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()]).start();
+    assert_eq!(message(&baton), "v1");
+    repo.commit(&[("hello.txt", "polled")], &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while message(&baton) != "polled" {
+        assert!(
+            Instant::now() < deadline,
+            "never deployed:\n{}",
+            baton.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A commit that fails to start is tried once, not on every poll.
+    repo.commit(&[("hello.txt", "broken"), ("NEVER_READY", "")], &[]);
+    std::thread::sleep(Duration::from_secs(6));
+    let s = baton.status().unwrap();
+    let failed = s["deploys"]["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["outcome"] == "failed")
+        .count();
+    assert_eq!(failed, 1, "{s}");
+    assert_eq!(message(&baton), "polled");
+    assert!(baton.stop().success());
+}
