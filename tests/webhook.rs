@@ -456,8 +456,21 @@ fn bad_requests_get_the_right_answer_and_never_disturb_the_app() {
 
 #[test]
 fn a_verified_push_hands_off_once_and_bursts_coalesce() {
+    if !have_tool("python3") {
+        return;
+    }
     let scratch = Scratch::new("push");
-    let baton = BatonBuilder::new().webhook(&secret_file(&scratch)).start();
+    // The app is ready when /health answers 2xx; a file `unhealthy` in its directory holds a
+    // reload open, so the burst below is guaranteed to arrive while one runs.
+    let cwd = Scratch::new("push-cwd");
+    let baton = BatonBuilder::new()
+        .webhook(&secret_file(&scratch))
+        .arg("--ready")
+        .arg("http:/health")
+        .arg("--cwd")
+        .arg(cwd.0.to_str().unwrap())
+        .app(&["python3", fixture("probe_app.py").to_str().unwrap()])
+        .start();
     let hook = baton.webhook.unwrap();
     let (status, text) = signed_push(hook, "one", SHA);
     assert_eq!(status, 202, "{text}");
@@ -465,17 +478,28 @@ fn a_verified_push_hands_off_once_and_bursts_coalesce() {
     assert_eq!(settled_generation(&baton), 2, "exactly one handoff");
 
     // Ten pushes in a burst: one reload runs, the rest collapse into one more.
-    let senders: Vec<_> = (0..10)
+    std::fs::write(cwd.path("unhealthy"), "").unwrap();
+    assert_eq!(signed_push(hook, "burst-0", SHA).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while baton.status().unwrap()["state"] != "reloading" {
+        assert!(
+            Instant::now() < deadline,
+            "the first burst push started no reload"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let senders: Vec<_> = (1..10)
         .map(|i| std::thread::spawn(move || signed_push(hook, &format!("burst-{i}"), SHA).0))
         .collect();
     for s in senders {
         assert_eq!(s.join().unwrap(), 202);
     }
-    let after = settled_generation(&baton);
-    assert!(
-        (3..=4).contains(&after),
-        "10 pushes → 1 or 2 handoffs, got {}",
-        after - 2
+    std::fs::remove_file(cwd.path("unhealthy")).unwrap();
+    wait_generation(&baton, 4);
+    assert_eq!(
+        settled_generation(&baton),
+        4,
+        "10 pushes → exactly 2 handoffs"
     );
     assert!(baton.stop().success());
 }
