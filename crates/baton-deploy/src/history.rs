@@ -106,7 +106,7 @@ impl History {
     /// deploys that a previous baton process never finished. Returns how many changed.
     pub fn close_running(&self, reason: &str) -> Result<usize, String> {
         let mut changed = 0;
-        let now = crate::clock::utc_now();
+        let now = baton_clock::utc_now();
         self.modify(|entries| {
             for entry in entries.iter_mut().filter(|e| e.outcome == Outcome::Running) {
                 entry.outcome = Outcome::Failed;

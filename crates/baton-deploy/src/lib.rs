@@ -22,7 +22,6 @@
 
 mod base64;
 pub mod build;
-mod clock;
 pub mod history;
 pub mod hostkey;
 mod libgit2;
@@ -30,7 +29,7 @@ mod mirror;
 mod releases;
 mod source;
 
-pub use clock::utc_now;
+pub use baton_clock::utc_now;
 pub use git2::Oid;
 pub use history::{Entry, History, Outcome};
 pub use hostkey::{Fingerprint, KnownHosts};

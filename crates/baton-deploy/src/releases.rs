@@ -24,8 +24,8 @@ use std::path::{Component, Path, PathBuf};
 use git2::Oid;
 use git2::build::CheckoutBuilder;
 
-use crate::clock::Utc;
 use crate::mirror::Mirror;
+use baton_clock::Utc;
 
 const COMMIT_FILE: &str = ".baton-commit";
 const FAILED_FILE: &str = ".baton-failed";

@@ -1,11 +1,11 @@
-//! UTC timestamps without a date-time dependency: release ids and history entries need only
-//! "now" in two fixed formats, and both must sort lexicographically in time order.
+//! UTC timestamps without a date-time dependency. baton needs only two fixed formats (release
+//! ids and RFC 3339 for status and history), and both sort lexicographically in time order.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A broken-down UTC time (proleptic Gregorian calendar).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Utc {
+pub struct Utc {
     year: i64,
     month: u32,
     day: u32,
@@ -15,15 +15,19 @@ pub(crate) struct Utc {
 }
 
 impl Utc {
-    pub(crate) fn now() -> Utc {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+    pub fn now() -> Utc {
+        Utc::from_system(SystemTime::now())
+    }
+
+    pub fn from_system(t: SystemTime) -> Utc {
+        let secs = match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs() as i64,
+            Err(e) => -(e.duration().as_secs() as i64),
+        };
         Utc::from_unix(secs)
     }
 
-    pub(crate) fn from_unix(secs: i64) -> Utc {
+    pub fn from_unix(secs: i64) -> Utc {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400) as u32;
         let (year, month, day) = civil_from_days(days);
@@ -38,7 +42,7 @@ impl Utc {
     }
 
     /// `20261103T120005Z`: the compact form used in release directory names.
-    pub(crate) fn compact(&self) -> String {
+    pub fn compact(&self) -> String {
         format!(
             "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
             self.year, self.month, self.day, self.hour, self.minute, self.second
@@ -46,7 +50,7 @@ impl Utc {
     }
 
     /// `2026-11-03T12:00:05Z`: RFC 3339, for history entries and status output.
-    pub(crate) fn rfc3339(&self) -> String {
+    pub fn rfc3339(&self) -> String {
         format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
             self.year, self.month, self.day, self.hour, self.minute, self.second
