@@ -74,14 +74,22 @@ fn flask_under_gunicorn_reloads_ten_times_under_load_without_a_failed_request() 
             "reload {i}: {out:?}\n{}",
             baton.log_text()
         );
-        // The next fresh request is answered by the new workers.
+        // Fresh requests are answered by the new workers (the old arbiter may take a moment
+        // to process its drain signal and stop accepting).
         let generation = baton.generation();
-        let (status, body) = http_get(addr, "/").unwrap();
-        assert_eq!(status, 200);
-        assert!(
-            body.contains(&format!("generation={generation} ")),
-            "{body}"
-        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, body) = http_get(addr, "/").unwrap();
+            assert_eq!(status, 200);
+            if body.contains(&format!("generation={generation} ")) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "old workers still answer: {body}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         std::thread::sleep(Duration::from_millis(300));
     }
     stop_tx.send(true).unwrap();

@@ -32,34 +32,14 @@ fn push_body(git_ref: &str, after: &str, deleted: bool) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Sends raw bytes, returns (status, headers+body text). Status 0 = connection closed unanswered.
+/// Sends raw bytes: (status, whole response); status 0 = closed unanswered.
 fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let _ = s.write_all(request);
-    let mut text = Vec::new();
-    let _ = s.read_to_end(&mut text);
-    let text = String::from_utf8_lossy(&text).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    common::http::exchange(addr, request).unwrap()
 }
 
 fn post(addr: SocketAddr, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    raw(addr, &bytes)
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    raw(addr, &common::http::request("POST", path, &headers, body))
 }
 
 fn github(event: &str, delivery: &str, sig: Option<String>) -> Vec<(&'static str, String)> {

@@ -1,6 +1,7 @@
 //! Test harness: real baton processes on 127.0.0.1, driven through their real interfaces.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod repo;
 
 use std::net::SocketAddr;
@@ -313,22 +314,7 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::Ex
 
 /// One plain HTTP/1.1 GET with a fresh connection; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response {text:?}")))?;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Ok((status, body))
+    http::get(addr, path)
 }
 
 /// Open fds of a process.

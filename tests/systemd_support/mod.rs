@@ -12,6 +12,9 @@
 //! root file system. [`Manager`]'s `Drop` does it, also when a test panics.
 #![allow(dead_code)]
 
+#[path = "../common/http.rs"]
+mod http;
+
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -525,33 +528,22 @@ pub fn http_get(m: &Manager, port: u16, path: &str) -> std::io::Result<(u16, Str
         .unwrap()
 }
 
-/// An HTTP/1.1 request from the calling thread (which must already be in the namespace).
+/// An HTTP/1.1 request from the calling thread (which must already be in the namespace): a GET,
+/// or a POST when there is a body.
 pub fn get_here(
     port: u16,
     path: &str,
     headers: &[(&str, &str)],
     body: &str,
 ) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let method = if body.is_empty() { "GET" } else { "POST" };
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+    let request = http::request(method, path, headers, body.as_bytes());
+    let (status, text) = http::exchange(addr, &request)?;
+    if status == 0 {
+        return Err(std::io::Error::other(format!("no answer: {text:?}")));
     }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s.write_all(req.as_bytes())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response {text:?}")))?;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Ok((status, body))
+    Ok((status, http::body_of(&text)))
 }
 
 /// Runs baton-load against `port` inside the namespace for at most `duration`, until `stop`
