@@ -217,6 +217,7 @@ async fn supervise(
             command: config.command,
             sockets: Arc::new(app_sockets),
             runtime_dir: config.runtime_dir,
+            extra_env: Vec::new(),
         },
         readiness: config.readiness,
         ready_timeout: config.ready_timeout,

@@ -1,5 +1,6 @@
 //! One generation: a running instance of the app, its notify socket and its life events.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -8,12 +9,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::listen::Socket;
 use crate::notify::{NotifySocket, sender_belongs};
 use crate::readiness::{self, PROBE_SOCKET_NAME, Readiness};
-use crate::spawn::{AppCommand, Inheritance, spawn};
+use crate::spawn::{AppCommand, Inheritance, spawn_with_env};
 
 /// What every generation is started from. Sockets are shared by all generations; the working
 /// directory may change from one generation to the next (a new release).
@@ -22,6 +23,8 @@ pub struct LaunchSpec {
     pub sockets: Arc<Vec<Socket>>,
     /// Directory for the per-generation notify sockets (baton's runtime directory).
     pub runtime_dir: PathBuf,
+    /// Variables set for every generation on top of the cleaned environment.
+    pub extra_env: Vec<(String, OsString)>,
 }
 
 /// Something a generation did.
@@ -48,6 +51,8 @@ pub struct Generation {
     pub app_status: Option<String>,
     exit: Option<ExitStatus>,
     events: mpsc::UnboundedReceiver<Event>,
+    /// Tells the watcher to close the notify socket (see [`Generation::detach`]).
+    detach: Option<oneshot::Sender<()>>,
 }
 
 impl Generation {
@@ -59,7 +64,10 @@ impl Generation {
         dir: Option<PathBuf>,
         readiness: &Readiness,
     ) -> Result<Generation, String> {
-        let path = spec.runtime_dir.join(format!("gen-{number}.notify"));
+        // The spawning process's pid keeps two supervisors sharing a directory apart.
+        let path = spec
+            .runtime_dir
+            .join(format!("gen-{number}-{}.notify", std::process::id()));
         let notify = NotifySocket::bind(&path)
             .map_err(|e| format!("cannot create notify socket {}: {e}", path.display()))?;
         let mut sockets = spec
@@ -89,13 +97,19 @@ impl Generation {
         if dir.is_some() {
             command.cwd = dir.clone();
         }
-        let child = spawn(
+        let extra_env: Vec<(&str, &std::ffi::OsStr)> = spec
+            .extra_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_os_str()))
+            .collect();
+        let child = spawn_with_env(
             &command,
             &Inheritance {
                 sockets: &sockets,
                 notify_socket: notify.path(),
                 generation: number,
             },
+            &extra_env,
         )
         .map_err(|e| format!("cannot start the app: {e}"))?;
         // Our copies (and the probe listener) are closed here; the child holds its own.
@@ -106,7 +120,8 @@ impl Generation {
                 .ok_or("the app exited before baton saw its pid")? as i32,
         );
         let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(watch(child, notify, pid, tx));
+        let (detach, detached) = oneshot::channel();
+        tokio::spawn(watch(child, notify, pid, tx, detached));
         Ok(Generation {
             number,
             pid,
@@ -118,6 +133,7 @@ impl Generation {
             app_status: None,
             exit: None,
             events,
+            detach: Some(detach),
         })
     }
 
@@ -255,6 +271,20 @@ impl Generation {
     }
 }
 
+impl Generation {
+    /// Lets the generation run on its own: dropping it no longer kills it, and its notify socket
+    /// is closed (so a successor that talks to it learns it is on its own). It is still reaped
+    /// when it exits. Used when a process hands the service over to its successor.
+    pub fn detach(mut self) -> Pid {
+        if let Some(tx) = self.detach.take() {
+            let _ = tx.send(());
+        }
+        // Disarm Drop's kill; the watcher keeps the child and reaps it.
+        self.exit = Some(std::os::unix::process::ExitStatusExt::from_raw(0));
+        self.pid
+    }
+}
+
 impl Drop for Generation {
     fn drop(&mut self) {
         if self.exit.is_none() {
@@ -270,7 +300,10 @@ async fn watch(
     notify: NotifySocket,
     pid: Pid,
     tx: mpsc::UnboundedSender<Event>,
+    detached: oneshot::Receiver<()>,
 ) {
+    let mut notify = Some(notify);
+    let mut detached = Some(detached);
     loop {
         tokio::select! {
             status = child.wait() => {
@@ -287,7 +320,14 @@ async fn watch(
                 let _ = tx.send(Event::Exited(status));
                 return;
             }
-            received = notify.recv() => match received {
+            result = async { detached.as_mut().expect("guarded").await }, if detached.is_some() => {
+                detached = None;
+                // Ok: detach() asked for it; Err: the handle was dropped, nothing changes.
+                if result.is_ok() {
+                    notify = None;
+                }
+            }
+            received = recv(notify.as_ref()) => match received {
                 Ok(r) if !sender_belongs(r.sender, pid) => {
                     tracing::warn!(
                         "ignoring notify message from pid {:?}, not part of generation pid {pid}",
@@ -308,6 +348,13 @@ async fn watch(
                 }
             }
         }
+    }
+}
+
+async fn recv(notify: Option<&NotifySocket>) -> std::io::Result<crate::notify::Received> {
+    match notify {
+        Some(n) => n.recv().await,
+        None => std::future::pending().await,
     }
 }
 

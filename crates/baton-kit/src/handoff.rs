@@ -39,15 +39,17 @@
 //!
 //! Not carried over: the watchdog (`WATCHDOG_PID` names the first process) and the fd store.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use baton_handoff::generation::{Generation, LaunchSpec};
 use baton_handoff::listen::Socket;
-use baton_handoff::notify::{NotifySocket, sender_belongs};
-use baton_handoff::spawn::{AppCommand, Inheritance, SHIM_ARG, shim_main, spawn_with_env};
+use baton_handoff::readiness::Readiness;
+use baton_handoff::spawn::{AppCommand, SHIM_ARG, shim_main};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
@@ -73,7 +75,7 @@ pub fn run_shim_if_requested() {
 
 /// The listening sockets a successor inherits: duplicates taken before the originals are handed
 /// to the server (which closes them when it drains).
-pub struct Sockets(Vec<Socket>);
+pub struct Sockets(Arc<Vec<Socket>>);
 
 impl Sockets {
     /// Duplicates every listener (close-on-exec; the spawn clears that in the successor only).
@@ -90,7 +92,7 @@ impl Sockets {
                 fd,
             });
         }
-        Ok(Sockets(out))
+        Ok(Sockets(Arc::new(out)))
     }
 
     pub fn len(&self) -> usize {
@@ -198,9 +200,10 @@ pub async fn replace(sockets: &Sockets, options: &Options) -> Result<Successor, 
     }
 }
 
-/// Spawns the successor and waits for its READY. Returns its pid, how long it took and the last
-/// status it reported. The private notify socket is closed (and its file removed) on return,
-/// which is what tells the successor to talk to the service manager from now on.
+/// Spawns the successor as a generation and waits for its READY. Returns its pid, how long it
+/// took and the last status it reported. Its private notify socket is closed on success, which
+/// is what tells the successor to talk to the service manager from now on; on failure its whole
+/// process group has been killed and reaped.
 async fn start_and_wait(
     sockets: &Sockets,
     options: &Options,
@@ -215,80 +218,31 @@ async fn start_and_wait(
         cwd: None,
     };
     command.check_executable()?;
-    let dir = options
-        .notify_dir
-        .clone()
-        .unwrap_or_else(default_notify_dir);
-    let path = dir.join(format!(
-        "handoff-{}-{generation}.notify",
-        std::process::id()
-    ));
-    let private = NotifySocket::bind(&path)
-        .map_err(|e| format!("cannot create notify socket {}: {e}", path.display()))?;
-    let mut env: Vec<(&str, &OsStr)> = Vec::new();
+    let mut extra_env: Vec<(String, OsString)> = Vec::new();
     if let Some(m) = manager {
-        env.push((UPSTREAM_VAR, m.as_os_str()));
+        extra_env.push((UPSTREAM_VAR.into(), m.as_os_str().to_owned()));
     }
     // The successor becomes the service: it keeps the service's credentials.
-    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY");
-    if let Some(c) = &credentials {
-        env.push(("CREDENTIALS_DIRECTORY", c.as_os_str()));
+    if let Some(c) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        extra_env.push(("CREDENTIALS_DIRECTORY".into(), c));
     }
-    let started = Instant::now();
-    let mut child = spawn_with_env(
-        &command,
-        &Inheritance {
-            sockets: &sockets.0,
-            notify_socket: private.path(),
-            generation,
-        },
-        &env,
-    )
-    .map_err(|e| format!("cannot start the successor: {e}"))?;
-    let Some(pid) = child.id() else {
-        return Err("the successor exited before its pid was seen".into());
+    let spec = LaunchSpec {
+        command,
+        sockets: sockets.0.clone(),
+        runtime_dir: options
+            .notify_dir
+            .clone()
+            .unwrap_or_else(default_notify_dir),
+        extra_env,
     };
-    let leader = Pid::from_raw(pid as i32);
-    let deadline = tokio::time::Instant::now() + options.ready_timeout;
-    let mut status = None;
-    let outcome = loop {
-        tokio::select! {
-            exited = child.wait() => {
-                let how = exited.map_or_else(|e| e.to_string(), baton_handoff::generation::describe);
-                break Err(format!("successor (pid {pid}) exited before READY: {how}"));
-            }
-            received = private.recv() => match received {
-                Ok(r) if sender_belongs(r.sender, leader) => {
-                    if let Some(s) = r.message.get("STATUS") {
-                        status = Some(s.to_string());
-                    }
-                    if r.message.is_ready() {
-                        break Ok(());
-                    }
-                }
-                Ok(_) => tracing::warn!("ignoring a notify message from outside the successor"),
-                Err(e) => break Err(format!("notify socket: {e}")),
-            },
-            _ = tokio::time::sleep_until(deadline) => {
-                break Err(format!(
-                    "successor (pid {pid}) sent no READY within {}",
-                    baton_handoff::duration::format(options.ready_timeout)
-                ));
-            }
-        }
-    };
-    match outcome {
-        Ok(()) => {
-            // Dropping the handle does not kill it; tokio reaps it should it exit while we drain.
-            drop(child);
-            Ok((pid, started.elapsed(), status))
-        }
-        Err(reason) => {
-            let _ = killpg(leader, Signal::SIGKILL);
-            let _ = child.kill().await;
-            Err(reason)
-        }
-    }
+    let mut successor = Generation::spawn(&spec, generation, None, &Readiness::Notify)?;
+    successor
+        .wait_ready(&Readiness::Notify, options.ready_timeout)
+        .await?;
+    let ready_in = successor.started.elapsed();
+    let status = successor.app_status.clone();
+    let pid = successor.detach();
+    Ok((pid.as_raw() as u32, ready_in, status))
 }
 
 /// `BARRIER=1`: systemd closes the fd we pass once it has processed everything before it, so
