@@ -1,0 +1,136 @@
+//! The apps under test and how each approach launches them.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use baton_load::Mode;
+
+use crate::approach::Approach;
+
+pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
+const HELLO: &str = env!("CARGO_BIN_EXE_baton-hello");
+
+/// One app, with everything needed to start it under every approach.
+#[derive(Clone)]
+pub struct App {
+    /// Short name used in file names and settings (`hello`, `flask`).
+    pub key: &'static str,
+    pub title: &'static str,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Hello,
+    /// gunicorn's command line from `examples/flask/baton.toml`, its venv and the app directory.
+    Flask {
+        bin: PathBuf,
+        command: Vec<String>,
+        dir: PathBuf,
+    },
+}
+
+impl App {
+    pub fn hello() -> App {
+        App {
+            key: "hello",
+            title: "baton-hello",
+            kind: Kind::Hello,
+        }
+    }
+
+    /// The Flask example exactly as its `baton.toml` runs it; the restart approaches add `--bind`.
+    pub fn flask(repo: &Path, bin: PathBuf) -> Result<App, String> {
+        let dir = repo.join("examples/flask");
+        let text = std::fs::read_to_string(dir.join("baton.toml")).map_err(|e| e.to_string())?;
+        let doc: toml::Table = toml::from_str(&text).map_err(|e| e.to_string())?;
+        let command = doc["app"]["command"]
+            .as_array()
+            .ok_or("examples/flask/baton.toml has no [app] command")?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        Ok(App {
+            key: "flask",
+            title: "Flask (gunicorn)",
+            kind: Kind::Flask { bin, command, dir },
+        })
+    }
+
+    /// HTTP/2 only where the app speaks h2c: gunicorn does not.
+    pub fn speaks(&self, mode: Mode) -> bool {
+        mode != Mode::Http2 || matches!(self.kind, Kind::Hello)
+    }
+
+    pub fn approaches(&self) -> Vec<Approach> {
+        // The app alone first, next to baton in time: their throughput ratio is reported.
+        let mut all = vec![
+            Approach::Alone,
+            Approach::Baton,
+            Approach::Restart,
+            Approach::HeldSocket,
+        ];
+        if matches!(self.kind, Kind::Flask { .. }) {
+            all.push(Approach::GunicornHup);
+        }
+        all
+    }
+
+    /// The app's own command, taking its sockets from `LISTEN_FDS`.
+    pub fn argv(&self) -> Vec<OsString> {
+        match &self.kind {
+            Kind::Hello => vec![HELLO.into()],
+            Kind::Flask { bin, command, .. } => {
+                let mut argv: Vec<OsString> = command.iter().map(OsString::from).collect();
+                argv[0] = bin.join(&command[0]).into_os_string();
+                argv
+            }
+        }
+    }
+
+    /// The app's command binding `addr` itself (no inherited sockets).
+    pub fn bound_argv(&self, addr: SocketAddr) -> Vec<OsString> {
+        let flag = match self.kind {
+            Kind::Hello => "--listen",
+            Kind::Flask { .. } => "--bind",
+        };
+        let mut argv = self.argv();
+        argv.insert(1, flag.into());
+        argv.insert(2, addr.to_string().into());
+        argv
+    }
+
+    /// `baton run` arguments after `run`, for the same app on `addr`.
+    pub fn baton_args(&self, addr: SocketAddr) -> Vec<OsString> {
+        let listen = ["--listen".into(), addr.to_string().into()];
+        match &self.kind {
+            Kind::Hello => [listen.to_vec(), vec!["--".into(), HELLO.into()]].concat(),
+            Kind::Flask { dir, .. } => {
+                let config = dir.join("baton.toml");
+                let head = vec!["-c".into(), config.into(), "--cwd".into(), dir.into()];
+                [head, listen.to_vec()].concat()
+            }
+        }
+    }
+
+    pub fn cwd(&self) -> Option<&Path> {
+        match &self.kind {
+            Kind::Hello => None,
+            Kind::Flask { dir, .. } => Some(dir),
+        }
+    }
+
+    /// PATH with the venv first, so `gunicorn` in baton.toml resolves to the venv's.
+    pub fn path_env(&self) -> OsString {
+        let rest = std::env::var_os("PATH").unwrap_or_default();
+        match &self.kind {
+            Kind::Hello => rest,
+            Kind::Flask { bin, .. } => {
+                let mut dirs = vec![bin.clone()];
+                dirs.extend(std::env::split_paths(&rest));
+                std::env::join_paths(dirs).unwrap_or(rest)
+            }
+        }
+    }
+}

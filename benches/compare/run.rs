@@ -1,0 +1,111 @@
+//! One measured run: the same load against one app under one approach, with K reloads.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use baton_load::{LoadConfig, Mode, Report};
+use tokio::time::Instant;
+
+use crate::approach::Approach;
+use crate::apps::App;
+use crate::procs::ProcFacts;
+use crate::settings::Settings;
+use crate::stats::WINDOW_TAIL;
+use crate::subject::{Event, Subject};
+
+/// Everything one run observed.
+pub struct RunResult {
+    pub app: &'static str,
+    pub mode: Mode,
+    pub approach: Approach,
+    /// Reloads asked for (the run may end before all of them fit).
+    pub planned: u32,
+    pub report: Report,
+    pub events: Vec<Event>,
+    /// baton's footprint after start-up and after the run, once drained (baton rows only).
+    pub before: Option<ProcFacts>,
+    pub after: Option<ProcFacts>,
+    pub drained: bool,
+}
+
+/// Starts the subject, loads it for the run length while reloading it, stops it.
+pub async fn measure(
+    app: &App,
+    mode: Mode,
+    approach: Approach,
+    settings: &Settings,
+    dir: &Path,
+) -> Result<RunResult, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let addr = free_addr()?;
+    let mut subject = Subject::start(approach, app, addr, dir).await?;
+    let before = subject.facts();
+    let planned = if approach.reloads() {
+        reload_count(app, settings)
+    } else {
+        0
+    };
+    let (report, events) = load_with_reloads(&mut subject, addr, mode, settings, planned).await;
+    let drained = subject.settle().await;
+    let after = subject.facts();
+    subject.stop().await;
+    Ok(RunResult {
+        app: app.key,
+        mode,
+        approach,
+        planned,
+        report,
+        events,
+        before,
+        after,
+        drained,
+    })
+}
+
+fn reload_count(app: &App, settings: &Settings) -> u32 {
+    if app.key == "flask" {
+        settings.flask_reloads
+    } else {
+        settings.reloads
+    }
+}
+
+/// Reload `i` of `k` is due at `i / (k + 1)` of the run; a reload that overruns its slot
+/// delays the next, and none starts when too little of the run is left to see its effect.
+async fn load_with_reloads(
+    subject: &mut Subject,
+    addr: SocketAddr,
+    mode: Mode,
+    settings: &Settings,
+    k: u32,
+) -> (Report, Vec<Event>) {
+    let length = settings.run_length();
+    let t0 = Instant::now();
+    let driver = async {
+        let mut events = Vec::new();
+        for i in 1..=k {
+            tokio::time::sleep_until(t0 + length * i / (k + 1)).await;
+            if t0.elapsed() + WINDOW_TAIL > length {
+                break;
+            }
+            events.push(subject.reload(t0).await);
+        }
+        events
+    };
+    tokio::join!(load(addr, mode, settings), driver)
+}
+
+async fn load(addr: SocketAddr, mode: Mode, settings: &Settings) -> Report {
+    let mut config = LoadConfig::new(addr);
+    config.mode = mode;
+    config.concurrency = settings.concurrency;
+    config.duration = settings.run_length();
+    config.tag = Some(baton_load::tag_after("pid="));
+    baton_load::run(config, std::future::pending()).await
+}
+
+/// A free port on 127.0.0.1 (bound, then released for the server to take).
+pub fn free_addr() -> Result<SocketAddr, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map_err(|e| e.to_string())
+}

@@ -1,0 +1,110 @@
+//! How long, how hard and what to run: flags beat environment variables beat defaults.
+
+use std::time::Duration;
+
+/// Everything that scales the run; see `main.rs` for the variables and their defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Length of every measured load run.
+    pub seconds: u64,
+    /// Reloads per run for baton-hello (cheap to restart).
+    pub reloads: u32,
+    /// Reloads per run for the Flask app (each one boots Python workers).
+    pub flask_reloads: u32,
+    pub concurrency: usize,
+    /// Which apps to compare (`hello`, `flask`).
+    pub apps: Vec<String>,
+    /// `Some(n)`: run only the soak, with `n` baton reloads.
+    pub soak: Option<u32>,
+}
+
+/// Reloads of the soak when none is given.
+const SOAK_DEFAULT: u32 = 1000;
+
+impl Settings {
+    /// Unknown args (cargo's `--bench`) are ignored so the bench runs under `cargo bench`.
+    pub fn load() -> Settings {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let pick = |flag: &str, env: &str, default: u64| -> u64 {
+            flag_value(&args, flag)
+                .or_else(|| std::env::var(env).ok())
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(default)
+        };
+        let apps = flag_value(&args, "--apps")
+            .or_else(|| std::env::var("BATON_BENCH_APPS").ok())
+            .unwrap_or_else(|| "hello,flask".into());
+        Settings {
+            seconds: pick("--seconds", "BATON_BENCH_SECONDS", 10).max(2),
+            reloads: pick("--reloads", "BATON_BENCH_RELOADS", 10) as u32,
+            flask_reloads: pick("--flask-reloads", "BATON_BENCH_FLASK_RELOADS", 5) as u32,
+            concurrency: pick("--concurrency", "BATON_BENCH_CONCURRENCY", 8).max(1) as usize,
+            apps: apps.split(',').map(|a| a.trim().to_string()).collect(),
+            soak: soak_request(&args),
+        }
+    }
+
+    pub fn run_length(&self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
+
+    pub fn wants(&self, app: &str) -> bool {
+        self.apps.iter().any(|a| a == app)
+    }
+}
+
+/// `--soak [N]`, or `BATON_BENCH_SOAK=1` with `BATON_BENCH_SOAK_RELOADS=N`.
+fn soak_request(args: &[String]) -> Option<u32> {
+    let reloads = std::env::var("BATON_BENCH_SOAK_RELOADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(SOAK_DEFAULT);
+    if let Some(i) = args.iter().position(|a| a == "--soak") {
+        let n = args.get(i + 1).and_then(|v| v.parse().ok());
+        return Some(n.unwrap_or(reloads));
+    }
+    if let Some(n) = flag_value(args, "--soak") {
+        return n.parse().ok();
+    }
+    let on = std::env::var("BATON_BENCH_SOAK").is_ok_and(|v| !matches!(v.as_str(), "" | "0"));
+    on.then_some(reloads)
+}
+
+/// `--flag N` or `--flag=N`.
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    let prefixed = format!("{flag}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix(&prefixed).map(str::to_string)
+        }
+    })
+}
+
+/// The variables this run was given, for the report's command line.
+pub fn command_line() -> String {
+    let vars = [
+        "CARGO_TARGET_DIR",
+        "BATON_BENCH_SECONDS",
+        "BATON_BENCH_RELOADS",
+        "BATON_BENCH_FLASK_RELOADS",
+        "BATON_BENCH_CONCURRENCY",
+        "BATON_BENCH_APPS",
+        "BATON_BENCH_SOAK",
+        "BATON_BENCH_SOAK_RELOADS",
+    ];
+    let mut parts: Vec<String> = vars
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+        .collect();
+    parts.push("cargo bench --bench compare".into());
+    let flags: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if !flags.is_empty() {
+        parts.push(format!("-- {}", flags.join(" ")));
+    }
+    parts.join(" ")
+}

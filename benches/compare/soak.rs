@@ -1,0 +1,176 @@
+//! Soak: many baton reloads of baton-hello in a row under light keep-alive load, watching
+//! for failed requests and for anything that grows (memory, descriptors, zombies).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use baton_load::{LoadConfig, Mode, Report};
+
+use crate::apps::App;
+use crate::baton::{BatonRun, BatonTimes};
+use crate::procs::ProcFacts;
+use crate::report::{mib, ms};
+use crate::stats::{Latency, failures_by_class, median_max};
+
+/// Light load: two keep-alive clients.
+const CONCURRENCY: usize = 2;
+/// Footprint samples taken over the soak.
+const SAMPLES: u32 = 10;
+
+struct Soak {
+    reloads: u32,
+    times: Vec<BatonTimes>,
+    failed: Vec<(u32, String)>,
+    /// (reloads done, facts right after that reload).
+    samples: Vec<(u32, ProcFacts)>,
+    end: ProcFacts,
+    drained: bool,
+    elapsed: Duration,
+    report: Report,
+}
+
+/// Runs the soak and returns its markdown tables.
+pub async fn run(reloads: u32, dir: &Path) -> Result<String, String> {
+    let addr = crate::run::free_addr()?;
+    let baton = BatonRun::start(&App::hello(), addr, dir).await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let load = tokio::spawn(baton_load::run(config(addr), async {
+        let _ = stop_rx.await;
+    }));
+    let soak = reload_loop(&baton, reloads).await;
+    let _ = stop_tx.send(());
+    let report = load.await.map_err(|e| e.to_string())?;
+    let drained = baton.wait_drained(Duration::from_secs(60)).await;
+    let end = baton.facts();
+    baton.stop().await;
+    let soak = Soak {
+        drained,
+        end,
+        report,
+        ..soak
+    };
+    Ok(render(&soak))
+}
+
+fn config(addr: std::net::SocketAddr) -> LoadConfig {
+    let mut config = LoadConfig::new(addr);
+    config.mode = Mode::KeepAlive;
+    config.concurrency = CONCURRENCY;
+    // Bounded even if the loop hangs; the stop signal normally ends it much sooner.
+    config.duration = Duration::from_secs(3600);
+    config
+}
+
+async fn reload_loop(baton: &BatonRun, reloads: u32) -> Soak {
+    let every = (reloads / SAMPLES).max(1);
+    let mut soak = Soak {
+        reloads,
+        times: Vec::new(),
+        failed: Vec::new(),
+        samples: vec![(0, baton.facts())],
+        end: ProcFacts::default(),
+        drained: false,
+        elapsed: Duration::ZERO,
+        report: Report::default(),
+    };
+    let started = Instant::now();
+    for i in 1..=reloads {
+        match baton.reload().await {
+            Ok(t) => soak.times.push(t),
+            Err(e) => soak.failed.push((i, e)),
+        }
+        if i % every == 0 {
+            soak.samples.push((i, baton.facts()));
+            eprintln!("soak: {i}/{reloads} reloads, {:?}", started.elapsed());
+        }
+    }
+    soak.elapsed = started.elapsed();
+    soak
+}
+
+/// The tables; the caller adds the title and the machine's header.
+fn render(s: &Soak) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "- Load: {CONCURRENCY} keep-alive clients against baton-hello under baton, reloads back \
+         to back over the control socket ({:.1} s in all).\n",
+        s.elapsed.as_secs_f64()
+    );
+    let l = Latency::of(s.report.records.iter());
+    let by_class = failures_by_class(s.report.records.iter());
+    let classes: Vec<String> = by_class.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let cut = median_max(s.times.iter().map(|t| t.cutover_ms).collect());
+    let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
+    let _ = writeln!(
+        out,
+        "| reloads ok | requests | failed | p50 | p99 | p99.9 | max (ms) | cutover median / max (ms) |"
+    );
+    let _ = writeln!(out, "|---:|---:|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "| {}/{} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
+        s.times.len(),
+        s.reloads,
+        s.report.count(),
+        failed_cell(s.report.failures(), &classes),
+        ms(l.p50),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max),
+        f(cut.0),
+        f(cut.1),
+    );
+    footprint(&mut out, s);
+    for (i, e) in s.failed.iter().take(10) {
+        let _ = writeln!(out, "- reload {i} failed: {e}");
+    }
+    out
+}
+
+/// `0`, or `3 (reset=2 refused=1)`.
+fn failed_cell(total: usize, classes: &[String]) -> String {
+    if classes.is_empty() {
+        total.to_string()
+    } else {
+        format!("{total} ({})", classes.join(" "))
+    }
+}
+
+fn footprint(out: &mut String, s: &Soak) {
+    let _ = writeln!(
+        out,
+        "baton's footprint, sampled right after a reload (the previous generation may still be \
+         draining), and at the end once drained:\n"
+    );
+    let _ = writeln!(out, "| after reload | RSS | fds | children | zombies |");
+    let _ = writeln!(out, "|---:|---|---:|---:|---:|");
+    let mut row = |label: String, p: &ProcFacts| {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {} |",
+            mib(p.rss_kb),
+            p.fds,
+            p.children,
+            p.zombies
+        );
+    };
+    for (i, p) in &s.samples {
+        row(i.to_string(), p);
+    }
+    let drained = if s.drained {
+        "drained"
+    } else {
+        "**not drained**"
+    };
+    row(format!("end, {drained}"), &s.end);
+    let first = s.samples[0].1;
+    let _ = writeln!(
+        out,
+        "\nGrowth start → end: RSS {:+.1} MiB, fds {:+}, zombies at the end {}.\n",
+        (s.end.rss_kb as f64 - first.rss_kb as f64) / 1024.0,
+        s.end.fds as i64 - first.fds as i64,
+        s.end.zombies
+    );
+}

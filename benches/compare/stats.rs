@@ -1,0 +1,149 @@
+//! Figures computed from the per-request records: latency, failures and gaps, split into
+//! "steady" and "during reloads".
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use baton_load::Record;
+
+use crate::run::RunResult;
+
+/// A reload's window extends this far past "done", to catch the old process's drain.
+pub const WINDOW_TAIL: Duration = Duration::from_millis(500);
+
+/// Latency summary of successful requests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Latency {
+    pub p50: Option<Duration>,
+    pub p99: Option<Duration>,
+    pub p999: Option<Duration>,
+    pub max: Option<Duration>,
+}
+
+impl Latency {
+    pub fn of<'a>(records: impl Iterator<Item = &'a Record>) -> Latency {
+        let mut all: Vec<Duration> = records
+            .filter(|r| r.outcome.is_ok())
+            .map(|r| r.latency)
+            .collect();
+        all.sort_unstable();
+        Latency {
+            p50: nearest_rank(&all, 50.0),
+            p99: nearest_rank(&all, 99.0),
+            p999: nearest_rank(&all, 99.9),
+            max: all.last().copied(),
+        }
+    }
+}
+
+/// Nearest-rank percentile of a sorted slice (the definition baton-load uses).
+pub fn nearest_rank(sorted: &[Duration], p: f64) -> Option<Duration> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, n) - 1])
+}
+
+impl RunResult {
+    /// [requested, done + tail] of every reload.
+    pub fn windows(&self) -> Vec<Range<Duration>> {
+        let events = self.events.iter();
+        events.map(|e| e.requested..e.done + WINDOW_TAIL).collect()
+    }
+
+    pub fn steady(&self) -> impl Iterator<Item = &Record> {
+        let windows = self.windows();
+        let outside = move |r: &&Record| !windows.iter().any(|w| w.contains(&r.start));
+        self.report.records.iter().filter(outside)
+    }
+
+    pub fn reloading(&self) -> impl Iterator<Item = &Record> {
+        let windows = self.windows();
+        let inside = move |r: &&Record| windows.iter().any(|w| w.contains(&r.start));
+        self.report.records.iter().filter(inside)
+    }
+
+    /// Requests per second outside the reload windows (the whole run when there are none).
+    pub fn steady_rps(&self) -> f64 {
+        let length = self.report.elapsed.as_secs_f64();
+        let covered: f64 = merged(self.windows())
+            .iter()
+            .map(|w| (w.end.as_secs_f64().min(length) - w.start.as_secs_f64()).max(0.0))
+            .sum();
+        let time = length - covered;
+        if time > 0.0 {
+            self.steady().count() as f64 / time
+        } else {
+            0.0
+        }
+    }
+
+    /// Longest time without a completed successful response, per reload window.
+    pub fn gaps(&self) -> Vec<Duration> {
+        let done = completions(&self.report.records);
+        let windows = self.windows();
+        windows.iter().map(|w| longest_gap(&done, w)).collect()
+    }
+
+    /// The same figure outside the windows, for reference.
+    pub fn steady_gap(&self) -> Duration {
+        let done = completions(&self.report.records);
+        let windows = self.windows();
+        let clear = |a: Duration, b: Duration| !windows.iter().any(|w| a < w.end && b > w.start);
+        let pairs = done.windows(2).filter(|p| clear(p[0], p[1]));
+        pairs.map(|p| p[1] - p[0]).max().unwrap_or_default()
+    }
+}
+
+/// Failures keyed by outcome class; empty when every request succeeded.
+pub fn failures_by_class<'a>(
+    records: impl Iterator<Item = &'a Record>,
+) -> BTreeMap<&'static str, usize> {
+    let mut map = BTreeMap::new();
+    for r in records.filter(|r| !r.outcome.is_ok()) {
+        *map.entry(r.outcome.class()).or_insert(0) += 1;
+    }
+    map
+}
+
+/// Sorted completion times (start + latency) of the successful requests.
+fn completions(records: &[Record]) -> Vec<Duration> {
+    let ok = records.iter().filter(|r| r.outcome.is_ok());
+    let mut done: Vec<Duration> = ok.map(|r| r.start + r.latency).collect();
+    done.sort_unstable();
+    done
+}
+
+/// The longest interval between consecutive completions that overlaps `window`.
+fn longest_gap(done: &[Duration], window: &Range<Duration>) -> Duration {
+    let overlapping = done
+        .windows(2)
+        .filter(|p| p[1] >= window.start && p[0] <= window.end);
+    overlapping
+        .map(|p| p[1] - p[0])
+        .max()
+        .unwrap_or(window.end - window.start)
+}
+
+/// Overlapping windows merged, so time is not counted twice.
+fn merged(mut windows: Vec<Range<Duration>>) -> Vec<Range<Duration>> {
+    windows.sort_by_key(|w| w.start);
+    let mut out: Vec<Range<Duration>> = Vec::new();
+    for w in windows {
+        match out.last_mut() {
+            Some(last) if w.start <= last.end => last.end = last.end.max(w.end),
+            _ => out.push(w),
+        }
+    }
+    out
+}
+
+/// Median (lower middle for even counts) and maximum.
+pub fn median_max(mut v: Vec<f64>) -> (Option<f64>, Option<f64>) {
+    v.sort_by(f64::total_cmp);
+    let median = (!v.is_empty()).then(|| v[(v.len() - 1) / 2]);
+    (median, v.last().copied())
+}
