@@ -424,6 +424,7 @@ fn install_single_process(m: &Manager, extra_args: &str) {
     );
     let log = m.dir.join("log/hello.service.log").display().to_string();
     let (user, group) = (&m.user, &m.group);
+    let private_tmp = systemd_support::private_tmp();
     m.install(
         "hello.service",
         &format!(
@@ -435,7 +436,7 @@ fn install_single_process(m: &Manager, extra_args: &str) {
              while kill -0 \"$MAINPID\" 2>/dev/null; do sleep 0.1; done'\n\
              TimeoutStopSec=10\nRestart=on-failure\n\
              User={user}\nGroup={group}\nRuntimeDirectory=hello\n\
-             NoNewPrivileges=yes\nProtectSystem=strict\nPrivateTmp=yes\n\
+             NoNewPrivileges=yes\nProtectSystem=strict\nPrivateTmp={private_tmp}\n\
              StandardOutput=append:{log}\nStandardError=append:{log}\n"
         ),
     );

@@ -24,6 +24,17 @@ use std::time::{Duration, Instant};
 
 pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
 pub const HELLO: &str = env!("CARGO_BIN_EXE_baton-hello");
+
+/// `PrivateTmp=` for the units under test: `yes` as shipped, unless this checkout (binaries,
+/// scratch files) lives under /tmp, where a private /tmp would hide it from the services.
+pub fn private_tmp() -> &'static str {
+    let here = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    if here.starts_with("/tmp") || here.starts_with("/var/tmp") {
+        "no"
+    } else {
+        "yes"
+    }
+}
 const SYSTEMD: &str = "/lib/systemd/systemd";
 
 /// The units shipped in `systemd/`.
@@ -365,7 +376,8 @@ exec unshare --pid --fork --mount --propagation private --uts --ipc --net --cgro
             .replace("/srv/", &srv)
             .replace("User=baton", &format!("User={}", self.user))
             .replace("Group=baton", &format!("Group={}", self.group))
-            .replace("SocketGroup=baton", &format!("SocketGroup={}", self.group));
+            .replace("SocketGroup=baton", &format!("SocketGroup={}", self.group))
+            .replace("PrivateTmp=yes", &format!("PrivateTmp={}", private_tmp()));
         if name.ends_with(".service") {
             let log = self.dir.join("log").join(format!("{name}.log"));
             text.push_str(&format!(
