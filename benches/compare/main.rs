@@ -9,7 +9,7 @@
 //! throughput ratio. Everything runs on 127.0.0.1 and stops processes it started by their pid.
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench compare
+//! cargo bench --bench compare
 //! ```
 //!
 //! Scale with `BATON_BENCH_SECONDS` (per run, default 10), `BATON_BENCH_RELOADS` (baton-hello,

@@ -85,7 +85,6 @@ fn flag_value(args: &[String], flag: &str) -> Option<String> {
 /// The variables this run was given, for the report's command line.
 pub fn command_line() -> String {
     let vars = [
-        "CARGO_TARGET_DIR",
         "BATON_BENCH_SECONDS",
         "BATON_BENCH_RELOADS",
         "BATON_BENCH_FLASK_RELOADS",
