@@ -100,7 +100,19 @@ async fn first_release(
         outcome: baton_deploy::Outcome::Running,
         reason: None,
     });
-    match crate::deploy::prepare(&settings, None).await {
+    // The first build may take longer than systemd's start timeout: keep extending it.
+    let keepalive = tokio::spawn(async {
+        loop {
+            baton_handoff::upstream::extend_timeout(
+                std::time::Duration::from_secs(60),
+                "first deploy: fetching and building",
+            );
+            tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+        }
+    });
+    let prepared = crate::deploy::prepare(&settings, None).await;
+    keepalive.abort();
+    match prepared {
         Ok(release) => Ok((release, true)),
         Err((release, reason)) => {
             crate::deploy::finish(deploy, release.as_ref(), Err(&reason));

@@ -146,13 +146,18 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
         }
     }
     tracing::info!(
-        "webhook: verified {} push to {} at {}{}: reload queued",
+        "webhook: verified {} push to {} at {}{}: {} queued",
         push.forge,
         push.branch,
         push.after,
         key.as_deref()
             .map(|k| format!(" (delivery {k})"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        if endpoint.deployer.is_some() {
+            "deploy"
+        } else {
+            "reload"
+        }
     );
     let done = match &endpoint.deployer {
         Some(deployer) => {

@@ -31,3 +31,13 @@ pub fn status(status: &str) {
 pub fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }
+
+/// Asks for more time before systemd's start (or stop) timeout fires, e.g. while a first deploy
+/// builds; systemd allows `extra` more from now.
+pub fn extend_timeout(extra: std::time::Duration, status: &str) {
+    let usec = u32::try_from(extra.as_micros()).unwrap_or(u32::MAX);
+    send(&[
+        NotifyState::ExtendTimeoutUsec(usec),
+        NotifyState::Status(status),
+    ]);
+}
