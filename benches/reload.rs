@@ -10,6 +10,11 @@
 //! `--seconds N`, `--reloads N`, `--concurrency N`. The markdown report goes to stdout and into
 //! `docs/benchmarks.md` between the reload-bench markers.
 
+#[path = "common/cli.rs"]
+mod cli;
+#[path = "common/control.rs"]
+mod control;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -21,8 +26,6 @@ use baton_load::{LoadConfig, Mode, Report};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
 const BATON: &str = env!("CARGO_BIN_EXE_baton");
 const HELLO: &str = env!("CARGO_BIN_EXE_baton-hello");
@@ -255,7 +258,7 @@ async fn load_with_reloads(
 
 async fn reload_once(control_path: &Path, t0: tokio::time::Instant) -> ReloadSample {
     let requested = t0.elapsed();
-    let reply = control(control_path, "reload", Duration::from_secs(60)).await;
+    let reply = control::call(control_path, "reload", Duration::from_secs(60)).await;
     let answered = t0.elapsed();
     let outcome = reply.and_then(|v| {
         let r = &v["reload"];
@@ -275,29 +278,6 @@ async fn reload_once(control_path: &Path, t0: tokio::time::Instant) -> ReloadSam
         answered,
         outcome,
     }
-}
-
-/// One JSON line to the control socket, one JSON line back.
-async fn control(path: &Path, command: &str, limit: Duration) -> Result<Value, String> {
-    let talk = async {
-        let mut stream = UnixStream::connect(path)
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", path.display()))?;
-        let line = format!("{}\n", serde_json::json!({ "command": command }));
-        stream
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut answer = String::new();
-        BufReader::new(stream)
-            .read_line(&mut answer)
-            .await
-            .map_err(|e| e.to_string())?;
-        serde_json::from_str::<Value>(&answer).map_err(|e| format!("bad reply {answer:?}: {e}"))
-    };
-    tokio::time::timeout(limit, talk)
-        .await
-        .map_err(|_| format!("no {command} answer within {limit:?}"))?
 }
 
 /// A child process we started; stopped by its pid, and killed on drop if still running.
@@ -392,7 +372,7 @@ impl Baton {
     }
 
     async fn status(&self) -> Option<Value> {
-        let reply = control(&self.control, "status", Duration::from_secs(2)).await;
+        let reply = control::call(&self.control, "status", Duration::from_secs(2)).await;
         reply.ok().map(|v| v["status"].clone())
     }
 
@@ -645,20 +625,14 @@ fn render_header(out: &mut String, results: &Results, started: SystemTime) {
 
 /// `BATON_BENCH_*=… cargo bench --bench reload`, with whatever was set for this run.
 fn command_line() -> String {
-    let mut parts: Vec<String> = ["BATON_BENCH_SECONDS"]
-        .into_iter()
-        .chain(["BATON_BENCH_RELOADS", "BATON_BENCH_CONCURRENCY"])
-        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
-        .collect();
-    parts.push("cargo bench --bench reload".into());
-    let flags: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if !flags.is_empty() {
-        parts.push(format!("-- {}", flags.join(" ")));
-    }
-    parts.join(" ")
+    cli::command_line(
+        "reload",
+        &[
+            "BATON_BENCH_SECONDS",
+            "BATON_BENCH_RELOADS",
+            "BATON_BENCH_CONCURRENCY",
+        ],
+    )
 }
 
 fn nproc() -> usize {

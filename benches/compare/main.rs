@@ -27,6 +27,9 @@
 mod approach;
 mod apps;
 mod baton;
+#[path = "../common/cli.rs"]
+mod cli;
+#[path = "../common/control.rs"]
 mod control;
 mod doc;
 mod plot;

@@ -84,26 +84,16 @@ fn flag_value(args: &[String], flag: &str) -> Option<String> {
 
 /// The variables this run was given, for the report's command line.
 pub fn command_line() -> String {
-    let vars = [
-        "BATON_BENCH_SECONDS",
-        "BATON_BENCH_RELOADS",
-        "BATON_BENCH_FLASK_RELOADS",
-        "BATON_BENCH_CONCURRENCY",
-        "BATON_BENCH_APPS",
-        "BATON_BENCH_SOAK",
-        "BATON_BENCH_SOAK_RELOADS",
-    ];
-    let mut parts: Vec<String> = vars
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
-        .collect();
-    parts.push("cargo bench --bench compare".into());
-    let flags: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if !flags.is_empty() {
-        parts.push(format!("-- {}", flags.join(" ")));
-    }
-    parts.join(" ")
+    crate::cli::command_line(
+        "compare",
+        &[
+            "BATON_BENCH_SECONDS",
+            "BATON_BENCH_RELOADS",
+            "BATON_BENCH_FLASK_RELOADS",
+            "BATON_BENCH_CONCURRENCY",
+            "BATON_BENCH_APPS",
+            "BATON_BENCH_SOAK",
+            "BATON_BENCH_SOAK_RELOADS",
+        ],
+    )
 }

@@ -1,0 +1,18 @@
+//! The command line a bench report prints, so a reader can rerun exactly that.
+
+/// `VAR=value ... cargo bench --bench NAME [-- flags]`, with the given variables that were set.
+pub fn command_line(bench: &str, vars: &[&str]) -> String {
+    let mut parts: Vec<String> = vars
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| format!("{k}={v}")))
+        .collect();
+    parts.push(format!("cargo bench --bench {bench}"));
+    let flags: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if !flags.is_empty() {
+        parts.push(format!("-- {}", flags.join(" ")));
+    }
+    parts.join(" ")
+}
