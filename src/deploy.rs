@@ -217,6 +217,15 @@ async fn execute(
     handoff
 }
 
+/// The mirror is used by the deploy queue and the poller; git must not run on it twice at once
+/// (ref locks, a half-initialised repository on first use).
+fn lock_mirror() -> std::sync::MutexGuard<'static, ()> {
+    static MIRROR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    MIRROR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Fetch, check out, link shared files, build. On failure the release (if one was made) is
 /// returned with the reason so it can be marked failed.
 pub async fn prepare(
@@ -225,6 +234,7 @@ pub async fn prepare(
 ) -> Result<Release, (Option<Release>, String)> {
     let s = settings.clone();
     let release = tokio::task::spawn_blocking(move || -> Result<Release, String> {
+        let _git = lock_mirror();
         let mirror = Mirror::open_or_init(&s.state_dir.join("mirror.git"))?;
         let head = mirror.fetch(&s.source)?;
         let commit = match &rev {
@@ -361,8 +371,14 @@ pub fn finish(settings: &Settings, release: Option<&Release>, outcome: Result<&R
 pub async fn poll(settings: Arc<Settings>, deployer: mpsc::Sender<Request>, every: Duration) {
     let mut last_queued: Option<String> = None;
     loop {
+        if deploy_in_progress(&deployer).await {
+            // Whatever that deploy brings becomes `current`; compare with it next round.
+            tokio::time::sleep(every).await;
+            continue;
+        }
         let s = settings.clone();
         let head = tokio::task::spawn_blocking(move || {
+            let _git = lock_mirror();
             Mirror::open_or_init(&s.state_dir.join("mirror.git"))?.fetch(&s.source)
         })
         .await;
@@ -382,6 +398,7 @@ pub async fn poll(settings: Arc<Settings>, deployer: mpsc::Sender<Request>, ever
                 if current.as_deref() != Some(head.as_str())
                     && last_failed.as_deref() != Some(head.as_str())
                     && last_queued.as_deref() != Some(head.as_str())
+                    && !deploy_in_progress(&deployer).await
                 {
                     last_queued = Some(head.clone());
                     tracing::info!("poll: {} is at {head}; deploying", settings.source.branch);
@@ -400,4 +417,15 @@ pub async fn poll(settings: Arc<Settings>, deployer: mpsc::Sender<Request>, ever
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Whether the queue is running or holding a deploy (`true` also when it cannot be asked).
+async fn deploy_in_progress(deployer: &mpsc::Sender<Request>) -> bool {
+    let (reply, answer) = oneshot::channel();
+    if deployer.send(Request::Status { reply }).await.is_err() {
+        return true;
+    }
+    answer
+        .await
+        .map_or(true, |s| s.running.is_some() || s.pending.is_some())
 }

@@ -62,63 +62,62 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         let mut config = config;
-        let first = match &config.deploy {
-            Some(deploy) => Some(first_release(deploy).await?),
-            None => None,
-        };
-        if let Some((release, _)) = &first {
+        let current = config.deploy.as_ref().map(current_release);
+        if let Some(Some(release)) = &current {
             // Relative app paths resolve inside the release.
             config.command.cwd = Some(release.dir.clone());
             config.command.check_executable()?;
         }
-        supervise(config, app_sockets, control_fd, webhook, first).await
+        // With deploys configured but no release yet, the first generation waits for the first
+        // deploy, which runs like any other (control socket and webhook already up).
+        let deploy_first = matches!(current, Some(None));
+        supervise(config, app_sockets, control_fd, webhook, deploy_first).await
     })
 }
 
-/// The release the first generation runs: `current` when there is one, else a fresh deploy of
-/// the branch head (`true`: to be made current once it is ready).
-async fn first_release(
-    deploy: &crate::deploy::Settings,
-) -> Result<(baton_deploy::Release, bool), String> {
+/// The release to run at start-up, if there is one; deploys interrupted by the last stop are
+/// recorded as such.
+fn current_release(deploy: &crate::deploy::Settings) -> Option<baton_deploy::Release> {
     let history = baton_deploy::History::new(&deploy.state_dir);
     if let Ok(n @ 1..) = history.close_running("interrupted: baton stopped during the deploy") {
         tracing::warn!("{n} deploy(s) were interrupted by the last stop");
     }
-    let releases = baton_deploy::Releases::new(&deploy.state_dir);
-    if let Some(current) = releases.current() {
-        tracing::info!("starting the current release {}", current.id);
-        return Ok((current, false));
+    let current = baton_deploy::Releases::new(&deploy.state_dir).current();
+    match &current {
+        Some(release) => tracing::info!("starting the current release {}", release.id),
+        None => tracing::info!(
+            "no current release: deploying {} first",
+            deploy.source.branch
+        ),
     }
-    tracing::info!("no current release: deploying {}", deploy.source.branch);
-    let settings = Arc::new(deploy.clone());
-    let _ = history.append(baton_deploy::Entry {
-        release: String::new(),
-        commit: String::new(),
-        trigger: "startup".into(),
-        started_at: baton_deploy::utc_now(),
-        finished_at: None,
-        outcome: baton_deploy::Outcome::Running,
-        reason: None,
-    });
-    // The first build may take longer than systemd's start timeout: keep extending it.
-    let keepalive = tokio::spawn(async {
-        loop {
-            baton_handoff::upstream::extend_timeout(
-                std::time::Duration::from_secs(60),
-                "first deploy: fetching and building",
-            );
-            tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+    current
+}
+
+/// Waits for the start-up deploy, keeping systemd's start timeout extended meanwhile (a first
+/// build can take longer than `TimeoutStartSec=`). If it fails there is nothing to serve: the
+/// supervisor is told to stop with the reason.
+async fn first_deploy(
+    answer: tokio::sync::oneshot::Receiver<Result<crate::deploy::Report, String>>,
+    supervisor: mpsc::Sender<Request>,
+) {
+    tokio::pin!(answer);
+    let outcome = loop {
+        baton_handoff::upstream::extend_timeout(
+            std::time::Duration::from_secs(60),
+            "first deploy: fetching and building",
+        );
+        tokio::select! {
+            outcome = &mut answer => break outcome,
+            () = tokio::time::sleep(std::time::Duration::from_secs(20)) => {}
         }
-    });
-    let prepared = crate::deploy::prepare(&settings, None).await;
-    keepalive.abort();
-    match prepared {
-        Ok(release) => Ok((release, true)),
-        Err((release, reason)) => {
-            crate::deploy::finish(deploy, release.as_ref(), Err(&reason));
-            Err(format!("the first deploy failed: {reason}"))
-        }
-    }
+    };
+    let reason = match outcome {
+        Ok(Ok(_)) => return,
+        Ok(Err(reason)) => reason,
+        Err(_) => "the deploy queue stopped".to_string(),
+    };
+    let reason = format!("the first deploy failed: {reason}");
+    let _ = supervisor.send(Request::Fail { reason }).await;
 }
 
 fn take_named(sockets: &mut Vec<Socket>, name: &str) -> Option<Socket> {
@@ -180,7 +179,7 @@ async fn supervise(
     app_sockets: Vec<Socket>,
     control_fd: Option<Socket>,
     webhook: Webhook,
-    first: Option<(baton_deploy::Release, bool)>,
+    deploy_first: bool,
 ) -> Result<(), String> {
     // Handlers first: an early SIGHUP must not kill baton with the default action.
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -189,10 +188,23 @@ async fn supervise(
 
     let (control_listener, control_path) = open_control(&config.control, control_fd)?;
     let (tx, rx) = mpsc::channel(64);
+    let mut startup_deploy = None;
     let deployer = config.deploy.clone().map(|settings| {
         let settings = Arc::new(settings);
         let (deploy_tx, deploy_rx) = mpsc::channel(64);
         tokio::spawn(crate::deploy::run(settings.clone(), tx.clone(), deploy_rx));
+        if deploy_first {
+            // Queued before the poller starts, so the poller sees it and does not race it.
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let request = crate::deploy::Request::Deploy {
+                rev: None,
+                trigger: "startup".into(),
+                reply: Some(reply),
+            };
+            if deploy_tx.try_send(request).is_ok() {
+                startup_deploy = Some(answer);
+            }
+        }
         if let Some(every) = settings.poll_interval {
             tokio::spawn(crate::deploy::poll(
                 settings.clone(),
@@ -223,7 +235,6 @@ async fn supervise(
         ));
     }
 
-    let config_deploy = config.deploy.clone();
     let settings = Settings {
         launch: LaunchSpec {
             command: config.command,
@@ -235,15 +246,11 @@ async fn supervise(
         ready_timeout: config.ready_timeout,
         drain_signal: config.drain_signal,
         drain_timeout: config.drain_timeout,
+        start_at_once: !deploy_first,
     };
     let mut lifecycle = tokio::spawn(supervisor::run(settings, rx));
-    let fresh = first.filter(|(_, fresh)| *fresh).map(|(r, _)| r);
-    if let (Some(release), Some(deploy)) = (&fresh, &config_deploy) {
-        tokio::spawn(adopt_when_serving(
-            release.clone(),
-            deploy.clone(),
-            tx.clone(),
-        ));
+    if let Some(answer) = startup_deploy {
+        tokio::spawn(first_deploy(answer, tx.clone()));
     }
     let result = loop {
         tokio::select! {
@@ -256,9 +263,6 @@ async fn supervise(
             done = &mut lifecycle => break done.map_err(|e| e.to_string())?,
         }
     };
-    if let (Err(reason), Some(release), Some(deploy)) = (&result, &fresh, &config_deploy) {
-        crate::deploy::finish(deploy, Some(release), Err(reason));
-    }
     if let Some(path) = control_path {
         let _ = std::fs::remove_file(path);
     }
@@ -328,31 +332,4 @@ fn kit_listener(socket: Socket) -> Result<baton_kit::listeners::Named, String> {
         name: socket.name,
         listener,
     })
-}
-
-/// Makes a freshly deployed first release `current` once its generation serves.
-async fn adopt_when_serving(
-    release: baton_deploy::Release,
-    deploy: crate::deploy::Settings,
-    supervisor: mpsc::Sender<Request>,
-) {
-    loop {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        if supervisor.send(Request::Status { reply }).await.is_err() {
-            return;
-        }
-        match answer.await {
-            Ok(status) if status.state == "serving" => break,
-            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            Err(_) => return,
-        }
-    }
-    let report = crate::deploy::Report {
-        release: release.id.clone(),
-        commit: release.commit.clone(),
-        generation: 1,
-        app_pid: 0,
-    };
-    crate::deploy::finish(&deploy, Some(&release), Ok(&report));
-    tracing::info!("release {} is current", release.id);
 }

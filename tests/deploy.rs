@@ -414,6 +414,9 @@ fn poll_mode_deploys_when_the_branch_moves_without_a_webhook() {
     std::fs::write(&config, "[source]\npoll_interval = \"200ms\"\n").unwrap();
     let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()]).start();
     assert_eq!(message(&baton), "v1");
+    // The poller does not deploy again what the start-up deploy brought.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(baton.generation(), 1, "{}", baton.log_text());
     repo.commit(&[("hello.txt", "polled")], &[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while message(&baton) != "polled" {
@@ -437,4 +440,70 @@ fn poll_mode_deploys_when_the_branch_moves_without_a_webhook() {
     assert_eq!(failed, 1, "{s}");
     assert_eq!(message(&baton), "polled");
     assert!(baton.stop().success());
+}
+
+#[test]
+fn baton_answers_while_the_first_release_builds_and_exits_if_it_fails() {
+    if !have_tool("git") {
+        return;
+    }
+    let scratch = Scratch::new("first");
+    let repo = app_repo(&scratch);
+    let gate = scratch.path("gate");
+    let config = config_with_build(
+        &scratch,
+        &format!("env = {{ BUILD_GATE = \"{}\" }}\n", gate.display()),
+    );
+    let baton = deploying_baton(
+        &repo,
+        &scratch.path("state"),
+        &["-c", config.to_str().unwrap()],
+    )
+    .spawn();
+    // The build waits for the gate; meanwhile the control socket already answers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = baton.status()
+            && !s["deploys"]["running"].is_null()
+        {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no status during the first deploy:\n{}",
+            baton.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status["state"], "waiting-for-release", "{status}");
+    assert!(
+        status["deploys"]["running"]
+            .as_str()
+            .unwrap()
+            .contains("startup")
+    );
+    std::fs::write(&gate, "").unwrap();
+    baton.wait_serving();
+    assert_eq!(message(&baton), "v1");
+    assert!(baton.stop().success());
+
+    // A first deploy that fails leaves nothing to serve: baton exits 1 with the reason.
+    let scratch = Scratch::new("first-fails");
+    let repo = app_repo(&scratch);
+    repo.commit(&[("BUILD_FAILS", "")], &[]);
+    let config = config_with_build(&scratch, "");
+    let mut baton = deploying_baton(
+        &repo,
+        &scratch.path("state"),
+        &["-c", config.to_str().unwrap()],
+    )
+    .spawn();
+    let status = wait_child(&mut baton.child, Duration::from_secs(30)).expect("baton exits");
+    assert_eq!(status.code(), Some(1));
+    let log = baton.log_text();
+    let last = log.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("baton: the first deploy failed: build exited with status 7"),
+        "{log}"
+    );
 }

@@ -22,6 +22,9 @@ pub struct Settings {
     pub ready_timeout: Duration,
     pub drain_signal: Signal,
     pub drain_timeout: Duration,
+    /// Start the first generation at once; when false, the first `Reload` starts it (baton
+    /// does that after deploying a first release).
+    pub start_at_once: bool,
 }
 
 /// Answer to a reload: the generation now serving and how long the handoff took.
@@ -66,6 +69,8 @@ pub enum Request {
     },
     /// Drain the current generation and return from [`run`].
     Shutdown,
+    /// Nothing can be served (e.g. the first deploy failed): stop and return this error.
+    Fail { reason: String },
 }
 
 type Waiters = Vec<oneshot::Sender<ReloadResult>>;
@@ -132,13 +137,22 @@ pub async fn run(settings: Settings, mut requests: mpsc::Receiver<Request>) -> R
         reloads_failed: 0,
         last_error: None,
     };
-    upstream::status("starting the first generation");
-    sup.starting = Some((sup.start_generation(None), Instant::now()));
+    if sup.settings.start_at_once {
+        upstream::status("starting the first generation");
+        sup.starting = Some((sup.start_generation(None), Instant::now()));
+    } else {
+        upstream::status("waiting for the first release");
+    }
 
     loop {
         tokio::select! {
             request = requests.recv() => match request {
                 None | Some(Request::Shutdown) => break,
+                Some(Request::Fail { reason }) => {
+                    sup.fail_waiters(&reason);
+                    sup.shutdown().await;
+                    return Err(reason);
+                }
                 Some(Request::Reload { dir, reply }) => sup.request_reload(dir, reply),
                 Some(Request::Status { reply }) => { let _ = reply.send(sup.status()); }
             },
@@ -229,13 +243,18 @@ impl Supervisor {
     }
 
     fn begin_start(&mut self) {
-        let what = if self.current.is_some() {
-            "reload"
-        } else {
-            "restart"
+        let what = match (&self.current, self.ever_served) {
+            (Some(_), _) => "reload",
+            (None, true) => "restart",
+            (None, false) => "start",
         };
         tracing::info!("{what}: starting generation {}", self.next_number);
-        upstream::reloading(&format!("{what}: starting generation {}", self.next_number));
+        let status = format!("{what}: starting generation {}", self.next_number);
+        if self.ever_served {
+            upstream::reloading(&status);
+        } else {
+            upstream::status(&status);
+        }
         let fut = self.start_generation(self.in_flight.dir.clone());
         self.starting = Some((fut, Instant::now()));
     }
@@ -359,6 +378,7 @@ impl Supervisor {
             (Some(_), Some(_)) => "reloading",
             (Some(_), None) => "serving",
             (None, Some(_)) => "starting",
+            (None, None) if !self.ever_served => "waiting-for-release",
             (None, None) => "waiting-to-restart",
         }
     }
