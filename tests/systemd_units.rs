@@ -447,8 +447,8 @@ fn single_process_mode_keeps_serving_when_the_successor_is_not_ready() {
     let Some(m) = Manager::boot("single-fail") else {
         return;
     };
-    // No successor can send READY=1 within a millisecond.
-    install_single_process(&m, "--ready-timeout 1ms");
+    // Every process of this app takes 1 s to start, the successor may take half of that.
+    install_single_process(&m, "--startup-delay 1s --ready-timeout 500ms");
     m.daemon_reload();
     m.systemctl(&["start", "hello.socket"]);
     assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);

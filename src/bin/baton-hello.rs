@@ -36,6 +36,10 @@ struct Args {
     /// How long a successor may take to send READY=1 (with --replace-on-sighup).
     #[arg(long, default_value = "60s")]
     ready_timeout: String,
+    /// Pretend to initialise for this long before serving and sending READY=1 (to see how a
+    /// slow-starting app is handed over; connections wait in the queue meanwhile).
+    #[arg(long, default_value = "0s")]
+    startup_delay: String,
 }
 
 struct Identity {
@@ -82,7 +86,10 @@ fn main() -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?
-        .block_on(run(inherited, identity, options, replace))
+        .block_on(async {
+            tokio::time::sleep(baton_handoff::duration::parse(&args.startup_delay)?).await;
+            run(inherited, identity, options, replace).await
+        })
 }
 
 async fn run(
