@@ -122,7 +122,9 @@ async fn attempt(
             Err(err) => {
                 let unsent = err.message().is_some();
                 let err = err.into_error();
-                if unsent || is_connection_level(&err) {
+                // A stream the server refused may come from a GOAWAY: the retry must not go to
+                // the same connection, which refuses every new stream from then on.
+                if unsent || is_connection_level(&err) || is_unprocessed_h2(&err) {
                     pool.invalidate(slot, id).await;
                 }
                 if unsent && resends < MAX_RESENDS {
