@@ -65,17 +65,9 @@ async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<Full<By
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_bytes()))
         .collect();
-    let request = |body| baton_webhook::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        headers: &headers,
-        body,
-    };
     // Method and path are decided before a single body byte is read.
-    let early = baton_webhook::evaluate(&endpoint.config, &request(b""));
-    if let Verdict::Rejected(
-        r @ (Rejection::MethodNotAllowed { .. } | Rejection::NotFound { .. }),
-    ) = early
+    if let Err(r) =
+        baton_webhook::check_route(&endpoint.config, parts.method.as_str(), parts.uri.path())
     {
         return rejected(&Verdict::Rejected(r));
     }
@@ -105,7 +97,13 @@ async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<Full<By
             return reply(408, "request timeout\n");
         }
     };
-    let verdict = baton_webhook::evaluate(&endpoint.config, &request(&body));
+    let request = baton_webhook::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        headers: &headers,
+        body: &body,
+    };
+    let verdict = baton_webhook::evaluate(&endpoint.config, &request);
     match verdict {
         Verdict::Deploy(push) => enqueue(endpoint, push).await,
         Verdict::Rejected(_) => rejected(&verdict),
@@ -161,27 +159,21 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
     );
     let done = match &endpoint.deployer {
         Some(deployer) => {
-            let (tx, rx) = oneshot::channel();
-            let request = crate::deploy::Request::Deploy {
+            let short = &push.after[..12.min(push.after.len())];
+            let trigger = format!("webhook {} {short}", push.forge);
+            queue(deployer, |reply| crate::deploy::Request::Deploy {
                 rev: None,
-                trigger: format!(
-                    "webhook {} {}",
-                    push.forge,
-                    &push.after[..12.min(push.after.len())]
-                ),
-                reply: Some(tx),
-            };
-            let sent = deployer.send(request).await.is_ok();
-            sent.then(|| Box::pin(async move { matches!(rx.await, Ok(Ok(_))) }) as Done)
+                trigger,
+                reply: Some(reply),
+            })
+            .await
         }
         None => {
-            let (tx, rx) = oneshot::channel();
-            let request = SupervisorRequest::Reload {
+            queue(&endpoint.supervisor, |reply| SupervisorRequest::Reload {
                 dir: None,
-                reply: Some(tx),
-            };
-            let sent = endpoint.supervisor.send(request).await.is_ok();
-            sent.then(|| Box::pin(async move { matches!(rx.await, Ok(Ok(_))) }) as Done)
+                reply: Some(reply),
+            })
+            .await
         }
     };
     let Some(done) = done else {
@@ -205,6 +197,20 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
 
 /// Resolves to whether the queued reload or deploy succeeded.
 type Done = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
+/// Sends a request that carries a reply channel; `None` when the receiver is gone.
+async fn queue<T, R, E>(
+    to: &mpsc::Sender<T>,
+    request: impl FnOnce(oneshot::Sender<Result<R, E>>) -> T,
+) -> Option<Done>
+where
+    R: Send + 'static,
+    E: Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    to.send(request(reply)).await.ok()?;
+    Some(Box::pin(async move { matches!(answer.await, Ok(Ok(_))) }))
+}
 
 fn reply(status: u16, body: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));

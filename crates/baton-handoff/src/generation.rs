@@ -279,15 +279,16 @@ impl Generation {
         if let Some(tx) = self.detach.take() {
             let _ = tx.send(());
         }
-        // Disarm Drop's kill; the watcher keeps the child and reaps it.
-        self.exit = Some(std::os::unix::process::ExitStatusExt::from_raw(0));
+        // `detach` is now None, which disarms Drop's kill; the watcher keeps the child and
+        // reaps it.
         self.pid
     }
 }
 
 impl Drop for Generation {
     fn drop(&mut self) {
-        if self.exit.is_none() {
+        let detached = self.detach.is_none();
+        if self.exit.is_none() && !detached {
             let _ = killpg(self.pid, Signal::SIGKILL);
         }
     }

@@ -265,22 +265,20 @@ impl Supervisor {
             Ok(generation) => {
                 let ready_ms =
                     ms(generation.ready_at.unwrap_or(generation.started) - generation.started);
-                let report = ReloadReport {
-                    generation: generation.number,
-                    app_pid: generation.pid.as_raw(),
-                    ready_ms,
-                    cutover_ms: 0.0,
-                    app_dir: generation.dir.clone(),
-                };
+                let (number, pid) = (generation.number, generation.pid.as_raw());
                 self.app_dir = generation.dir.clone();
                 if let Some(old) = self.current.replace(generation) {
                     self.retire(old);
                     self.reloads_ok += 1;
                 }
                 self.ever_served = true;
+                // Measured here: the old generation has just been sent its drain signal.
                 let report = ReloadReport {
+                    generation: number,
+                    app_pid: pid,
+                    ready_ms,
                     cutover_ms: ms(requested.elapsed()),
-                    ..report
+                    app_dir: self.app_dir.clone(),
                 };
                 self.last_error = None;
                 tracing::info!(

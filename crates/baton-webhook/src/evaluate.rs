@@ -31,16 +31,22 @@ pub fn evaluate(config: &Config, request: &Request<'_>) -> Verdict {
     }
 }
 
-fn decide(config: &Config, request: &Request<'_>) -> Result<Verdict, Rejection> {
-    if request.method != "POST" {
+/// The checks that need no body (405, then 404): the HTTP layer calls this before reading one.
+pub fn check_route(config: &Config, method: &str, path: &str) -> Result<(), Rejection> {
+    if method != "POST" {
         return Err(Rejection::MethodNotAllowed {
-            method: clip(request.method),
+            method: clip(method),
         });
     }
-    let path = request.path.split('?').next().unwrap_or_default();
+    let path = path.split('?').next().unwrap_or_default();
     if path != config.path {
         return Err(Rejection::NotFound { path: clip(path) });
     }
+    Ok(())
+}
+
+fn decide(config: &Config, request: &Request<'_>) -> Result<Verdict, Rejection> {
+    check_route(config, request.method, request.path)?;
     if request.body.len() > crate::MAX_BODY {
         let length = u64::try_from(request.body.len()).unwrap_or(u64::MAX);
         return Err(Rejection::TooLarge { length });
