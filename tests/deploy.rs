@@ -4,9 +4,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use baton_load::{LoadConfig, Mode};
+use baton_load::Mode;
+use common::load::{Background, assert_no_failures};
 use common::repo::Repo;
 use common::*;
 
@@ -54,23 +55,31 @@ fn config_with_build(scratch: &Scratch, extra: &str) -> PathBuf {
 
 /// Waits until a deploy is running.
 fn wait_deploying(baton: &Baton) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while baton.status().unwrap()["deploys"]["running"].is_null() {
-        assert!(Instant::now() < deadline, "no deploy started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    baton.wait_status(Duration::from_secs(10), "a running deploy", |s| {
+        !s["deploys"]["running"].is_null()
+    });
 }
 
-/// The `current` link, once the first release has been adopted.
-fn wait_current(state: &Path) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(link) = std::fs::read_link(state.join("current")) {
-            return link;
-        }
-        assert!(Instant::now() < deadline, "no current release");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Waits until the app answers with `message=<text>`.
+fn wait_message(baton: &Baton, text: &str) {
+    eventually(
+        Duration::from_secs(30),
+        || format!("{text} never served:\n{}", baton.log_text()),
+        || (message(baton) == text).then_some(()),
+    );
+}
+
+/// The `current` link once it exists and differs from `not`.
+fn wait_current(state: &Path, not: Option<&Path>) -> PathBuf {
+    eventually(
+        Duration::from_secs(10),
+        || "current never (re)switched".into(),
+        || {
+            std::fs::read_link(state.join("current"))
+                .ok()
+                .filter(|l| Some(l.as_path()) != not)
+        },
+    )
 }
 
 fn message(baton: &Baton) -> String {
@@ -106,52 +115,22 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
         .webhook(&secret)
         .start();
     assert_eq!(message(&baton), "v1");
-    let first_release = wait_current(&state);
+    let first_release = wait_current(&state, None);
 
-    let addr = baton.addr;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let load = rt.spawn(async move {
-        let mut c = LoadConfig::new(addr);
-        c.mode = Mode::KeepAlive;
-        c.duration = Duration::from_secs(120);
-        baton_load::run(c, async {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
+    let load = Background::start(baton.addr, &[Mode::KeepAlive]);
 
     // A push: the webhook deploys it, the new message is served.
     let sha = repo.commit(&[("hello.txt", "v2")], &[]);
-    let body = format!(
-        r#"{{"ref":"refs/heads/main","after":"{sha}","repository":{{"full_name":"me/app"}}}}"#
+    let (status, answer) = github_push(
+        baton.webhook.unwrap(),
+        b"a-long-enough-webhook-secret",
+        "d-1",
+        &sha,
     );
-    let sig = baton_webhook::sign_github(b"a-long-enough-webhook-secret", body.as_bytes());
-    let mut s = std::net::TcpStream::connect(baton.webhook.unwrap()).unwrap();
-    use std::io::{Read, Write};
-    write!(s, "POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: d-1\r\nX-Hub-Signature-256: {sig}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while message(&baton) != "v2" {
-        assert!(
-            Instant::now() < deadline,
-            "v2 never served:\n{}",
-            baton.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_eq!(status, 202, "{answer}");
+    wait_message(&baton, "v2");
     // `current` switches right after the cutover.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let current = loop {
-        let link = wait_current(&state);
-        if link != first_release {
-            break link;
-        }
-        assert!(Instant::now() < deadline, "current never switched");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let current = wait_current(&state, Some(&first_release));
     let built = std::fs::read_to_string(state.join(&current).join("built.txt")).unwrap();
     assert_eq!(
         built.trim(),
@@ -198,16 +177,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
         Some("webhook")
     );
 
-    stop_tx.send(()).unwrap();
-    let report = rt.block_on(load).unwrap();
-    assert!(report.count() > 100);
-    assert_eq!(
-        report.failures(),
-        0,
-        "{} {:?}",
-        report.summary(),
-        report.failures_by_class()
-    );
+    assert_no_failures(&load.finish(), 100, &baton.log_text());
     assert!(baton.stop().success());
 }
 
@@ -364,13 +334,7 @@ fn bad_deploy_settings_are_one_line_errors_at_start_and_from_check() {
             ],
         ] {
             let out = Command::new(BATON).args(&args).output().unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{args:?} {body}: {err}");
-            let last = err.lines().last().unwrap_or("");
-            assert!(
-                last.starts_with("baton: ") && last.contains(needle),
-                "{needle:?} not in {err:?}"
-            );
+            assert_one_line_error(&out, needle);
         }
     }
     // A state directory baton may not write: refused at start-up (not at the first deploy).
@@ -418,15 +382,7 @@ fn poll_mode_deploys_when_the_branch_moves_without_a_webhook() {
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(baton.generation(), 1, "{}", baton.log_text());
     repo.commit(&[("hello.txt", "polled")], &[]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while message(&baton) != "polled" {
-        assert!(
-            Instant::now() < deadline,
-            "never deployed:\n{}",
-            baton.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_message(&baton, "polled");
     // A commit that fails to start is tried once, not on every poll.
     repo.commit(&[("hello.txt", "broken"), ("NEVER_READY", "")], &[]);
     std::thread::sleep(Duration::from_secs(6));
@@ -461,20 +417,11 @@ fn baton_answers_while_the_first_release_builds_and_exits_if_it_fails() {
     )
     .spawn();
     // The build waits for the gate; meanwhile the control socket already answers.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = baton.status()
-            && !s["deploys"]["running"].is_null()
-        {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no status during the first deploy:\n{}",
-            baton.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = baton.wait_status(
+        Duration::from_secs(10),
+        "a status during the first deploy",
+        |s| !s["deploys"]["running"].is_null(),
+    );
     assert_eq!(status["state"], "waiting-for-release", "{status}");
     assert!(
         status["deploys"]["running"]

@@ -5,73 +5,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use baton_load::{LoadConfig, Mode, Report};
+use baton_load::Mode;
+use common::load::{Background, assert_no_failures};
 use common::*;
 use nix::sys::signal::Signal;
 
-fn load(addr: std::net::SocketAddr, mode: Mode, duration: Duration) -> LoadConfig {
-    let mut c = LoadConfig::new(addr);
-    c.mode = mode;
-    c.concurrency = 4;
-    c.duration = duration;
-    c.tag = Some(baton_load::tag_after("generation="));
-    c
-}
-
-/// Runs keep-alive, connection-per-request and HTTP/2 load while `work` runs on another thread;
-/// the load stops when `work` returns.
-fn under_load<T: Send + 'static>(
-    addr: std::net::SocketAddr,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> (Vec<(Mode, Report)>, T) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-        let mut loads = Vec::new();
-        for mode in [Mode::KeepAlive, Mode::ConnectionPerRequest, Mode::Http2] {
-            let mut rx = done_rx.clone();
-            let stop = async move {
-                let _ = rx.wait_for(|d| *d).await;
-            };
-            loads.push((
-                mode,
-                tokio::spawn(baton_load::run(
-                    load(addr, mode, Duration::from_secs(120)),
-                    stop,
-                )),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let result = tokio::task::spawn_blocking(work).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        done_tx.send(true).unwrap();
-        let mut reports = Vec::new();
-        for (mode, h) in loads {
-            reports.push((mode, h.await.unwrap()));
-        }
-        (reports, result)
-    })
-}
-
-fn assert_no_failures(reports: &[(Mode, Report)], log: &str) {
-    for (mode, r) in reports {
-        assert!(
-            r.count() > 100,
-            "{mode:?}: too few requests: {}",
-            r.summary()
-        );
-        assert_eq!(
-            r.failures(),
-            0,
-            "{mode:?}: {} {:?}\nbaton log:\n{log}",
-            r.summary(),
-            r.failures_by_class()
-        );
-    }
-}
+const ALL_MODES: [Mode; 3] = [Mode::KeepAlive, Mode::ConnectionPerRequest, Mode::Http2];
 
 #[test]
 fn twenty_reloads_under_load_lose_no_request() {
@@ -80,30 +19,26 @@ fn twenty_reloads_under_load_lose_no_request() {
     let first_gen = baton.generation();
     let control = baton.control.clone();
     let first_app = baton.app_pid();
-    let b = std::sync::Arc::new(baton);
-    let b2 = b.clone();
-    let (reports, (app_pids, ready_gens)) = under_load(b.addr, move || {
-        let mut pids = vec![first_app];
-        let mut gens = BTreeSet::from([first_gen]);
-        for i in 0..20 {
-            if i % 2 == 0 {
-                let out = b2.reload();
-                assert!(out.status.success(), "baton reload failed: {out:?}");
-                let text = String::from_utf8_lossy(&out.stdout).to_string();
-                assert!(text.starts_with("reloaded: generation"), "{text}");
-            } else {
-                let before = b2.generation();
-                b2.reload_by_sighup(before);
-            }
-            let s = b2.status().unwrap();
-            assert_eq!(s["baton_pid"], b2.pid(), "baton's pid never changes");
-            gens.insert(s["generation"].as_u64().unwrap());
-            pids.push(s["app_pid"].as_i64().unwrap() as i32);
+    let load = Background::start(baton.addr, &ALL_MODES);
+    let mut app_pids = vec![first_app];
+    let mut ready_gens = BTreeSet::from([first_gen]);
+    for i in 0..20 {
+        if i % 2 == 0 {
+            let out = baton.reload();
+            assert!(out.status.success(), "baton reload failed: {out:?}");
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(text.starts_with("reloaded: generation"), "{text}");
+        } else {
+            let before = baton.generation();
+            baton.reload_by_sighup(before);
         }
-        (pids, gens)
-    });
-    let baton = std::sync::Arc::try_unwrap(b).ok().unwrap();
-    assert_no_failures(&reports, &baton.log_text());
+        let s = baton.status().unwrap();
+        assert_eq!(s["baton_pid"], baton.pid(), "baton's pid never changes");
+        ready_gens.insert(s["generation"].as_u64().unwrap());
+        app_pids.push(s["app_pid"].as_i64().unwrap() as i32);
+    }
+    let reports = load.finish();
+    assert_no_failures(&reports, 100, &baton.log_text());
     assert_eq!(baton.pid(), baton_pid);
     let distinct: BTreeSet<_> = app_pids.iter().collect();
     assert_eq!(
@@ -145,40 +80,35 @@ fn failed_generations_never_replace_the_serving_one() {
         .app(&[script.to_str().unwrap(), HELLO, kids_file.to_str().unwrap()])
         .start();
     let serving_pid = baton.app_pid();
-    let b = std::sync::Arc::new(baton);
-    let b2 = b.clone();
-    let kids = kids_file.clone();
-    let (reports, reasons) = under_load(b.addr, move || {
-        let mut reasons = Vec::new();
-        for _ in 2..=5 {
-            let out = b2.reload();
-            assert!(
-                !out.status.success(),
-                "a failing generation must fail the reload"
-            );
-            assert_eq!(
-                b2.app_pid(),
-                serving_pid,
-                "the old generation keeps serving"
-            );
-            reasons.push(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        // Generation 4's children died with it.
-        let text = std::fs::read_to_string(&kids).unwrap();
-        for pid in text.split_whitespace() {
-            let pid: i32 = pid.parse().unwrap();
-            assert!(
-                !alive(pid),
-                "child {pid} of the crashed generation is still running"
-            );
-        }
-        // And a good generation still goes through afterwards.
-        let out = b2.reload();
-        assert!(out.status.success(), "{out:?}");
-        reasons
-    });
-    let baton = std::sync::Arc::try_unwrap(b).ok().unwrap();
-    assert_no_failures(&reports, &baton.log_text());
+    let load = Background::start(baton.addr, &ALL_MODES);
+    let mut reasons = Vec::new();
+    for _ in 2..=5 {
+        let out = baton.reload();
+        assert!(
+            !out.status.success(),
+            "a failing generation must fail the reload"
+        );
+        assert_eq!(
+            baton.app_pid(),
+            serving_pid,
+            "the old generation keeps serving"
+        );
+        reasons.push(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    // Generation 4's children died with it.
+    let text = std::fs::read_to_string(&kids_file).unwrap();
+    for pid in text.split_whitespace() {
+        let pid: i32 = pid.parse().unwrap();
+        assert!(
+            !alive(pid),
+            "child {pid} of the crashed generation is still running"
+        );
+    }
+    // And a good generation still goes through afterwards.
+    let out = baton.reload();
+    assert!(out.status.success(), "{out:?}");
+    let reports = load.finish();
+    assert_no_failures(&reports, 100, &baton.log_text());
     assert!(
         reasons[0].contains("exited before it was ready: exit status 3"),
         "{}",

@@ -147,9 +147,5 @@ fn delay_readiness_counts_a_survivor_as_ready_and_a_crash_as_failed() {
         ])
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("must be shorter than ready_timeout"),
-        "{err}"
-    );
+    assert_one_line_error(&out, "must be shorter than ready_timeout");
 }

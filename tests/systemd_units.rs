@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use baton_load::{Mode, Report};
-use systemd_support::{BATON, HELLO, Manager, get_here, http_get, load};
+use systemd_support::{BATON, BothLoads, HELLO, Manager, get_here, http_get, load};
 
 const APP_PORT: u16 = 8080;
 const WEBHOOK_PORT: u16 = 9000;
@@ -190,21 +190,14 @@ fn systemctl_reload_under_load_keeps_the_main_pid_and_loses_nothing() {
     assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
     let before = m.show("baton.service", &["MainPID", "InvocationID", "NRestarts"]);
 
-    let (stop_a, rx_a) = mpsc::channel();
-    let (stop_b, rx_b) = mpsc::channel();
-    let limit = Duration::from_secs(30);
-    let keepalive = load(&m, APP_PORT, Mode::KeepAlive, 4, limit, rx_a);
-    let per_request = load(&m, APP_PORT, Mode::ConnectionPerRequest, 2, limit, rx_b);
-    std::thread::sleep(Duration::from_millis(300));
+    let loads = BothLoads::start(&m, APP_PORT);
     for _ in 0..3 {
         let t = Instant::now();
         m.systemctl(&["reload", "baton.service"]);
         eprintln!("systemctl reload took {:?}", t.elapsed());
         std::thread::sleep(Duration::from_millis(300));
     }
-    let _ = (stop_a.send(()), stop_b.send(()));
-    let keepalive = keepalive.join().unwrap();
-    let per_request = per_request.join().unwrap();
+    let (keepalive, per_request) = loads.finish();
     assert_no_failures("keep-alive", &keepalive, &m);
     assert_no_failures("connection per request", &per_request, &m);
     assert!(
@@ -493,12 +486,7 @@ fn single_process_mode_moves_the_main_pid_to_the_successor() {
     );
     let first = m.show("hello.service", &["MainPID", "InvocationID"]);
 
-    let (stop_a, rx_a) = mpsc::channel();
-    let (stop_b, rx_b) = mpsc::channel();
-    let limit = Duration::from_secs(30);
-    let keepalive = load(&m, APP_PORT, Mode::KeepAlive, 4, limit, rx_a);
-    let per_request = load(&m, APP_PORT, Mode::ConnectionPerRequest, 2, limit, rx_b);
-    std::thread::sleep(Duration::from_millis(300));
+    let loads = BothLoads::start(&m, APP_PORT);
 
     let mut main = first["MainPID"].clone();
     for generation in 1..=2 {
@@ -513,9 +501,7 @@ fn single_process_mode_moves_the_main_pid_to_the_successor() {
         assert!(status.contains(&format!("(pid {main})")), "{status}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    let _ = (stop_a.send(()), stop_b.send(()));
-    let keepalive = keepalive.join().unwrap();
-    let per_request = per_request.join().unwrap();
+    let (keepalive, per_request) = loads.finish();
     assert_no_failures("keep-alive", &keepalive, &m);
     assert_no_failures("connection per request", &per_request, &m);
     assert!(

@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use baton_load::{LoadConfig, Mode};
+use baton_load::Mode;
+use common::load::{Background, assert_no_failures};
 use common::*;
 
 const SECRET: &str = "test-secret-0123456789abcdef";
@@ -37,11 +38,6 @@ fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     common::http::exchange(addr, request).unwrap()
 }
 
-fn post(addr: SocketAddr, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    raw(addr, &common::http::request("POST", path, &headers, body))
-}
-
 fn github(event: &str, delivery: &str, sig: Option<String>) -> Vec<(&'static str, String)> {
     let mut h = vec![
         ("X-GitHub-Event", event.to_string()),
@@ -56,41 +52,16 @@ fn github(event: &str, delivery: &str, sig: Option<String>) -> Vec<(&'static str
 }
 
 fn signed_push(addr: SocketAddr, delivery: &str, after: &str) -> (u16, String) {
-    let body = push_body("refs/heads/main", after, false);
-    post(
-        addr,
-        "/webhook",
-        &github("push", delivery, Some(sign(&body))),
-        &body,
-    )
-}
-
-fn wait_generation(baton: &Baton, at_least: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(s) = baton.status()
-            && s["state"] == "serving"
-            && s["generation"].as_u64().unwrap_or(0) >= at_least
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("generation {at_least} never served:\n{}", baton.log_text());
+    github_push(addr, SECRET.as_bytes(), delivery, after)
 }
 
 /// Lets in-flight reloads (if any were wrongly triggered) finish, then reads the generation.
 fn settled_generation(baton: &Baton) -> u64 {
     std::thread::sleep(Duration::from_millis(500));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let s = baton.status().unwrap();
-        if s["state"] == "serving" {
-            return s["generation"].as_u64().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("never settled");
+    let s = baton.wait_status(Duration::from_secs(30), "serving", |s| {
+        s["state"] == "serving"
+    });
+    s["generation"].as_u64().unwrap()
 }
 
 #[test]
@@ -100,17 +71,7 @@ fn bad_requests_get_the_right_answer_and_never_disturb_the_app() {
     let hook = baton.webhook.unwrap();
     let app = baton.addr;
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let load = rt.spawn(async move {
-        let mut c = LoadConfig::new(app);
-        c.mode = Mode::KeepAlive;
-        c.duration = Duration::from_secs(120);
-        baton_load::run(c, async {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
+    let load = Background::start(app, &[Mode::KeepAlive]);
 
     // A client that sends half its headers and stalls is cut off by the header timeout.
     let stall = std::thread::spawn(move || {
@@ -125,6 +86,15 @@ fn bad_requests_get_the_right_answer_and_never_disturb_the_app() {
     });
 
     let good = push_body("refs/heads/main", SHA, false);
+    let post = |path: &str, headers: &[(&str, String)], body: &[u8]| {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        common::http::request("POST", path, &headers, body)
+    };
+    // A GitHub push delivery of `good` carrying `signature`, and a correctly signed `event`.
+    let push_signed_as =
+        |signature: Option<String>| post("/webhook", &github("push", "d", signature), &good);
+    let signed =
+        |event: &str, body: &[u8]| post("/webhook", &github(event, "d", Some(sign(body))), body);
     let big = 26 * 1024 * 1024;
     let flood: String = (0..200)
         .map(|i| format!("X-Flood-{i}: {}\r\n", "a".repeat(64)))
@@ -136,272 +106,42 @@ fn bad_requests_get_the_right_answer_and_never_disturb_the_app() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let form_bad = b"notpayload=%7B%7D".to_vec();
-    let gitea_body = push_body("refs/heads/main", SHA, false);
+    let mut sha1_only = github("push", "d", None);
+    sha1_only.push(("X-Hub-Signature", format!("sha1={}", "ab".repeat(20))));
+    let form_bad = b"notpayload=%7B%7D";
+    let mut form = github("push", "d", Some(sign(form_bad)));
+    form[3].1 = "application/x-www-form-urlencoded".into();
+    let ping = br#"{"zen":"Keep it simple","hook_id":42,"hook":{"events":["push"],"config":{"content_type":"json"}}}"#;
 
-    type Case = (&'static str, u16, Box<dyn Fn() -> (u16, String)>);
-    let cases: Vec<Case> = vec![
-        (
-            "no signature",
-            401,
-            Box::new(move || post(hook, "/webhook", &github("push", "d1", None), &good)),
-        ),
-        (
-            "wrong prefix",
-            401,
-            Box::new({
-                let b = push_body("refs/heads/main", SHA, false);
-                move || {
-                    post(
-                        hook,
-                        "/webhook",
-                        &github("push", "d2", Some(sign(&b).replace("sha256=", "sha512="))),
-                        &b,
-                    )
-                }
-            }),
-        ),
-        (
-            "bad hex",
-            401,
-            Box::new({
-                let b = push_body("refs/heads/main", SHA, false);
-                move || {
-                    post(
-                        hook,
-                        "/webhook",
-                        &github("push", "d3", Some(format!("sha256={}", "zz".repeat(32)))),
-                        &b,
-                    )
-                }
-            }),
-        ),
-        (
-            "wrong length",
-            401,
-            Box::new({
-                let b = push_body("refs/heads/main", SHA, false);
-                move || {
-                    post(
-                        hook,
-                        "/webhook",
-                        &github("push", "d4", Some(sign(&b)[..40].to_string())),
-                        &b,
-                    )
-                }
-            }),
-        ),
-        (
-            "sha1 only",
-            401,
-            Box::new({
-                let b = push_body("refs/heads/main", SHA, false);
-                move || {
-                    let mut h = github("push", "d5", None);
-                    h.push(("X-Hub-Signature", format!("sha1={}", "ab".repeat(20))));
-                    post(hook, "/webhook", &h, &b)
-                }
-            }),
-        ),
-        (
-            "wrong secret",
-            401,
-            Box::new({
-                let b = push_body("refs/heads/main", SHA, false);
-                move || {
-                    post(
-                        hook,
-                        "/webhook",
-                        &github(
-                            "push",
-                            "d6",
-                            Some(baton_webhook::sign_github(b"another-secret-entirely", &b)),
-                        ),
-                        &b,
-                    )
-                }
-            }),
-        ),
-        (
-            "signature of another body",
-            401,
-            Box::new({
-                let b = push_body("refs/heads/main", SHA, false);
-                move || {
-                    post(
-                        hook,
-                        "/webhook",
-                        &github("push", "d7", Some(sign(b"{}"))),
-                        &b,
-                    )
-                }
-            }),
-        ),
-        (
-            "empty body",
-            400,
-            Box::new(move || {
-                post(
-                    hook,
-                    "/webhook",
-                    &github("push", "d8", Some(sign(b""))),
-                    b"",
-                )
-            }),
-        ),
-        (
-            "26 MiB declared",
-            413,
-            Box::new(move || {
-                raw(hook, format!("POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\nContent-Length: {big}\r\nConnection: close\r\n\r\n").as_bytes())
-            }),
-        ),
-        ("26 MiB chunked", 413, Box::new(move || raw(hook, &chunked))),
-        (
-            "invalid JSON",
-            400,
-            Box::new(move || {
-                post(
-                    hook,
-                    "/webhook",
-                    &github("push", "d9", Some(sign(b"{not json"))),
-                    b"{not json",
-                )
-            }),
-        ),
-        (
-            "JSON without ref",
-            400,
-            Box::new(move || {
-                let b = format!(r#"{{"after":"{SHA}"}}"#).into_bytes();
-                post(hook, "/webhook", &github("push", "d10", Some(sign(&b))), &b)
-            }),
-        ),
-        (
-            "other event",
-            200,
-            Box::new(move || {
-                let b = b"{\"action\":\"opened\"}".to_vec();
-                post(
-                    hook,
-                    "/webhook",
-                    &github("issues", "d11", Some(sign(&b))),
-                    &b,
-                )
-            }),
-        ),
-        (
-            "other branch",
-            200,
-            Box::new(move || {
-                let b = push_body("refs/heads/dev", SHA, false);
-                post(hook, "/webhook", &github("push", "d12", Some(sign(&b))), &b)
-            }),
-        ),
-        (
-            "tag push",
-            200,
-            Box::new(move || {
-                let b = push_body("refs/tags/v1", SHA, false);
-                post(hook, "/webhook", &github("push", "d13", Some(sign(&b))), &b)
-            }),
-        ),
-        (
-            "deleted ref",
-            200,
-            Box::new(move || {
-                let b = push_body("refs/heads/main", &"0".repeat(40), true);
-                post(hook, "/webhook", &github("push", "d14", Some(sign(&b))), &b)
-            }),
-        ),
-        (
-            "wrong method",
-            405,
-            Box::new(move || {
-                raw(
-                    hook,
-                    b"GET /webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                )
-            }),
-        ),
-        (
-            "wrong path",
-            404,
-            Box::new(move || {
-                let b = push_body("refs/heads/main", SHA, false);
-                post(hook, "/hook", &github("push", "d15", Some(sign(&b))), &b)
-            }),
-        ),
-        (
-            "form without payload",
-            400,
-            Box::new(move || {
-                let mut h = github("push", "d16", Some(sign(&form_bad)));
-                h[3].1 = "application/x-www-form-urlencoded".into();
-                post(hook, "/webhook", &h, &form_bad)
-            }),
-        ),
-        (
-            "header flood",
-            431,
-            Box::new(move || {
-                raw(
-                    hook,
-                    format!(
-                        "POST /webhook HTTP/1.1\r\nHost: x\r\n{flood}Connection: close\r\n\r\n"
-                    )
-                    .as_bytes(),
-                )
-            }),
-        ),
-        (
-            "no forge headers",
-            401,
-            Box::new(move || post(hook, "/webhook", &[], b"{}")),
-        ),
-        (
-            "gitea wrong signature",
-            401,
-            Box::new(move || {
-                post(
-                    hook,
-                    "/webhook",
-                    &[
-                        ("X-Gitea-Event", "push".into()),
-                        ("X-Gitea-Signature", "ab".repeat(32)),
-                    ],
-                    &gitea_body,
-                )
-            }),
-        ),
-        (
-            "gitlab wrong token",
-            401,
-            Box::new(move || {
-                let b = push_body("refs/heads/main", SHA, false);
-                post(
-                    hook,
-                    "/webhook",
-                    &[
-                        ("X-Gitlab-Event", "Push Hook".into()),
-                        ("X-Gitlab-Token", "not-the-secret-at-all".into()),
-                    ],
-                    &b,
-                )
-            }),
-        ),
-        (
-            "ping",
-            200,
-            Box::new(move || {
-                let b = br#"{"zen":"Keep it simple","hook_id":42,"hook":{"events":["push"],"config":{"content_type":"json"}}}"#.to_vec();
-                post(hook, "/webhook", &github("ping", "d17", Some(sign(&b))), &b)
-            }),
-        ),
+    let cases: Vec<(&str, u16, Vec<u8>)> = vec![
+        ("no signature", 401, push_signed_as(None)),
+        ("wrong prefix", 401, push_signed_as(Some(sign(&good).replace("sha256=", "sha512=")))),
+        ("bad hex", 401, push_signed_as(Some(format!("sha256={}", "zz".repeat(32))))),
+        ("wrong length", 401, push_signed_as(Some(sign(&good)[..40].to_string()))),
+        ("sha1 only", 401, post("/webhook", &sha1_only, &good)),
+        ("wrong secret", 401, push_signed_as(Some(baton_webhook::sign_github(b"another-secret-entirely", &good)))),
+        ("signature of another body", 401, push_signed_as(Some(sign(b"{}")))),
+        ("empty body", 400, signed("push", b"")),
+        ("26 MiB declared", 413, format!("POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\nContent-Length: {big}\r\nConnection: close\r\n\r\n").into_bytes()),
+        ("26 MiB chunked", 413, chunked),
+        ("invalid JSON", 400, signed("push", b"{not json")),
+        ("JSON without ref", 400, signed("push", format!(r#"{{"after":"{SHA}"}}"#).as_bytes())),
+        ("other event", 200, signed("issues", b"{\"action\":\"opened\"}")),
+        ("other branch", 200, signed("push", &push_body("refs/heads/dev", SHA, false))),
+        ("tag push", 200, signed("push", &push_body("refs/tags/v1", SHA, false))),
+        ("deleted ref", 200, signed("push", &push_body("refs/heads/main", &"0".repeat(40), true))),
+        ("wrong method", 405, b"GET /webhook HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()),
+        ("wrong path", 404, post("/hook", &github("push", "d", Some(sign(&good))), &good)),
+        ("form without payload", 400, post("/webhook", &form, form_bad)),
+        ("header flood", 431, format!("POST /webhook HTTP/1.1\r\nHost: x\r\n{flood}Connection: close\r\n\r\n").into_bytes()),
+        ("no forge headers", 401, post("/webhook", &[], b"{}")),
+        ("gitea wrong signature", 401, post("/webhook", &[("X-Gitea-Event", "push".into()), ("X-Gitea-Signature", "ab".repeat(32))], &good)),
+        ("gitlab wrong token", 401, post("/webhook", &[("X-Gitlab-Event", "Push Hook".into()), ("X-Gitlab-Token", "not-the-secret-at-all".into())], &good)),
+        ("ping", 200, signed("ping", ping)),
     ];
     assert!(cases.len() >= 20);
-    for (name, want, send) in &cases {
-        let (status, text) = send();
+    for (name, want, request) in &cases {
+        let (status, text) = raw(hook, request);
         assert_eq!(status, *want, "{name}: {text}");
         assert!(!text.contains(SECRET), "{name}: reply leaks the secret");
         if *want == 405 {
@@ -421,10 +161,7 @@ fn bad_requests_get_the_right_answer_and_never_disturb_the_app() {
         1,
         "no bad request caused a handoff"
     );
-    stop_tx.send(()).unwrap();
-    let report = rt.block_on(load).unwrap();
-    assert!(report.count() > 100);
-    assert_eq!(report.failures(), 0, "{}", report.summary());
+    assert_no_failures(&load.finish(), 100, &baton.log_text());
     let log = baton.log_text();
     assert!(!log.contains(SECRET), "the log never shows the secret");
     assert!(
@@ -454,20 +191,17 @@ fn a_verified_push_hands_off_once_and_bursts_coalesce() {
     let hook = baton.webhook.unwrap();
     let (status, text) = signed_push(hook, "one", SHA);
     assert_eq!(status, 202, "{text}");
-    wait_generation(&baton, 2);
+    baton.wait_serving_generation(2);
     assert_eq!(settled_generation(&baton), 2, "exactly one handoff");
 
     // Ten pushes in a burst: one reload runs, the rest collapse into one more.
     std::fs::write(cwd.path("unhealthy"), "").unwrap();
     assert_eq!(signed_push(hook, "burst-0", SHA).0, 202);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while baton.status().unwrap()["state"] != "reloading" {
-        assert!(
-            Instant::now() < deadline,
-            "the first burst push started no reload"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    baton.wait_status(
+        Duration::from_secs(10),
+        "a reload for the first burst push",
+        |s| s["state"] == "reloading",
+    );
     let senders: Vec<_> = (1..10)
         .map(|i| std::thread::spawn(move || signed_push(hook, &format!("burst-{i}"), SHA).0))
         .collect();
@@ -475,7 +209,7 @@ fn a_verified_push_hands_off_once_and_bursts_coalesce() {
         assert_eq!(s.join().unwrap(), 202);
     }
     std::fs::remove_file(cwd.path("unhealthy")).unwrap();
-    wait_generation(&baton, 4);
+    baton.wait_serving_generation(4);
     assert_eq!(
         settled_generation(&baton),
         4,
@@ -501,7 +235,7 @@ fn redeliveries_are_deduplicated_across_restarts_unless_the_deploy_failed() {
         .start();
     let (status, _) = signed_push(baton.webhook.unwrap(), "same-delivery", SHA);
     assert_eq!(status, 202);
-    wait_generation(&baton, 2);
+    baton.wait_serving_generation(2);
     settled_generation(&baton);
     let (status, text) = signed_push(baton.webhook.unwrap(), "same-delivery", SHA);
     assert_eq!((status, text.contains("duplicate")), (200, true), "{text}");
@@ -533,11 +267,9 @@ fn redeliveries_are_deduplicated_across_restarts_unless_the_deploy_failed() {
         .start();
     let hook = baton.webhook.unwrap();
     assert_eq!(signed_push(hook, "fails-first", SHA).0, 202);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while baton.status().unwrap()["reloads_failed"] != 1 {
-        assert!(Instant::now() < deadline, "{}", baton.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    baton.wait_status(Duration::from_secs(30), "one failed reload", |s| {
+        s["reloads_failed"] == 1
+    });
     assert_eq!(baton.generation(), 1, "generation 2 failed; 1 still serves");
     // Let generation 3 (which never gets READY) be skipped too: use up 3..5 with reloads first.
     for _ in 3..=5 {
@@ -545,6 +277,6 @@ fn redeliveries_are_deduplicated_across_restarts_unless_the_deploy_failed() {
     }
     let (status, text) = signed_push(hook, "fails-first", SHA);
     assert_eq!(status, 202, "a failed delivery deploys again: {text}");
-    wait_generation(&baton, 6);
+    baton.wait_serving_generation(6);
     assert!(baton.stop().success());
 }

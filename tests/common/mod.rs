@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod load;
 pub mod repo;
 
 use std::net::SocketAddr;
@@ -221,16 +222,18 @@ impl Baton {
     }
 
     pub fn wait_serving(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(s) = self.status()
-                && s["state"] == "serving"
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("baton never reached serving; log:\n{}", self.log_text());
+        self.wait_status(Duration::from_secs(20), "serving", |s| {
+            s["state"] == "serving"
+        });
+    }
+
+    /// Polls `baton status` until `ok` holds for it; returns that status.
+    pub fn wait_status(&self, limit: Duration, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        eventually(
+            limit,
+            || format!("baton never reached {what}; log:\n{}", self.log_text()),
+            || self.status().filter(|s| ok(s)),
+        )
     }
 
     /// `baton reload` as a person would run it.
@@ -249,17 +252,17 @@ impl Baton {
     /// SIGHUP, then waits until a generation newer than `before` serves.
     pub fn reload_by_sighup(&self, before: u64) -> u64 {
         self.signal(nix::sys::signal::Signal::SIGHUP);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Some(s) = self.status()
-                && s["state"] == "serving"
-                && s["generation"].as_u64().unwrap_or(0) > before
-            {
-                return s["generation"].as_u64().unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("SIGHUP reload never finished; log:\n{}", self.log_text());
+        self.wait_serving_generation(before + 1)
+    }
+
+    /// Waits until generation `at_least` (or a newer one) serves; returns it.
+    pub fn wait_serving_generation(&self, at_least: u64) -> u64 {
+        let s = self.wait_status(
+            Duration::from_secs(30),
+            &format!("generation {at_least} serving"),
+            |s| s["state"] == "serving" && s["generation"].as_u64().unwrap_or(0) >= at_least,
+        );
+        s["generation"].as_u64().unwrap()
     }
 
     pub fn generation(&self) -> u64 {
@@ -274,14 +277,9 @@ impl Baton {
 
     /// Waits until no old generation is draining.
     pub fn wait_drained(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if self.status().is_some_and(|s| s["retiring"] == 0) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("old generations never drained; log:\n{}", self.log_text());
+        self.wait_status(Duration::from_secs(60), "no draining generation", |s| {
+            s["retiring"] == 0
+        });
     }
 
     /// SIGTERM and wait for exit (bounded).
@@ -301,15 +299,69 @@ impl Drop for Baton {
     }
 }
 
+/// A failed baton command: exit status 1, the last stderr line `baton: ...` containing
+/// `needle`, no panic.
+pub fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err.lines().last().unwrap_or("");
+    assert!(
+        line.starts_with("baton: ") && line.contains(needle),
+        "{needle:?} not in {err:?}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Polls `check` (every 20 ms) until it yields a value; panics with `what()` after `limit`.
+pub fn eventually<T>(
+    limit: Duration,
+    what: impl Fn() -> String,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{}", what());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
+    loop {
         if let Ok(Some(s)) = child.try_wait() {
             return Some(s);
         }
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
-    None
+}
+
+/// A GitHub push of `after` to `main`, signed with `secret`, to baton's webhook: (status, reply).
+pub fn github_push(
+    webhook: SocketAddr,
+    secret: &[u8],
+    delivery: &str,
+    after: &str,
+) -> (u16, String) {
+    let body = format!(
+        r#"{{"ref":"refs/heads/main","after":"{after}","repository":{{"full_name":"me/app"}}}}"#
+    );
+    let signature = baton_webhook::sign_github(secret, body.as_bytes());
+    let headers = [
+        ("X-GitHub-Event", "push"),
+        ("X-GitHub-Delivery", delivery),
+        ("X-GitHub-Hook-ID", "42"),
+        ("X-Hub-Signature-256", signature.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let request = http::request("POST", "/webhook", &headers, body.as_bytes());
+    http::exchange(webhook, &request).unwrap()
 }
 
 /// One plain HTTP/1.1 GET with a fresh connection; returns (status, body).

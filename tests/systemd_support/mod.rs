@@ -584,3 +584,39 @@ pub fn load(
         }))
     })
 }
+
+/// Keep-alive (4 workers) and connection-per-request (2 workers) load on `port` inside the
+/// namespace, running until [`BothLoads::finish`] (30 s at most).
+pub struct BothLoads {
+    stops: [std::sync::mpsc::Sender<()>; 2],
+    keepalive: std::thread::JoinHandle<baton_load::Report>,
+    per_request: std::thread::JoinHandle<baton_load::Report>,
+}
+
+impl BothLoads {
+    pub fn start(m: &Manager, port: u16) -> BothLoads {
+        use baton_load::Mode;
+        let (stop_a, rx_a) = std::sync::mpsc::channel();
+        let (stop_b, rx_b) = std::sync::mpsc::channel();
+        let limit = Duration::from_secs(30);
+        let keepalive = load(m, port, Mode::KeepAlive, 4, limit, rx_a);
+        let per_request = load(m, port, Mode::ConnectionPerRequest, 2, limit, rx_b);
+        std::thread::sleep(Duration::from_millis(300));
+        BothLoads {
+            stops: [stop_a, stop_b],
+            keepalive,
+            per_request,
+        }
+    }
+
+    /// Stops both; returns (keep-alive, connection-per-request).
+    pub fn finish(self) -> (baton_load::Report, baton_load::Report) {
+        for stop in &self.stops {
+            let _ = stop.send(());
+        }
+        (
+            self.keepalive.join().unwrap(),
+            self.per_request.join().unwrap(),
+        )
+    }
+}
