@@ -14,6 +14,11 @@
 mod cli;
 #[path = "common/control.rs"]
 mod control;
+#[path = "common/proc_facts.rs"]
+mod proc_facts;
+
+use cli::flag_value;
+use proc_facts::ProcFacts;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -69,18 +74,6 @@ impl Settings {
     }
 }
 
-/// `--flag N` or `--flag=N`.
-fn flag_value(args: &[String], flag: &str) -> Option<String> {
-    let prefixed = format!("{flag}=");
-    args.iter().enumerate().find_map(|(i, a)| {
-        if a == flag {
-            args.get(i + 1).cloned()
-        } else {
-            a.strip_prefix(&prefixed).map(str::to_string)
-        }
-    })
-}
-
 fn main() {
     let settings = Settings::load();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -134,15 +127,6 @@ struct ReloadSample {
 struct ReloadReply {
     ready_ms: f64,
     cutover_ms: f64,
-}
-
-/// What /proc says about baton: memory, descriptors, and its children.
-#[derive(Debug, Clone, Copy, Default)]
-struct ProcFacts {
-    rss_kb: u64,
-    fds: usize,
-    children: usize,
-    zombies: usize,
 }
 
 async fn bench(settings: Settings) -> Result<Results, String> {
@@ -419,45 +403,6 @@ async fn wait_accepting(addr: SocketAddr) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Err(format!("baton-hello never accepted on {addr}"))
-}
-
-impl ProcFacts {
-    /// Zeroes where /proc cannot tell (the report shows them, which is better than failing).
-    fn of(pid: i32) -> ProcFacts {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss_kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-        let states = children_states(pid);
-        ProcFacts {
-            rss_kb,
-            fds,
-            children: states.len(),
-            zombies: states.iter().filter(|&&s| s == 'Z').count(),
-        }
-    }
-}
-
-/// The state letter of every process whose parent is `pid`, from /proc/*/stat.
-fn children_states(pid: i32) -> Vec<char> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter_map(|stat| {
-            // The command name may contain spaces and parens; fields resume after the last ')'.
-            let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-            let state = rest.next()?.chars().next()?;
-            let ppid: i32 = rest.next()?.parse().ok()?;
-            (ppid == pid).then_some(state)
-        })
-        .collect()
 }
 
 /// Latency summary of the successful requests a filter keeps.

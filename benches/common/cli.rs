@@ -16,3 +16,15 @@ pub fn command_line(bench: &str, vars: &[&str]) -> String {
     }
     parts.join(" ")
 }
+
+/// `--flag N` or `--flag=N`.
+pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    let prefixed = format!("{flag}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1).cloned()
+        } else {
+            a.strip_prefix(&prefixed).map(str::to_string)
+        }
+    })
+}

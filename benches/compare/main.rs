@@ -34,6 +34,8 @@ mod control;
 mod doc;
 mod plot;
 mod probe;
+#[path = "../common/proc_facts.rs"]
+mod proc_facts;
 mod procs;
 mod report;
 mod restart;

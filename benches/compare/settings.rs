@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::cli::flag_value;
+
 /// Everything that scales the run; see `main.rs` for the variables and their defaults.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -68,18 +70,6 @@ fn soak_request(args: &[String]) -> Option<u32> {
     }
     let on = std::env::var("BATON_BENCH_SOAK").is_ok_and(|v| !matches!(v.as_str(), "" | "0"));
     on.then_some(reloads)
-}
-
-/// `--flag N` or `--flag=N`.
-fn flag_value(args: &[String], flag: &str) -> Option<String> {
-    let prefixed = format!("{flag}=");
-    args.iter().enumerate().find_map(|(i, a)| {
-        if a == flag {
-            args.get(i + 1).cloned()
-        } else {
-            a.strip_prefix(&prefixed).map(str::to_string)
-        }
-    })
 }
 
 /// The variables this run was given, for the report's command line.
