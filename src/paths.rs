@@ -5,17 +5,8 @@ use std::path::{Path, PathBuf};
 /// `$RUNTIME_DIRECTORY` (systemd's `RuntimeDirectory=`), else `/run/baton` for root, else
 /// `$XDG_RUNTIME_DIR/baton`, else a per-user directory under /tmp.
 pub fn default_runtime_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY") {
-        // systemd may list several directories separated by ':'; the first is ours.
-        let first = dir
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        if !first.is_empty() {
-            return PathBuf::from(first);
-        }
+    if let Some(dir) = baton_handoff::env_dir("RUNTIME_DIRECTORY") {
+        return dir;
     }
     let uid = nix::unistd::getuid();
     if uid.is_root() {
@@ -39,7 +30,7 @@ pub fn default_control() -> PathBuf {
 /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `/var/lib/baton` for root, else
 /// `$XDG_STATE_HOME/baton` or `~/.local/state/baton`.
 pub fn default_state_dir() -> PathBuf {
-    if let Some(dir) = first_of("STATE_DIRECTORY") {
+    if let Some(dir) = baton_handoff::env_dir("STATE_DIRECTORY") {
         return dir;
     }
     if nix::unistd::getuid().is_root() {
@@ -50,11 +41,4 @@ pub fn default_state_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
     Path::new(&home).join(".local/state/baton")
-}
-
-/// systemd may list several directories separated by ':'; the first is ours.
-fn first_of(var: &str) -> Option<PathBuf> {
-    let value = std::env::var_os(var)?;
-    let first = value.to_string_lossy().split(':').next()?.to_string();
-    (!first.is_empty()).then(|| PathBuf::from(first))
 }

@@ -10,3 +10,11 @@ pub mod spawn;
 pub mod supervisor;
 pub mod timefmt;
 pub mod upstream;
+
+/// The first directory of a systemd directory variable (`RUNTIME_DIRECTORY=`, `STATE_DIRECTORY=`,
+/// which may list several, `:`-separated), or of any other path variable.
+pub fn env_dir(var: &str) -> Option<std::path::PathBuf> {
+    let value = std::env::var_os(var)?;
+    let first = value.to_string_lossy().split(':').next()?.to_string();
+    (!first.is_empty()).then(|| std::path::PathBuf::from(first))
+}

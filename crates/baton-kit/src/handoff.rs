@@ -298,12 +298,7 @@ fn own_command() -> Result<Vec<OsString>, String> {
 }
 
 fn default_notify_dir() -> PathBuf {
-    let first = |var: &str| {
-        let value = std::env::var_os(var)?;
-        let first = value.to_string_lossy().split(':').next()?.to_string();
-        (!first.is_empty()).then(|| PathBuf::from(first))
-    };
-    first("RUNTIME_DIRECTORY")
-        .or_else(|| first("XDG_RUNTIME_DIR"))
+    baton_handoff::env_dir("RUNTIME_DIRECTORY")
+        .or_else(|| baton_handoff::env_dir("XDG_RUNTIME_DIR"))
         .unwrap_or_else(std::env::temp_dir)
 }
