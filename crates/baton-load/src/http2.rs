@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use crate::conn::{AbortOnDrop, Answer, Body, H2Conn, connect_h2, read_response};
 use crate::outcome::{Outcome, is_connection_level, is_unprocessed_h2};
 use crate::report::Record;
-use crate::run::{Bounded, Shared};
+use crate::run::Shared;
 
 /// How often one request may be resent because its connection closed before it was sent.
 const MAX_RESENDS: u32 = 2;
@@ -77,12 +77,9 @@ pub(crate) async fn worker(shared: Arc<Shared>, pool: Arc<Pool>, index: usize) -
         let result = shared
             .bounded(attempt(&shared, &pool, slot, &mut conn_id))
             .await;
-        let (outcome, tag) = match result {
-            Bounded::Done(Ok(answer)) => (answer.outcome, answer.tag),
-            Bounded::Done(Err(outcome)) => (outcome, None),
-            // Dropping the stream resets only that stream; the connection stays usable.
-            Bounded::TimedOut => (Outcome::Timeout, None),
-            Bounded::Abandoned => break,
+        // On a timeout, dropping the stream resets only that stream; the connection stays usable.
+        let Some((outcome, tag)) = result.settle() else {
+            break;
         };
         records.push(shared.record(issued_at, outcome, conn_id, tag));
         shared.pause_after(outcome).await;

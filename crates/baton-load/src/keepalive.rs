@@ -19,15 +19,12 @@ pub(crate) async fn worker(shared: Arc<Shared>) -> Vec<Record> {
         let result = shared
             .bounded(attempt(&shared, &mut conn, &mut conn_id))
             .await;
-        let (outcome, tag) = match result {
-            Bounded::Done(Ok(answer)) => (answer.outcome, answer.tag),
-            Bounded::Done(Err(outcome)) => (outcome, None),
-            Bounded::TimedOut => {
-                // hyper closes an HTTP/1 connection whose request future was dropped.
-                conn = None;
-                (Outcome::Timeout, None)
-            }
-            Bounded::Abandoned => break,
+        if matches!(result, Bounded::TimedOut) {
+            // hyper closes an HTTP/1 connection whose request future was dropped.
+            conn = None;
+        }
+        let Some((outcome, tag)) = result.settle() else {
+            break;
         };
         records.push(shared.record(issued_at, outcome, conn_id, tag));
         shared.pause_after(outcome).await;

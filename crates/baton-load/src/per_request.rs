@@ -8,19 +8,18 @@ use tokio::time::Instant;
 use crate::conn::{Answer, H1Failure, connect_h1, exchange_h1};
 use crate::outcome::Outcome;
 use crate::report::Record;
-use crate::run::{Bounded, Shared};
+use crate::run::Shared;
 
 pub(crate) async fn worker(shared: Arc<Shared>) -> Vec<Record> {
     let mut records = Vec::new();
     while shared.begin_request() {
         let issued_at = Instant::now();
         let mut conn_id = 0;
-        let (outcome, tag) = match shared.bounded(attempt(&shared, &mut conn_id)).await {
-            Bounded::Done(Ok(answer)) => (answer.outcome, answer.tag),
-            Bounded::Done(Err(outcome)) => (outcome, None),
-            Bounded::TimedOut => (Outcome::Timeout, None),
-            Bounded::Abandoned => break,
-        };
+        let settled = shared
+            .bounded(attempt(&shared, &mut conn_id))
+            .await
+            .settle();
+        let Some((outcome, tag)) = settled else { break };
         records.push(shared.record(issued_at, outcome, conn_id, tag));
         shared.pause_after(outcome).await;
     }

@@ -39,6 +39,18 @@ pub(crate) enum Bounded<T> {
     Abandoned,
 }
 
+impl Bounded<Result<crate::conn::Answer, Outcome>> {
+    /// The request's outcome and body tag, or `None` when the run ended under it (not recorded).
+    pub fn settle(self) -> Option<(Outcome, Option<String>)> {
+        match self {
+            Bounded::Done(Ok(answer)) => Some((answer.outcome, answer.tag)),
+            Bounded::Done(Err(outcome)) => Some((outcome, None)),
+            Bounded::TimedOut => Some((Outcome::Timeout, None)),
+            Bounded::Abandoned => None,
+        }
+    }
+}
+
 impl Shared {
     /// Claims the right to issue one more request, or says the run is over.
     pub fn begin_request(&self) -> bool {
