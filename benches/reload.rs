@@ -536,7 +536,11 @@ fn render(results: &Results, started: SystemTime) -> String {
 fn render_header(out: &mut String, results: &Results, started: SystemTime) {
     let s = results.settings;
     let _ = writeln!(out, "## Reload under load\n");
-    let _ = writeln!(out, "- Date: {}", baton_handoff::timefmt::rfc3339(started));
+    let _ = writeln!(
+        out,
+        "- Date: {}",
+        baton_clock::Utc::from_system(started).rfc3339()
+    );
     let _ = writeln!(out, "- Command: `{}`", command_line());
     let _ = writeln!(
         out,

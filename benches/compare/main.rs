@@ -119,7 +119,7 @@ async fn compare(settings: &Settings, dir: &Path) -> Result<String, String> {
         )
     });
     let ctx = report::Context {
-        date: baton_handoff::timefmt::rfc3339(started),
+        date: baton_clock::Utc::from_system(started).rfc3339(),
         command: settings::command_line(),
         machine: machine(),
         load_before,
@@ -207,7 +207,7 @@ async fn soak_section(reloads: u32, dir: &Path) -> Result<String, String> {
     Ok(format!(
         "## Soak: {reloads} baton reloads under load\n\n- Date: {}\n- Command: `{}`\n- Machine: {}; \
          1-min load average {before} before, {} after\n{body}",
-        baton_handoff::timefmt::rfc3339(started),
+        baton_clock::Utc::from_system(started).rfc3339(),
         settings::command_line(),
         machine(),
         loadavg()
