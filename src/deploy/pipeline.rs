@@ -188,18 +188,30 @@ async fn prepare(
     Ok(release)
 }
 
-/// A commit that failed after its build (it started and died, or failed probation) is not
-/// rebuilt by a push redelivery or the poller: that would loop on a broken release.
+/// A commit that failed after its build (it failed to start or pass probation, or crash-looped
+/// once live) is not rebuilt by a push redelivery or the poller: that would loop on a broken
+/// release. Build failures may be retried (a flaky network, a full disk).
 fn refuse_known_bad(state: &DeployState, commit: &str) -> Result<(), DeployError> {
     let Some(entry) = state.last_entry_for(commit) else {
         return Ok(());
     };
+    let known_bad = |phase: &str, why: String| DeployError::KnownBad {
+        commit: commit.to_string(),
+        phase: phase.to_string(),
+        why,
+    };
     match (&entry.outcome, entry.failed_phase.as_deref()) {
-        (Outcome::Failed, Some(phase @ ("start" | "probation"))) => Err(DeployError::KnownBad {
-            commit: commit.to_string(),
-            phase: phase.to_string(),
-            why: entry.reason.unwrap_or_default(),
-        }),
+        (Outcome::Failed, Some(phase @ ("start" | "probation"))) => {
+            Err(known_bad(phase, entry.reason.unwrap_or_default()))
+        }
+        (Outcome::Ok, _) => {
+            // It went live once; a failure marker since then means it crash-looped.
+            let failure = state.releases.get(&entry.release).and_then(|r| r.failure());
+            match failure {
+                Some(why) => Err(known_bad("in service", why)),
+                None => Ok(()),
+            }
+        }
         _ => Ok(()),
     }
 }
