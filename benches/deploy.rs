@@ -533,7 +533,7 @@ fn report(
     let w = &mut out;
     let _ = writeln!(w, "{MARK_START}");
     let _ = writeln!(w, "## Deploy: push → new generation serving\n");
-    let _ = writeln!(w, "- Date: {}", baton_deploy::utc_now());
+    let _ = writeln!(w, "- Date: {}", baton_clock::utc_now());
     let mut command = String::new();
     if settings.pushes != 15 {
         let _ = write!(command, "BATON_BENCH_PUSHES={} ", settings.pushes);

@@ -340,12 +340,12 @@ fn deploy_settings(
         known_hosts: flags.known_hosts.clone().or(source.known_hosts),
         host_fingerprints: source.host_fingerprints,
     };
-    source_cfg.validate()?;
+    source_cfg.validate().map_err(|e| e.to_string())?;
     let build = match build.command {
         Some(command) if command.is_empty() => return Err("[build] command is empty".into()),
         Some(command) => {
             let env: Vec<(String, String)> = build.env.into_iter().collect();
-            baton_deploy::build::check_env(&env)?;
+            baton_deploy::build::check_env(&env).map_err(|e| e.to_string())?;
             Some(crate::deploy::Build {
                 command,
                 timeout: named(

@@ -193,7 +193,7 @@ async fn execute(
         release: String::new(),
         commit: String::new(),
         trigger,
-        started_at: baton_deploy::utc_now(),
+        started_at: baton_clock::utc_now(),
         finished_at: None,
         outcome: Outcome::Running,
         reason: None,
@@ -233,7 +233,7 @@ pub async fn prepare(
     rev: Option<String>,
 ) -> Result<Release, (Option<Release>, String)> {
     let s = settings.clone();
-    let release = tokio::task::spawn_blocking(move || -> Result<Release, String> {
+    let release = tokio::task::spawn_blocking(move || -> Result<Release, baton_deploy::Error> {
         let _git = lock_mirror();
         let mirror = Mirror::open_or_init(&s.state_dir.join("mirror.git"))?;
         let head = mirror.fetch(&s.source)?;
@@ -244,14 +244,14 @@ pub async fn prepare(
         let releases = Releases::new(&s.state_dir);
         let release = releases.checkout(&mirror, commit)?;
         if let Err(e) = releases.link_shared(&release, &s.shared) {
-            let _ = releases.mark_failed(&release, &e);
+            let _ = releases.mark_failed(&release, &e.to_string());
             return Err(e);
         }
         Ok(release)
     })
     .await
     .map_err(|e| (None, format!("deploy task failed: {e}")))?
-    .map_err(|e| (None, e))?;
+    .map_err(|e| (None, e.to_string()))?;
     let _ = History::new(&settings.state_dir).update_last(|e| {
         e.release = release.id.clone();
         e.commit = release.commit.clone();
@@ -271,8 +271,11 @@ pub async fn prepare(
             |line| tracing::info!("build {id}: {line}"),
         )
         .await
-        .map_err(|e| (Some(release.clone()), e))?;
+        .map_err(|e| (Some(release.clone()), e.to_string()))?;
     }
+    Releases::new(&settings.state_dir)
+        .mark_built(&release)
+        .map_err(|e| (Some(release.clone()), e.to_string()))?;
     Ok(release)
 }
 
@@ -335,6 +338,10 @@ pub fn finish(settings: &Settings, release: Option<&Release>, outcome: Result<&R
     let reason = match (outcome, release) {
         (Ok(_), Some(release)) => match releases.set_current(release) {
             Ok(()) => {
+                // No probation period yet: ready and switched to counts as served.
+                if let Err(e) = releases.mark_passed(release) {
+                    tracing::warn!("cannot record release {} as passed: {e}", release.id);
+                }
                 match releases.prune(settings.keep) {
                     Ok(gone) if !gone.is_empty() => tracing::info!("pruned releases {gone:?}"),
                     Ok(_) => {}
@@ -342,12 +349,11 @@ pub fn finish(settings: &Settings, release: Option<&Release>, outcome: Result<&R
                 }
                 None
             }
-            Err(e) => Some(e),
+            Err(e) => Some(e.to_string()),
         },
         (Ok(_), None) => None,
         (Err(reason), release) => {
             if let Some(r) = release
-                && r.failure().is_none()
                 && releases.current().as_ref().map(|c| &c.id) != Some(&r.id)
             {
                 let _ = releases.mark_failed(r, reason);
@@ -356,7 +362,7 @@ pub fn finish(settings: &Settings, release: Option<&Release>, outcome: Result<&R
         }
     };
     let _ = History::new(&settings.state_dir).update_last(|e| {
-        e.finished_at = Some(baton_deploy::utc_now());
+        e.finished_at = Some(baton_clock::utc_now());
         e.outcome = if reason.is_none() {
             Outcome::Ok
         } else {
