@@ -206,7 +206,7 @@ fn call(client: &ClientArgs, command: Command) -> Result<control::Reply, String>
                 )
             })
         }
-        (None, None) => paths::default_control(),
+        (None, None) => paths::default_control_checked()?,
     };
     client_runtime()?.block_on(control::call(&path, command, timeout))
 }

@@ -109,7 +109,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
     let repo = app_repo(&scratch);
     let state = scratch.path("state");
     let secret = scratch.path("secret");
-    std::fs::write(&secret, "a-long-enough-webhook-secret\n").unwrap();
+    common::files::write_private(&secret, "a-long-enough-webhook-secret\n");
     let config = config_with_build(&scratch, "");
     let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()])
         .webhook(&secret)

@@ -1,7 +1,7 @@
 //! Reading the webhook secret: from a file or a systemd credential, never from argv or the
 //! environment, never logged.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Shortest secret accepted: shorter ones are guessable offline from one signed delivery.
@@ -19,17 +19,13 @@ pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-/// Reads a secret file. One trailing newline is dropped (editors add it); anything else is the
+/// Reads a secret file, refusing one that is not private to baton's user (see
+/// [`check_private`]). One trailing newline is dropped (editors add it); anything else is the
 /// secret byte for byte.
 pub fn read(path: &Path) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("cannot read webhook secret {}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(
-            "webhook secret {} is readable by group or others; chmod 600 it",
-            path.display()
-        );
-    }
+    check_private(path, &meta)?;
     let mut bytes = std::fs::read(path)
         .map_err(|e| format!("cannot read webhook secret {}: {e}", path.display()))?;
     if bytes.ends_with(b"\r\n") {
@@ -47,4 +43,25 @@ pub fn read(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
+}
+
+/// A secret others can read is a leaked secret, and one another user owns can be replaced by
+/// that user: refused, as OpenSSH refuses such keys, with the fix in the message. systemd's
+/// credentials pass: it lays them out 0400 (or 0440), owned by the service's user.
+fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
+    let shown = path.display();
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!(
+            "webhook secret {shown} is owned by uid {}, not by baton's uid {me}: run `chown {me} {shown}`",
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "webhook secret {shown} is accessible by group/others (mode {mode:04o}): run `chmod 600 {shown}`"
+        ));
+    }
+    Ok(())
 }
