@@ -7,7 +7,7 @@ use std::time::Duration;
 use baton_handoff::duration;
 use baton_handoff::listen::ListenSpec;
 use baton_handoff::readiness::Readiness;
-use baton_handoff::spawn::AppCommand;
+use baton_handoff::spawn::{AppCommand, AppEnv};
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 
@@ -77,6 +77,9 @@ pub struct AppSection {
     pub ready_timeout: Option<String>,
     pub drain_signal: Option<String>,
     pub drain_timeout: Option<String>,
+    /// Variables for the app, on top of the few it gets from baton's environment.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Flags of `baton run` that override the file.
@@ -256,6 +259,8 @@ impl Config {
                 "no app command: give it after `--` or as [app] command in the config".into(),
             );
         }
+        let app_env: Vec<(String, String)> = app.env.into_iter().collect();
+        baton_handoff::spawn::check_app_env(&app_env)?;
         let runtime_dir = flags
             .runtime_dir
             .clone()
@@ -300,6 +305,7 @@ impl Config {
             command: AppCommand {
                 argv,
                 cwd: flags.cwd.clone().or(app.cwd),
+                env: AppEnv::Clean(app_env),
             },
             drain_signal: parse_signal(&pick(&flags.drain_signal, app.drain_signal, "SIGTERM"))?,
             drain_timeout: named(
