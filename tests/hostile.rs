@@ -1,0 +1,450 @@
+//! Hostile local input against the real binary: what a pushed repository, another local user,
+//! a crash or baton's own environment can throw at it. Each case asserts the answer (a
+//! one-line error, or serving on), that nothing outside baton's directories changed, and that
+//! baton and the app keep serving where they should.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::files::write_private;
+use common::hostile::*;
+use common::repo::Repo;
+use common::*;
+
+const SECRET: &str = "hostile-test-secret-0123456789";
+
+/// A repository whose `run.sh` execs baton-hello, whose `build.sh` records its pid and sleeps
+/// when `SLOW` exists, and whose `hello.txt` is what the app serves.
+fn app_repo(scratch: &Scratch) -> Repo {
+    let run_sh = format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n");
+    let build_sh = "#!/bin/sh\necho $$ > build.pid\n[ -e SLOW ] && sleep 600\necho built\n";
+    Repo::new(
+        scratch,
+        &[
+            ("run.sh", &run_sh),
+            ("build.sh", build_sh),
+            ("hello.txt", "v1"),
+        ],
+        &["run.sh", "build.sh"],
+    )
+}
+
+fn config(scratch: &Scratch, text: &str) -> PathBuf {
+    let path = scratch.path("baton.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const BUILD: &str = "[build]\ncommand = [\"./build.sh\"]\ntimeout = \"30s\"\n";
+
+fn deploying(repo: &Repo, state: &Path, config: &Path) -> BatonBuilder {
+    BatonBuilder::new()
+        .state_dir(state)
+        .arg("--repo")
+        .arg(repo.bare.to_str().unwrap())
+        .arg("--ready-timeout")
+        .arg("5s")
+        .arg("-c")
+        .arg(config.to_str().unwrap())
+        .app(&["./run.sh"])
+}
+
+fn message(baton: &Baton) -> String {
+    let (_, body) = http_get(baton.addr, "/").unwrap();
+    body.split("message=")
+        .nth(1)
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+fn client(baton: &Baton, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BATON);
+    cmd.args(args).arg("--control").arg(&baton.control);
+    cmd
+}
+
+/// The release directories under `state`, oldest first.
+fn releases(state: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state.join("releases"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn committed_symlinks_named_like_baton_files_are_replaced_not_followed() {
+    let scratch = Scratch::new("symlinks");
+    let outside = scratch.path("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let target = outside.join("precious.txt");
+    std::fs::write(&target, "precious").unwrap();
+    let repo = app_repo(&scratch);
+    for name in [".baton-commit", "build.log", ".baton-failed"] {
+        std::os::unix::fs::symlink(&target, repo.work.join(name)).unwrap();
+    }
+    let head = repo.commit(&[], &[]);
+    let before = Snapshot::of(&outside);
+
+    let state = scratch.path("state");
+    let baton = deploying(&repo, &state, &config(&scratch, BUILD)).start();
+    assert_eq!(message(&baton), "v1");
+
+    let release = std::fs::canonicalize(state.join("current")).unwrap();
+    for name in [".baton-commit", "build.log"] {
+        let meta = std::fs::symlink_metadata(release.join(name)).unwrap();
+        assert!(meta.is_file(), "{name} in the release is baton's own file");
+    }
+    let commit = std::fs::read_to_string(release.join(".baton-commit")).unwrap();
+    assert_eq!(commit.trim(), head);
+    let log = std::fs::read_to_string(release.join("build.log")).unwrap();
+    assert!(log.contains("built"), "{log}");
+    // The committed `.baton-failed` does not make the release count as failed.
+    let status = baton.status().unwrap();
+    assert_eq!(status["deploys"]["recent"][0]["outcome"], "ok", "{status}");
+    before.assert_unchanged();
+    assert!(baton.stop().success());
+}
+
+#[test]
+fn a_build_cut_short_by_shutdown_counts_as_failed_and_is_never_rolled_back_to() {
+    let scratch = Scratch::new("cut-short");
+    let repo = app_repo(&scratch);
+    let state = scratch.path("state");
+    let config = config(&scratch, BUILD);
+    let baton = deploying(&repo, &state, &config).start();
+    assert_eq!(message(&baton), "v1");
+    let good = std::fs::read_link(state.join("current")).unwrap();
+
+    repo.commit(&[("SLOW", ""), ("hello.txt", "v2")], &[]);
+    let mut deploy = client(&baton, &["deploy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let build_pid = eventually(
+        Duration::from_secs(20),
+        || format!("the slow build never started; log:\n{}", baton.log_text()),
+        || {
+            let dir = releases(&state)
+                .into_iter()
+                .find(|d| !d.ends_with(&good) && d.join("SLOW").exists())?;
+            let pid = std::fs::read_to_string(dir.join("build.pid")).ok()?;
+            pid.trim().parse::<i32>().ok().map(|pid| (dir, pid))
+        },
+    );
+    let (cut_short, build_pid) = build_pid;
+    assert!(baton.stop().success());
+    let _ = wait_child(&mut deploy, Duration::from_secs(10));
+    let build_gone = eventually(
+        Duration::from_secs(10),
+        || format!("build {build_pid} outlived baton"),
+        || (!alive(build_pid)).then_some(true),
+    );
+    assert!(build_gone);
+
+    // Restarted, baton serves the release that was current; the cut-short one is refused.
+    let baton = deploying(&repo, &state, &config).start();
+    assert_eq!(message(&baton), "v1");
+    let id = cut_short.file_name().unwrap().to_str().unwrap();
+    let out = client(&baton, &["rollback", id]).output().unwrap();
+    assert_one_line_error(&out, "not rolling back to it");
+    assert_eq!(std::fs::read_link(state.join("current")).unwrap(), good);
+    assert_eq!(message(&baton), "v1");
+    let status = baton.status().unwrap();
+    let interrupted = status["deploys"]["recent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["outcome"] == "failed" && e["release"] == id);
+    assert!(interrupted, "the interrupted deploy is recorded: {status}");
+    assert!(baton.stop().success());
+}
+
+#[test]
+fn empty_or_garbage_state_files_are_moved_aside_and_baton_starts() {
+    for (kind, content) in [("empty", ""), ("garbage", "{\"not\": json at all")] {
+        let scratch = Scratch::new(&format!("corrupt-{kind}"));
+        let repo = app_repo(&scratch);
+        let state = scratch.path("state");
+        std::fs::create_dir_all(&state).unwrap();
+        for name in ["webhook-deliveries.json", "history.json"] {
+            std::fs::write(state.join(name), content).unwrap();
+        }
+        let secret = scratch.path("secret");
+        write_private(&secret, SECRET);
+        let baton = deploying(&repo, &state, &config(&scratch, BUILD))
+            .webhook(&secret)
+            .start();
+        assert_eq!(message(&baton), "v1", "{kind}");
+        for name in ["webhook-deliveries.json", "history.json"] {
+            let aside = corrupt_copies(&state, name);
+            assert_eq!(aside.len(), 1, "{kind} {name}: {aside:?}");
+            assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), content);
+        }
+        assert!(
+            baton.log_text().contains("is corrupt"),
+            "{kind}: the move is logged"
+        );
+        // history.json was rewritten by the start-up deploy; the delivery log by a delivery.
+        let history: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state.join("history.json")).unwrap()).unwrap();
+        assert!(history.as_array().is_some_and(|h| !h.is_empty()), "{kind}");
+        let head = std::fs::read_to_string(
+            std::fs::canonicalize(state.join("current"))
+                .unwrap()
+                .join(".baton-commit"),
+        )
+        .unwrap();
+        let (status, reply) = github_push(
+            baton.webhook.unwrap(),
+            SECRET.as_bytes(),
+            "d-1",
+            head.trim(),
+        );
+        assert!((200..300).contains(&status), "{kind}: {status} {reply}");
+        let deliveries: serde_json::Value = eventually(
+            Duration::from_secs(10),
+            || format!("{kind}: the delivery log never became valid JSON"),
+            || {
+                serde_json::from_slice(&std::fs::read(state.join("webhook-deliveries.json")).ok()?)
+                    .ok()
+            },
+        );
+        assert!(
+            deliveries.as_array().is_some_and(|d| !d.is_empty()),
+            "{kind}"
+        );
+        assert!(baton.stop().success());
+    }
+}
+
+#[test]
+fn runtime_and_control_directories_not_private_to_baton_are_refused() {
+    if !is_root("chowning directories to another uid") {
+        return;
+    }
+    let scratch = Scratch::new("runtime-dirs");
+    let foreign = scratch.path("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    chown(&foreign, NOBODY);
+    let open = scratch.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let private = scratch.path("private");
+    std::fs::create_dir(&private).unwrap();
+
+    let run = |runtime: &Path, control: &Path| {
+        let mut cmd = Command::new(BATON);
+        cmd.args(["run", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--runtime-dir")
+            .arg(runtime)
+            .arg("--control")
+            .arg(control)
+            .arg("--state-dir")
+            .arg(scratch.path("state"))
+            .args(["--", HELLO]);
+        run_briefly(cmd)
+    };
+    let out = run(&foreign, &foreign.join("control.sock"));
+    assert_one_line_error(
+        &out,
+        &format!("is owned by uid {NOBODY}, not by baton's uid 0"),
+    );
+    let out = run(&open, &open.join("control.sock"));
+    assert_one_line_error(&out, "is writable by group or others (mode 0777)");
+    let out = run(&private, &open.join("control.sock"));
+    assert_one_line_error(&out, "control socket directory");
+    for dir in [&foreign, &open, &private] {
+        assert!(
+            std::fs::read_dir(dir).unwrap().next().is_none(),
+            "nothing was created in {}",
+            dir.display()
+        );
+    }
+
+    // Without XDG_RUNTIME_DIR a non-root baton uses /tmp/baton-<uid>: not when someone else
+    // made it first.
+    let uid = 64_999;
+    let squatted = PathBuf::from(format!("/tmp/baton-{uid}"));
+    let _ = std::fs::remove_dir_all(&squatted);
+    std::fs::create_dir(&squatted).unwrap();
+    let mut cmd = Command::new(BATON);
+    cmd.args(["run", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--", "/bin/true"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("RUNTIME_DIRECTORY")
+        .env("HOME", "/nonexistent")
+        .uid(uid)
+        .gid(uid);
+    use std::os::unix::process::CommandExt;
+    let out = run_briefly(cmd);
+    let left = std::fs::read_dir(&squatted).unwrap().count();
+    std::fs::remove_dir_all(&squatted).unwrap();
+    assert_one_line_error(&out, &format!("{} is owned by uid 0", squatted.display()));
+    assert_eq!(left, 0, "baton wrote nothing into the squatted directory");
+}
+
+#[test]
+fn the_app_and_the_build_get_an_allowlisted_environment_and_only_their_fds() {
+    if !have_tool("python3") {
+        return;
+    }
+    let scratch = Scratch::new("env-fds");
+    let repo = app_repo(&scratch);
+    let state = scratch.path("state");
+    let report = scratch.path("report.json");
+    let config = config(
+        &scratch,
+        "[app]\nenv = { GREETING = \"from [app] env\" }\n\
+         [build]\ncommand = [\"sh\", \"-c\", \"env > build-env.txt; echo FDS; ls /proc/$$/fd\"]\n",
+    );
+    let leaked_file = scratch.path("leaked-fd");
+    std::fs::write(&leaked_file, "an fd baton did not open").unwrap();
+    let leaked = std::fs::File::open(&leaked_file).unwrap();
+    let secrets = [
+        ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+        ("SSH_AUTH_SOCK", "/tmp/agent.sock"),
+        ("GIT_SSH_COMMAND", "ssh -i /root/.ssh/id_rsa"),
+    ];
+    let mut baton = BatonBuilder::new()
+        .state_dir(&state)
+        .arg("--repo")
+        .arg(repo.bare.to_str().unwrap())
+        .arg("-c")
+        .arg(config.to_str().unwrap())
+        .app(&[
+            "python3",
+            fixture("env_probe.py").to_str().unwrap(),
+            report.to_str().unwrap(),
+        ]);
+    for (k, v) in secrets {
+        baton = baton.env(k, v);
+    }
+    let baton = baton.inherit_fd(&leaked, LEAKED_FD).start();
+    assert!(
+        fd_targets(baton.pid()).contains(&leaked_file),
+        "the test really handed baton fd {LEAKED_FD}"
+    );
+
+    let app: serde_json::Value = eventually(
+        Duration::from_secs(20),
+        || format!("no probe report; log:\n{}", baton.log_text()),
+        || serde_json::from_slice(&std::fs::read(&report).ok()?).ok(),
+    );
+    let environ = app["environ"].as_object().unwrap();
+    for (k, _) in secrets {
+        assert!(!environ.contains_key(k), "{k} reached the app: {environ:?}");
+    }
+    assert_eq!(environ["GREETING"], "from [app] env");
+    assert!(environ.contains_key("PATH"));
+    let fds: Vec<i32> = app["fds"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.parse().unwrap())
+        .collect();
+    let mut sorted = fds.clone();
+    sorted.sort();
+    assert_eq!(sorted, [0, 1, 2, 3], "the app got stdio and its one socket");
+
+    let release = std::fs::canonicalize(state.join("current")).unwrap();
+    let build_env = std::fs::read_to_string(release.join("build-env.txt")).unwrap();
+    for (k, v) in secrets {
+        assert!(
+            !build_env.contains(k) && !build_env.contains(v),
+            "{k} reached the build"
+        );
+    }
+    // The shell lists its own descriptors (no redirection, which would add its saved copies).
+    let log = std::fs::read_to_string(release.join("build.log")).unwrap();
+    let build_fds: Vec<&str> = log
+        .split("FDS\n")
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(build_fds, ["0", "1", "2"], "the build got only stdio");
+    assert_eq!(baton.status().unwrap()["state"], "serving");
+    assert!(baton.stop().success());
+}
+
+#[test]
+fn loose_or_foreign_secrets_and_deploy_keys_are_refused_with_the_fix() {
+    let scratch = Scratch::new("loose-keys");
+    let secret = scratch.path("secret");
+    let key = scratch.path("deploy_key");
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(BATON);
+        cmd.args(["run", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--runtime-dir")
+            .arg(&scratch.0)
+            .arg("--state-dir")
+            .arg(scratch.path("state"))
+            .args(extra)
+            .args(["--", HELLO]);
+        run_briefly(cmd)
+    };
+    let webhook = |secret: &Path| {
+        run(&[
+            "--webhook-listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--webhook-secret-file",
+            secret.to_str().unwrap(),
+        ])
+    };
+    let ssh = |key: &Path| {
+        run(&[
+            "--repo",
+            "git@github.com:me/app.git",
+            "--deploy-key",
+            key.to_str().unwrap(),
+            "--known-hosts",
+            "/dev/null",
+        ])
+    };
+    write_private(&secret, SECRET);
+    write_private(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert_one_line_error(
+            &webhook(&secret),
+            &format!("chmod 600 {}", secret.display()),
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert_one_line_error(&ssh(&key), &format!("chmod 600 {}", key.display()));
+    }
+    if is_root("chowning a secret to another uid") {
+        for file in [&secret, &key] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            chown(file, NOBODY);
+        }
+        let out = webhook(&secret);
+        assert_one_line_error(&out, &format!("owned by uid {NOBODY}"));
+        assert_one_line_error(&out, &format!("chown 0 {}", secret.display()));
+        assert_one_line_error(&ssh(&key), &format!("chown 0 {}", key.display()));
+    }
+    assert!(
+        !scratch.path("control.sock").exists(),
+        "baton never started"
+    );
+}
+
+/// The `baton-<n>.corrupt-<UTC>` copies of `name` in `dir`.
+fn corrupt_copies(dir: &Path, name: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{name}.corrupt-")))
+        })
+        .collect()
+}
