@@ -448,3 +448,174 @@ fn corrupt_copies(dir: &Path, name: &str) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// Sends raw bytes to the webhook: (status, whole response); 0 = closed unanswered.
+fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String) {
+    common::http::exchange(addr, request).unwrap()
+}
+
+#[test]
+fn webhook_garbage_never_reaches_the_app_and_a_real_push_still_works() {
+    let scratch = Scratch::new("hook-garbage");
+    let secret = scratch.path("secret");
+    write_private(&secret, SECRET);
+    let baton = BatonBuilder::new().webhook(&secret).start();
+    let hook = baton.webhook.unwrap();
+    let body = br#"{"ref":"refs/heads/main","after":"0123456789abcdef0123456789abcdef01234567","repository":{"full_name":"me/app"}}"#;
+    let good = baton_webhook::sign_github(SECRET.as_bytes(), body);
+    let bad = baton_webhook::sign_github(b"not-the-secret-at-all", body);
+    let push = |signatures: &[&str], content_type: &str, body: &[u8]| {
+        let mut headers = vec![
+            ("X-GitHub-Event", "push"),
+            ("X-GitHub-Delivery", "garbage"),
+            ("Content-Type", content_type),
+        ];
+        headers.extend(signatures.iter().map(|s| ("X-Hub-Signature-256", *s)));
+        common::http::request("POST", "/webhook", &headers, body)
+    };
+    // A TLS ClientHello (what `curl https://` sends) on the plain-HTTP port.
+    let client_hello: &[u8] = b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x00\x00\x02\x13\x01\x01\x00";
+    let form = b"payload=%ZZ%7B";
+    let form_sig = baton_webhook::sign_github(SECRET.as_bytes(), form);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("TLS on the HTTP port", client_hello.to_vec()),
+        ("binary garbage", (0..=255u8).cycle().take(4096).collect()),
+        (
+            "good then bad signature",
+            push(&[&good, &bad], "application/json", body),
+        ),
+        (
+            "bad then good signature",
+            push(&[&bad, &good], "application/json", body),
+        ),
+        (
+            "malformed form body",
+            push(&[&form_sig], "application/x-www-form-urlencoded", form),
+        ),
+        (
+            "HTTP/2 preface then nothing",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+        ),
+    ];
+    for (name, request) in &cases {
+        let (status, text) = raw(hook, request);
+        assert!(
+            status == 0 || (400..500).contains(&status),
+            "{name}: answered {status}: {text}"
+        );
+        assert!(!text.contains(SECRET), "{name}: the reply leaks the secret");
+        assert_eq!(
+            http_get(baton.addr, "/").unwrap().0,
+            200,
+            "{name}: the app serves"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(baton.generation(), 1, "no garbage caused a handoff");
+    let rss = rss_mib(baton.pid());
+    assert!(rss > 0 && rss < 64, "baton's RSS stays bounded: {rss} MiB");
+    let (status, text) = github_push(hook, SECRET.as_bytes(), "real-1", &"ab".repeat(20));
+    assert!((200..300).contains(&status), "{status}: {text}");
+    baton.wait_serving_generation(2);
+    assert!(
+        !baton.log_text().contains(SECRET),
+        "the log never shows the secret"
+    );
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), SECRET);
+    assert!(baton.stop().success());
+}
+
+#[test]
+fn control_socket_garbage_is_answered_and_baton_keeps_serving() {
+    use std::io::{BufRead, BufReader, Write};
+    let baton = BatonBuilder::new().start();
+    let talk = |bytes: &[u8]| -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(&baton.control).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut line = String::new();
+        let _ = BufReader::new(s).read_line(&mut line);
+        line
+    };
+    let long_line = vec![b'x'; 2 << 20];
+    for (name, bytes) in [
+        ("not JSON", &b"reload please\n"[..]),
+        ("binary", &b"\x00\xff\xfe\x01\n"[..]),
+        ("unknown command", &br#"{"command":"format-disk"}"#[..]),
+        ("wrong shape", &b"[1,2,3]\n"[..]),
+        ("2 MiB without a newline", &long_line[..]),
+        ("nothing", &b""[..]),
+    ] {
+        let answer = talk(bytes);
+        let reply: serde_json::Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("{name}: not a JSON reply ({e}): {answer:?}"));
+        assert!(
+            reply["error"].is_string(),
+            "{name}: an error reply: {reply}"
+        );
+        assert_eq!(baton.status().unwrap()["state"], "serving", "{name}");
+    }
+    assert_eq!(baton.generation(), 1, "no garbage reloaded the app");
+    assert_eq!(http_get(baton.addr, "/").unwrap().0, 200);
+    assert!(baton.stop().success());
+}
+
+#[test]
+fn a_sighup_storm_coalesces_and_baton_keeps_serving() {
+    let baton = BatonBuilder::new().start();
+    for _ in 0..50 {
+        baton.signal(nix::sys::signal::Signal::SIGHUP);
+    }
+    let generation = baton.wait_serving_generation(2);
+    baton.wait_drained();
+    assert!(
+        generation <= 3,
+        "50 SIGHUPs coalesced, got generation {generation}"
+    );
+    assert_eq!(http_get(baton.addr, "/").unwrap().0, 200);
+    assert!(alive(baton.pid()));
+    assert!(baton.stop().success());
+}
+
+#[test]
+fn shared_entries_that_leave_the_release_fail_the_deploy_and_touch_nothing() {
+    let scratch = Scratch::new("shared-escape");
+    let outside = scratch.path("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("app.py"), "precious").unwrap();
+    let repo = app_repo(&scratch);
+    std::os::unix::fs::symlink(&outside, repo.work.join("config")).unwrap();
+    repo.commit(&[], &[]);
+    let state = scratch.path("state");
+    std::fs::create_dir_all(state.join("shared/config")).unwrap();
+    std::fs::write(state.join("shared/config/app.py"), "shared").unwrap();
+    std::fs::write(state.join("shared/escape"), "x").unwrap();
+    let before = Snapshot::of(&outside);
+    let passwd = std::fs::read("/etc/passwd").unwrap();
+    for (shared, needle) in [
+        ("../escape", "must be a relative path inside the release"),
+        ("/etc/passwd", "must be a relative path inside the release"),
+        ("config/app.py", "it is not a directory in the checkout"),
+    ] {
+        let config = config(
+            &scratch,
+            &format!("[source]\nshared = [\"{shared}\"]\n{BUILD}"),
+        );
+        let mut cmd = Command::new(BATON);
+        cmd.args(["run", "--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--runtime-dir")
+            .arg(&scratch.0)
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--repo")
+            .arg(&repo.bare)
+            .arg("-c")
+            .arg(&config)
+            .args(["--", "./run.sh"]);
+        assert_one_line_error(&run_briefly(cmd), needle);
+        before.assert_unchanged();
+        assert!(!state.join("current").exists(), "{shared}: nothing serves");
+    }
+    assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd);
+}

@@ -120,3 +120,14 @@ pub fn fd_targets(pid: i32) -> Vec<PathBuf> {
         })
         .unwrap_or_default()
 }
+
+/// Resident memory of `pid` in MiB (`VmRSS`), 0 when unknown.
+pub fn rss_mib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib / 1024)
+}
