@@ -55,7 +55,7 @@ pub fn default_state_dir() -> PathBuf {
 /// `baton reload` replies) or delete the generations' notify sockets.
 pub fn prepare_runtime(runtime_dir: &Path, control: Option<&Path>) -> Result<(), String> {
     if std::fs::symlink_metadata(runtime_dir).is_err() {
-        std::fs::create_dir_all(runtime_dir).map_err(|e| {
+        create_dirs(runtime_dir).map_err(|e| {
             format!(
                 "cannot create runtime directory {}: {e}",
                 runtime_dir.display()
@@ -72,13 +72,22 @@ pub fn prepare_runtime(runtime_dir: &Path, control: Option<&Path>) -> Result<(),
     match control.and_then(Path::parent) {
         Some(dir) if dir != runtime_dir && !dir.as_os_str().is_empty() => {
             if std::fs::symlink_metadata(dir).is_err() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                create_dirs(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             }
             check_private_dir(dir, "control socket")
         }
         _ => Ok(()),
     }
+}
+
+/// `mkdir -p` with mode 0755 whatever the umask allows beyond it, so a fresh directory passes
+/// [`check_private_dir`].
+fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
 }
 
 /// One-line refusal unless `dir` (and, if it is a symlink, the link itself) is owned by baton's

@@ -433,6 +433,36 @@ fn loose_or_foreign_secrets_and_deploy_keys_are_refused_with_the_fix() {
         !scratch.path("control.sock").exists(),
         "baton never started"
     );
+
+    // systemd's credentials directory: root-owned 0440 (its ACL layout) is accepted there,
+    // readable by others is not.
+    let creds = scratch.path("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    let credential = creds.join("webhook-secret");
+    write_private(&credential, SECRET);
+    std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let with_credential = || {
+        BatonBuilder::new()
+            .arg("--webhook-listen")
+            .arg(&format!("127.0.0.1:{}", free_port()))
+            .env("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())
+    };
+    let baton = with_credential().start();
+    assert!(
+        baton.log_text().contains("webhook on"),
+        "{}",
+        baton.log_text()
+    );
+    assert!(baton.stop().success());
+    std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let mut refused = with_credential().spawn();
+    let status = wait_child(&mut refused.child, Duration::from_secs(20)).expect("baton exits");
+    assert_eq!(status.code(), Some(1));
+    let log = refused.log_text();
+    assert!(
+        log.lines().last().unwrap_or("").contains("chmod 600"),
+        "{log}"
+    );
 }
 
 /// The `baton-<n>.corrupt-<UTC>` copies of `name` in `dir`.

@@ -1,7 +1,6 @@
 //! Reading the webhook secret: from a file or a systemd credential, never from argv or the
 //! environment, never logged.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Shortest secret accepted: shorter ones are guessable offline from one signed delivery.
@@ -20,12 +19,13 @@ pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Reads a secret file, refusing one that is not private to baton's user (see
-/// [`check_private`]). One trailing newline is dropped (editors add it); anything else is the
-/// secret byte for byte.
+/// `baton_deploy::private_file`). One trailing newline is dropped (editors add it); anything
+/// else is the secret byte for byte.
 pub fn read(path: &Path) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("cannot read webhook secret {}: {e}", path.display()))?;
-    check_private(path, &meta)?;
+    baton_deploy::private_file::check_private(path, &meta, "webhook secret")
+        .map_err(|e| e.to_string())?;
     let mut bytes = std::fs::read(path)
         .map_err(|e| format!("cannot read webhook secret {}: {e}", path.display()))?;
     if bytes.ends_with(b"\r\n") {
@@ -43,25 +43,4 @@ pub fn read(path: &Path) -> Result<Vec<u8>, String> {
         ));
     }
     Ok(bytes)
-}
-
-/// A secret others can read is a leaked secret, and one another user owns can be replaced by
-/// that user: refused, as OpenSSH refuses such keys, with the fix in the message. systemd's
-/// credentials pass: it lays them out 0400 (or 0440), owned by the service's user.
-fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), String> {
-    let shown = path.display();
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(format!(
-            "webhook secret {shown} is owned by uid {}, not by baton's uid {me}: run `chown {me} {shown}`",
-            meta.uid()
-        ));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "webhook secret {shown} is accessible by group/others (mode {mode:04o}): run `chmod 600 {shown}`"
-        ));
-    }
-    Ok(())
 }

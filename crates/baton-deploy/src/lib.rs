@@ -31,6 +31,7 @@ pub mod history;
 pub mod hostkey;
 mod libgit2;
 mod mirror;
+pub mod private_file;
 mod release_state;
 mod releases;
 mod source;

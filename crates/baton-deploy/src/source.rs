@@ -2,11 +2,11 @@
 //! start-up error instead of a failed deploy at 3 a.m.
 
 use std::fs::File;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 use crate::hostkey::{Fingerprint, KnownHosts};
+use crate::private_file::check_private;
 
 /// The repository and branch to deploy, and how to trust and authenticate to its host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -232,29 +232,15 @@ fn check_branch(branch: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A deploy key must exist, be a readable regular file, and be private to baton's user, as
-/// OpenSSH demands of keys: a key others can read is a leaked key, and one another user owns
-/// can be swapped by that user. (systemd credentials qualify: 0400, owned by the service's
-/// user.)
+/// A deploy key must exist, be a readable regular file, and be private to baton's user (see
+/// [`crate::private_file`]).
 fn check_deploy_key(key: &Path) -> Result<(), String> {
     let shown = key.display();
     let meta = std::fs::metadata(key).map_err(|e| format!("deploy key {shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("deploy key {shown} is not a regular file"));
     }
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
-        return Err(format!(
-            "deploy key {shown} is owned by uid {}, not by baton's uid {me}: run `chown {me} {shown}`",
-            meta.uid()
-        ));
-    }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "deploy key {shown} is accessible by group/others (mode {mode:04o}): run `chmod 600 {shown}`"
-        ));
-    }
+    check_private(key, &meta, "deploy key").map_err(|e| e.to_string())?;
     File::open(key).map_err(|e| format!("deploy key {shown} cannot be read: {e}"))?;
     Ok(())
 }
