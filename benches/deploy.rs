@@ -44,7 +44,11 @@ const TARGET_MEDIAN_MS: f64 = 300.0;
 const POLL_A: Duration = Duration::from_millis(2);
 /// Part B waits seconds for cargo; a finer poll would only compete with the build for the CPU.
 const POLL_B: Duration = Duration::from_millis(10);
-const RUN_SH: &str = "#!/bin/sh\nexec \"$HELLO_BIN\" --idle-grace 100ms\n";
+/// The app's start script; baton-hello by path, since the app gets only an allow-listed part
+/// of baton's environment.
+fn run_sh() -> String {
+    format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n")
+}
 
 struct Settings {
     pushes: usize,
@@ -234,7 +238,7 @@ fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, String>
         dir,
         "hello",
         sshd,
-        &[("run.sh", RUN_SH), ("hello.txt", "first")],
+        &[("run.sh", &run_sh()), ("hello.txt", "first")],
         &["run.sh"],
         |_| Ok(()),
     )?;
@@ -247,7 +251,7 @@ fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, String>
         deploy_key: &sshd.deploy_key(),
         known_hosts: &sshd.known_hosts(),
         config: None,
-        env: vec![("HELLO_BIN", HELLO.to_string())],
+        env: vec![],
         ready_timeout: "10s",
         app: &["./run.sh"],
     })?;
@@ -533,7 +537,7 @@ fn report(
     let w = &mut out;
     let _ = writeln!(w, "{MARK_START}");
     let _ = writeln!(w, "## Deploy: push → new generation serving\n");
-    let _ = writeln!(w, "- Date: {}", baton_deploy::utc_now());
+    let _ = writeln!(w, "- Date: {}", baton_clock::utc_now());
     let mut command = String::new();
     if settings.pushes != 15 {
         let _ = write!(command, "BATON_BENCH_PUSHES={} ", settings.pushes);

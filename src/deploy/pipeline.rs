@@ -185,6 +185,12 @@ async fn prepare(
             }));
         }
     }
+    if let Err(e) = ctx.state.releases.mark_built(&release) {
+        return Err(Box::new(Failure {
+            release: Some(release),
+            error: DeployError::Release(e.to_string()),
+        }));
+    }
     Ok(release)
 }
 
@@ -286,6 +292,9 @@ fn finish(
     let (result, failed_phase) = match outcome {
         Ok((release, report)) => match state.releases.set_current(&release) {
             Ok(()) => {
+                // Ready, through probation and switched to: rollbacks may come back to it.
+                let what = format!("recording release {} as passed", release.id);
+                super::state::warn_on_error(&what, state.releases.mark_passed(&release));
                 match state.releases.prune(ctx.settings.keep) {
                     Ok(gone) if !gone.is_empty() => tracing::info!("pruned releases {gone:?}"),
                     Ok(_) => {}
@@ -297,8 +306,8 @@ fn finish(
         },
         Err(failure) => {
             let Failure { release, error } = *failure;
+            // mark_failed keeps a first reason; the serving release is never marked.
             if let Some(r) = release
-                && r.failure().is_none()
                 && state.releases.current().map(|c| c.id) != Some(r.id.clone())
             {
                 state.mark_failed(&r, &error.to_string());

@@ -12,7 +12,7 @@ use baton_handoff::error::{ProbationError, ReloadError, StartError};
 use baton_handoff::generation::LaunchSpec;
 use baton_handoff::listen::{self, ListenSpec};
 use baton_handoff::readiness::Readiness;
-use baton_handoff::spawn::{AppCommand, SHIM_ARG, shim_main};
+use baton_handoff::spawn::{AppCommand, AppEnv, SHIM_ARG, shim_main};
 use baton_handoff::supervisor::{
     self, CrashLoop, Notice, ReloadResult, Request, Settings, State, StatusReport,
 };
@@ -95,6 +95,7 @@ fn settings(dir: &Dir, script: &str, delay: Duration, probation: Duration) -> Se
             command: AppCommand {
                 argv: vec!["sh".into(), "-c".into(), script.into()],
                 cwd: Some(dir.0.clone()),
+                env: AppEnv::Clean(Vec::new()),
             },
             sockets: Arc::new(vec![socket]),
             runtime_dir: dir.0.clone(),
