@@ -282,6 +282,7 @@ async fn supervise(
         crash_loop: config.crash_loop,
         notices: deploys.is_some().then_some(notices_tx),
         start_at_once: !deploy_first,
+        resume: None,
     };
     let mut lifecycle = tokio::spawn(supervisor::run(settings, rx));
     if let Some(answer) = startup_deploy {
