@@ -95,10 +95,12 @@ impl Sockets {
         Ok(Sockets(Arc::new(out)))
     }
 
+    /// How many sockets the successor will get (its `LISTEN_FDS`).
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// True when there is nothing to hand over.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -131,6 +133,7 @@ impl Default for Options {
 /// The process that now serves (and, under systemd, is the main process).
 #[derive(Debug, Clone)]
 pub struct Successor {
+    /// Its process id, now systemd's `MAINPID` (when `handed_over`).
     pub pid: u32,
     /// Its `BATON_GENERATION` (this process's plus one).
     pub generation: u64,

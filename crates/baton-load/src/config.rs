@@ -33,6 +33,7 @@ pub struct LoadConfig {
     pub addr: SocketAddr,
     /// Request target in origin form, e.g. `/` or `/health?x=1`.
     pub path: String,
+    /// Which connection pattern to exercise; see [`Mode`].
     pub mode: Mode,
     /// Number of workers, each with at most one request in flight.
     pub concurrency: usize,
