@@ -3,13 +3,12 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use baton_load::Mode;
 
 use crate::approach::Approach;
-
-pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
-const HELLO: &str = env!("CARGO_BIN_EXE_baton-hello");
+use crate::common::baton::{Baton, HELLO};
 
 /// One app, with everything needed to start it under every approach.
 #[derive(Clone)]
@@ -112,6 +111,14 @@ impl App {
                 [head, listen.to_vec()].concat()
             }
         }
+    }
+
+    /// Approach (a): `baton run` holding the socket on `addr`, serving this app.
+    pub async fn under_baton(&self, addr: SocketAddr, dir: &Path) -> Result<Baton, String> {
+        Baton::start(dir, Duration::from_secs(90), |cmd| {
+            cmd.args(self.baton_args(addr)).env("PATH", self.path_env());
+        })
+        .await
     }
 
     pub fn cwd(&self) -> Option<&Path> {

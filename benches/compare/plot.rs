@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::common::stats::nearest_rank;
 use crate::run::RunResult;
-use crate::stats::nearest_rank;
 
 const WIDTH: f64 = 900.0;
 const PANEL: f64 = 200.0;

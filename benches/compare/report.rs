@@ -7,16 +7,14 @@ use std::time::Duration;
 use baton_load::Mode;
 
 use crate::approach::Approach;
+use crate::common::stats::median_max;
 use crate::run::RunResult;
-use crate::stats::{Latency, WINDOW_TAIL, failures_by_class, median_max};
+use crate::stats::{Latency, WINDOW_TAIL, failures_by_class};
 
 /// What the header needs besides the runs.
 pub struct Context {
-    pub date: String,
-    pub command: String,
-    pub machine: String,
-    pub load_before: String,
-    pub load_after: String,
+    /// Title, date, command and machine.
+    pub header: String,
     pub load: String,
     /// Apps or modes that could not run, with the reason.
     pub skipped: Vec<String>,
@@ -38,15 +36,7 @@ pub fn render(ctx: &Context, runs: &[RunResult]) -> String {
 }
 
 fn header(out: &mut String, ctx: &Context) {
-    let _ = writeln!(out, "## baton vs the alternatives: reload under load\n");
-    let _ = writeln!(out, "- Date: {}", ctx.date);
-    let _ = writeln!(out, "- Command: `{}`", ctx.command);
-    let _ = writeln!(
-        out,
-        "- Machine: {}; 1-min load average {} before, {} after (other work shares the cores: \
-         compare rows of one run, not across runs)",
-        ctx.machine, ctx.load_before, ctx.load_after
-    );
+    out.push_str(&ctx.header);
     let _ = writeln!(out, "- Load: {}", ctx.load);
     let _ = writeln!(
         out,
@@ -93,7 +83,7 @@ fn failures(out: &mut String, runs: &[RunResult]) {
             row_key(r),
             reloads_done(r),
             r.report.count(),
-            classes(&all),
+            classes(&all, "**"),
             during,
             r.steady_rps()
         );
@@ -115,14 +105,19 @@ fn reloads_done(r: &RunResult) -> String {
     format!("{ok}/{}", r.planned)
 }
 
-/// `0`, or `12 (refused=10 reset=2)`.
-fn classes(by_class: &BTreeMap<&'static str, usize>) -> String {
+/// `0`, or `12 (refused=10 reset=2)` with the total between `mark`s.
+pub fn classes(by_class: &BTreeMap<&'static str, usize>, mark: &str) -> String {
     let total: usize = by_class.values().sum();
     if total == 0 {
         return "0".into();
     }
     let parts: Vec<String> = by_class.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("**{total}** ({})", parts.join(" "))
+    format!("{mark}{total}{mark} ({})", parts.join(" "))
+}
+
+/// A load run's failures: `0`, or `3 (reset=2 refused=1)`.
+pub fn failed(report: &baton_load::Report) -> String {
+    classes(&failures_by_class(report.records.iter()), "")
 }
 
 fn latency(out: &mut String, runs: &[RunResult]) {
@@ -216,8 +211,8 @@ fn footprint(out: &mut String, runs: &[RunResult]) {
             "| {} | {:?} | {} → {} | {} → {} | {} | {} | {} |",
             r.app,
             r.mode,
-            mib(b.rss_kb),
-            mib(a.rss_kb),
+            crate::common::report::mib(b.rss_kb),
+            crate::common::report::mib(a.rss_kb),
             b.fds,
             a.fds,
             a.children,
@@ -307,7 +302,7 @@ pub fn ms(d: Option<Duration>) -> String {
     d.map_or("–".into(), |d| format!("{:.2}", d.as_secs_f64() * 1e3))
 }
 
-fn pair_f((a, b): (Option<f64>, Option<f64>)) -> String {
+pub fn pair_f((a, b): (Option<f64>, Option<f64>)) -> String {
     let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
     format!("{} / {}", f(a), f(b))
 }
@@ -317,8 +312,4 @@ fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
         (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}", a.as_secs_f64() / b.as_secs_f64()),
         _ => "–".into(),
     }
-}
-
-pub fn mib(kb: u64) -> String {
-    format!("{:.1} MiB", kb as f64 / 1024.0)
 }

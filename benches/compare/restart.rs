@@ -10,9 +10,11 @@ use std::time::Duration;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::Signal;
 
-use crate::apps::{App, BATON};
+use crate::apps::App;
+use crate::common::baton::{BATON, clean_env};
+use crate::common::child::Owned;
+use crate::common::proc_facts::children;
 use crate::probe;
-use crate::procs::{Owned, children};
 
 /// How long an app may take to exit gracefully or to answer after a start.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -90,7 +92,7 @@ fn spawn(
             let argv = app.bound_argv(addr);
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
-            crate::subject::clean_env(&mut cmd);
+            clean_env(&mut cmd);
             cmd
         }
         Some(listener) => via_shim(app, listener),
@@ -110,7 +112,7 @@ fn via_shim(app: &App, listener: &TcpListener) -> Command {
     cmd.arg(baton_handoff::spawn::SHIM_ARG)
         .arg("--")
         .args(app.argv());
-    crate::subject::clean_env(&mut cmd);
+    clean_env(&mut cmd);
     cmd.env("BATON_SHIM_FDS", fd.to_string())
         .env("LISTEN_FDS", "1")
         .env("LISTEN_FDNAMES", "app");

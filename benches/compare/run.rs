@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::approach::Approach;
 use crate::apps::App;
-use crate::procs::ProcFacts;
+use crate::common::proc_facts::ProcFacts;
 use crate::settings::Settings;
 use crate::stats::WINDOW_TAIL;
 use crate::subject::{Event, Subject};
@@ -70,9 +70,11 @@ fn reload_count(app: &App, settings: &Settings) -> u32 {
     }
 }
 
-/// Reload `i` of `k` is due at `i / (k + 1)` of the run; a reload that overruns its slot
-/// delays the next, and none starts when too little of the run is left to see its effect.
-async fn load_with_reloads(
+/// One load run of the run length; reload `i` of `k` is due at `i / (k + 1)` of it. A reload
+/// that overruns its slot delays the next, and none starts when too little of the run is left
+/// to see its effect (a window's tail, or half a slot if that is shorter, so that reloads on
+/// time always run).
+pub async fn load_with_reloads(
     subject: &mut Subject,
     addr: SocketAddr,
     mode: Mode,
@@ -81,11 +83,12 @@ async fn load_with_reloads(
 ) -> (Report, Vec<Event>) {
     let length = settings.run_length();
     let t0 = Instant::now();
+    let guard = WINDOW_TAIL.min(length / (2 * (k + 1)));
     let driver = async {
         let mut events = Vec::new();
         for i in 1..=k {
             tokio::time::sleep_until(t0 + length * i / (k + 1)).await;
-            if t0.elapsed() + WINDOW_TAIL > length {
+            if t0.elapsed() + guard > length {
                 break;
             }
             events.push(subject.reload(t0).await);

@@ -1,5 +1,5 @@
 //! Figures computed from the per-request records: latency, failures and gaps, split into
-//! "steady" and "during reloads".
+//! "steady" and "during reloads" (percentiles as defined in `common::stats`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use baton_load::Record;
 
+use crate::common::stats::nearest_rank;
 use crate::run::RunResult;
 
 /// A reload's window extends this far past "done", to catch the old process's drain.
@@ -15,6 +16,7 @@ pub const WINDOW_TAIL: Duration = Duration::from_millis(500);
 /// Latency summary of successful requests.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Latency {
+    pub count: usize,
     pub p50: Option<Duration>,
     pub p99: Option<Duration>,
     pub p999: Option<Duration>,
@@ -29,22 +31,13 @@ impl Latency {
             .collect();
         all.sort_unstable();
         Latency {
+            count: all.len(),
             p50: nearest_rank(&all, 50.0),
             p99: nearest_rank(&all, 99.0),
             p999: nearest_rank(&all, 99.9),
             max: all.last().copied(),
         }
     }
-}
-
-/// Nearest-rank percentile of a sorted slice (the definition baton-load uses).
-pub fn nearest_rank(sorted: &[Duration], p: f64) -> Option<Duration> {
-    let n = sorted.len();
-    if n == 0 {
-        return None;
-    }
-    let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, n) - 1])
 }
 
 impl RunResult {
@@ -139,11 +132,4 @@ fn merged(mut windows: Vec<Range<Duration>>) -> Vec<Range<Duration>> {
         }
     }
     out
-}
-
-/// Median (lower middle for even counts) and maximum.
-pub fn median_max(mut v: Vec<f64>) -> (Option<f64>, Option<f64>) {
-    v.sort_by(f64::total_cmp);
-    let median = (!v.is_empty()).then(|| v[(v.len() - 1) / 2]);
-    (median, v.last().copied())
 }

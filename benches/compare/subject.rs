@@ -2,15 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::approach::Approach;
 use crate::apps::App;
-use crate::baton::{BatonRun, BatonTimes};
-use crate::procs::ProcFacts;
+use crate::common::baton::{Baton, ReloadTimes};
+use crate::common::proc_facts::ProcFacts;
 use crate::restart::Supervised;
 
 /// One reload/restart, with times relative to the load's start.
@@ -20,11 +19,11 @@ pub struct Event {
     /// When the supervisor considered it done (baton answered / the new process answered).
     pub done: Duration,
     /// `Ok(Some(..))` for baton, which reports its own timings.
-    pub outcome: Result<Option<BatonTimes>, String>,
+    pub outcome: Result<Option<ReloadTimes>, String>,
 }
 
 pub enum Subject {
-    Baton(BatonRun),
+    Baton(Baton),
     Supervised(Supervised, Approach),
 }
 
@@ -36,7 +35,7 @@ impl Subject {
         dir: &Path,
     ) -> Result<Subject, String> {
         Ok(match approach {
-            Approach::Baton => Subject::Baton(BatonRun::start(app, addr, dir).await?),
+            Approach::Baton => Subject::Baton(app.under_baton(addr, dir).await?),
             Approach::HeldSocket => {
                 Subject::Supervised(Supervised::start(app, addr, true, dir).await?, approach)
             }
@@ -79,17 +78,5 @@ impl Subject {
             Subject::Baton(b) => b.stop().await,
             Subject::Supervised(s, _) => s.stop().await,
         }
-    }
-}
-
-/// A child must not see the bench's own service-manager variables, if it has any.
-pub fn clean_env(cmd: &mut Command) {
-    for var in [
-        "NOTIFY_SOCKET",
-        "LISTEN_PID",
-        "LISTEN_FDS",
-        "LISTEN_FDNAMES",
-    ] {
-        cmd.env_remove(var);
     }
 }

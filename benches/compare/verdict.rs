@@ -1,10 +1,12 @@
-//! Plain statements of where another approach beat baton in this run (issue 7 asks for them).
+//! Plain statements of where another approach beat baton in this run, so the report does not
+//! only show where baton wins.
 
 use std::time::Duration;
 
 use crate::approach::Approach;
+use crate::common::stats::median_max;
 use crate::run::RunResult;
-use crate::stats::{Latency, median_max};
+use crate::stats::Latency;
 
 /// An alternative must be this much better before it is called better: the host is noisy.
 const MARGIN: f64 = 0.9;
@@ -108,7 +110,7 @@ pub fn beaten(baton: &RunResult, runs: &[RunResult]) -> Vec<String> {
     lines
 }
 
-/// The issue's target is ≥ 0.98 of the app alone; say so when baton's run fell short.
+/// baton's throughput target is ≥ 0.98 of the app alone; say so when its run fell short.
 fn overhead(baton: &RunResult, runs: &[RunResult]) -> Option<String> {
     let alone = crate::report::find(runs, baton.app, baton.mode, Approach::Alone)?;
     let ratio = baton.steady_rps() / alone.steady_rps();

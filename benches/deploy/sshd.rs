@@ -4,13 +4,16 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::common::child::Owned;
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 
 pub struct Sshd {
-    child: Child,
+    /// Killed, with its whole process group, when dropped.
+    _process: Owned,
     pub port: u16,
     pub user: String,
     dir: PathBuf,
@@ -112,20 +115,14 @@ impl Sshd {
                 authorized = dir.join("authorized_keys").display(),
             );
             std::fs::write(&config, text).map_err(|e| e.to_string())?;
-            let log = std::fs::File::create(dir.join("sshd.log")).map_err(|e| e.to_string())?;
-            let mut child = Command::new(SSHD)
-                .args(["-D", "-e", "-f"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().map_err(|e| e.to_string())?)
-                .stderr(log)
-                .spawn()
-                .map_err(|e| format!("{SSHD}: {e}"))?;
+            let mut cmd = Command::new(SSHD);
+            cmd.args(["-D", "-e", "-f"]).arg(&config);
+            let mut process = Owned::spawn(cmd, &dir.join("sshd.log"))?;
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     let sshd = Sshd {
-                        child,
+                        _process: process,
                         port,
                         user,
                         dir: dir.to_path_buf(),
@@ -133,7 +130,7 @@ impl Sshd {
                     sshd.write_known_hosts()?;
                     return Ok(sshd);
                 }
-                if let Ok(Some(status)) = child.try_wait() {
+                if let Some(status) = process.exit_status() {
                     why = format!(
                         "sshd exited ({status}): {}",
                         std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
@@ -141,8 +138,6 @@ impl Sshd {
                     break; // the port was probably taken in between: try another one
                 }
                 if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
                     return Err(format!(
                         "sshd did not listen on 127.0.0.1:{port} within 5 s"
                     ));
@@ -197,12 +192,5 @@ impl Sshd {
     /// `GIT_SSH_COMMAND` with the developer key (the one that may push).
     pub fn developer_ssh_command(&self) -> String {
         self.ssh_command(&self.dir.join("developer_key"))
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

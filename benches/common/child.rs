@@ -40,6 +40,11 @@ impl Owned {
         let _ = kill(Pid::from_raw(self.pid()), signal);
     }
 
+    /// The exit status once the process has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     pub fn exited(&mut self) -> bool {
         !matches!(self.child.try_wait(), Ok(None))
     }
@@ -77,5 +82,3 @@ impl Drop for Owned {
         }
     }
 }
-
-pub use crate::proc_facts::{ProcFacts, children};
