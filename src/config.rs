@@ -8,6 +8,7 @@ use baton_handoff::duration;
 use baton_handoff::listen::ListenSpec;
 use baton_handoff::readiness::Readiness;
 use baton_handoff::spawn::AppCommand;
+use baton_handoff::supervisor::CrashLoop;
 use nix::sys::signal::Signal;
 use serde::Deserialize;
 
@@ -77,6 +78,10 @@ pub struct AppSection {
     pub ready_timeout: Option<String>,
     pub drain_signal: Option<String>,
     pub drain_timeout: Option<String>,
+    /// How long a ready generation serves next to the old one, watched (default 5s; 0: off).
+    pub probation: Option<String>,
+    /// `DEATHS/WINDOW` (default `3/5m`) or `off`: when deaths of the serving release roll back.
+    pub crash_loop: Option<String>,
 }
 
 /// Flags of `baton run` that override the file.
@@ -115,6 +120,14 @@ pub struct RunFlags {
     /// How long the old generation may drain before it is killed (default 30s).
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<String>,
+    /// How long a ready generation serves next to the old one, watched, before the old one is
+    /// told to drain (default 5s; 0 turns probation off).
+    #[arg(long, value_name = "DURATION")]
+    pub probation: Option<String>,
+    /// Deaths of the serving generation within a window that roll a release back:
+    /// DEATHS/WINDOW (default 3/5m) or off.
+    #[arg(long, value_name = "N/DURATION")]
+    pub crash_loop: Option<String>,
     /// Serve the push webhook on [NAME=]ADDR (when not socket-activated with a `webhook` socket).
     #[arg(long, value_name = "ADDR")]
     pub webhook_listen: Option<String>,
@@ -156,6 +169,8 @@ pub struct Config {
     pub ready_timeout: Duration,
     pub drain_signal: Signal,
     pub drain_timeout: Duration,
+    pub probation: Duration,
+    pub crash_loop: CrashLoop,
     pub webhook: WebhookConfig,
     /// Present when a repository is configured: baton deploys releases itself.
     pub deploy: Option<crate::deploy::Settings>,
@@ -241,7 +256,8 @@ impl Config {
         let listen = listen_text
             .iter()
             .map(|s| s.parse::<ListenSpec>())
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
         let argv: Vec<OsString> = if flags.command.is_empty() {
             app.command
                 .unwrap_or_default()
@@ -305,6 +321,14 @@ impl Config {
             drain_timeout: named(
                 "drain_timeout",
                 duration::parse(&pick(&flags.drain_timeout, app.drain_timeout, "30s")),
+            )?,
+            probation: named(
+                "probation",
+                duration::parse(&pick(&flags.probation, app.probation, DEFAULT_PROBATION)),
+            )?,
+            crash_loop: named(
+                "crash_loop",
+                parse_crash_loop(&pick(&flags.crash_loop, app.crash_loop, DEFAULT_CRASH_LOOP)),
             )?,
             webhook,
         })
@@ -377,8 +401,34 @@ fn deploy_settings(
     }))
 }
 
-fn named<T>(what: &str, r: Result<T, String>) -> Result<T, String> {
+fn named<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {e}"))
+}
+
+/// Probation by default: long enough to catch a release that dies right after READY and for a
+/// prefork server to fork all its workers (see docs/apps.md, "Probation").
+pub const DEFAULT_PROBATION: &str = "5s";
+/// Three deaths in five minutes: one crash is an incident, three are the release.
+pub const DEFAULT_CRASH_LOOP: &str = "3/5m";
+
+/// `DEATHS/WINDOW` (e.g. `3/5m`) or `off`.
+fn parse_crash_loop(text: &str) -> Result<CrashLoop, String> {
+    if text == "off" {
+        return Ok(CrashLoop::off());
+    }
+    let bad = || format!("{text:?} is not DEATHS/WINDOW (e.g. 3/5m) or off");
+    let (deaths, window) = text.split_once('/').ok_or_else(bad)?;
+    let deaths: u32 = deaths.trim().parse().map_err(|_| bad())?;
+    if deaths < 2 {
+        return Err(format!(
+            "{text:?}: a crash loop needs at least 2 deaths (or off)"
+        ));
+    }
+    let window = duration::parse(window).map_err(|e| e.to_string())?;
+    if window.is_zero() {
+        return Err(bad());
+    }
+    Ok(CrashLoop { deaths, window })
 }
 
 /// `SIGTERM`, `TERM`, `term` or `15`.
@@ -406,6 +456,16 @@ mod tests {
         assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
         assert_eq!(parse_signal("2").unwrap(), Signal::SIGINT);
         assert!(parse_signal("SIGNOPE").is_err());
+    }
+
+    #[test]
+    fn crash_loops() {
+        let three = parse_crash_loop("3/5m").unwrap();
+        assert_eq!((three.deaths, three.window.as_secs()), (3, 300));
+        assert_eq!(parse_crash_loop("off").unwrap(), CrashLoop::off());
+        for bad in ["3", "1/5m", "x/5m", "3/0s", "3/soon", ""] {
+            assert!(parse_crash_loop(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

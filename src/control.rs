@@ -6,13 +6,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use baton_handoff::supervisor::{ReloadReport, Request, StatusReport};
+use baton_handoff::supervisor::{ReloadReport, StatusReport};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
 
-use crate::deploy;
+use crate::deploy::{self, Trigger};
+use crate::trigger::{Action, Dispatcher, Done};
 
 /// Longest request line we read; anything longer is not a control command.
 const MAX_LINE: u64 = 4096;
@@ -32,51 +32,94 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Reply {
-    pub ok: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reload: Option<ReloadReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<StatusReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deploy: Option<deploy::Report>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deploys: Option<deploy::Status>,
+/// One answer. On the wire it is an object with `"ok"` and one of `reload`, `deploy`,
+/// `status` (+ `deploys`) or `error` (see [`Wire`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "Wire", try_from = "Wire")]
+pub enum Reply {
+    Reloaded(ReloadReport),
+    Deployed(deploy::Report),
+    Status {
+        status: Box<StatusReport>,
+        deploys: Option<deploy::Status>,
+    },
+    Error(String),
 }
 
-impl Reply {
-    fn error(text: impl Into<String>) -> Reply {
-        Reply {
-            error: Some(text.into()),
-            ..Reply::ok()
+/// The JSON shape of a [`Reply`].
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Wire {
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reload: Option<ReloadReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<StatusReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deploy: Option<deploy::Report>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deploys: Option<deploy::Status>,
+}
+
+impl From<Reply> for Wire {
+    fn from(reply: Reply) -> Wire {
+        match reply {
+            Reply::Reloaded(r) => Wire {
+                ok: true,
+                reload: Some(r),
+                ..Wire::default()
+            },
+            Reply::Deployed(d) => Wire {
+                ok: true,
+                deploy: Some(d),
+                ..Wire::default()
+            },
+            Reply::Status { status, deploys } => Wire {
+                ok: true,
+                status: Some(*status),
+                deploys,
+                ..Wire::default()
+            },
+            Reply::Error(e) => Wire {
+                ok: false,
+                error: Some(e),
+                ..Wire::default()
+            },
         }
     }
+}
 
-    fn ok() -> Reply {
-        Reply {
-            ok: true,
-            error: None,
-            reload: None,
-            status: None,
-            deploy: None,
-            deploys: None,
+impl TryFrom<Wire> for Reply {
+    type Error = String;
+
+    fn try_from(w: Wire) -> Result<Reply, String> {
+        if !w.ok {
+            return Ok(Reply::Error(
+                w.error.unwrap_or_else(|| "no reason given".into()),
+            ));
+        }
+        if let Some(r) = w.reload {
+            Ok(Reply::Reloaded(r))
+        } else if let Some(d) = w.deploy {
+            Ok(Reply::Deployed(d))
+        } else if let Some(status) = w.status {
+            Ok(Reply::Status {
+                status: Box::new(status),
+                deploys: w.deploys,
+            })
+        } else {
+            Err("a reply without content".into())
         }
     }
 }
 
 /// Serves control connections until the supervisor goes away.
-pub async fn serve(
-    listener: UnixListener,
-    supervisor: mpsc::Sender<Request>,
-    deployer: Option<mpsc::Sender<deploy::Request>>,
-) {
+pub async fn serve(listener: UnixListener, front: Dispatcher) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(handle(stream, supervisor.clone(), deployer.clone()));
+                tokio::spawn(handle(stream, front.clone()));
             }
             Err(e) => {
                 tracing::warn!("control socket accept failed: {e}");
@@ -86,118 +129,45 @@ pub async fn serve(
     }
 }
 
-async fn handle(
-    stream: UnixStream,
-    supervisor: mpsc::Sender<Request>,
-    deployer: Option<mpsc::Sender<deploy::Request>>,
-) {
+async fn handle(stream: UnixStream, front: Dispatcher) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE));
     let read = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await;
     let reply = match read {
         Ok(Ok(_)) => match serde_json::from_str::<Command>(line.trim()) {
-            Ok(command) => execute(command, &supervisor, deployer.as_ref()).await,
-            Err(_) => Reply::error("unknown control command"),
+            Ok(command) => execute(command, &front).await,
+            Err(_) => Reply::Error("unknown control command".into()),
         },
-        _ => Reply::error("no command received"),
+        _ => Reply::Error("no command received".into()),
     };
     let mut out = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
     out.push('\n');
     let _ = write.write_all(out.as_bytes()).await;
 }
 
-async fn execute(
-    command: Command,
-    supervisor: &mpsc::Sender<Request>,
-    deployer: Option<&mpsc::Sender<deploy::Request>>,
-) -> Reply {
-    let gone = || Reply::error("baton is shutting down");
-    match command {
-        Command::Deploy { rev } => {
-            let Some(deployer) = deployer else {
-                return Reply::error("no [source] repo is configured: nothing to deploy from");
-            };
-            let (tx, rx) = oneshot::channel();
-            let request = deploy::Request::Deploy {
-                rev,
-                trigger: "baton deploy".into(),
-                reply: Some(tx),
-            };
-            deploy_reply(deployer.send(request).await.is_ok(), rx).await
-        }
-        Command::Rollback { release } => {
-            let Some(deployer) = deployer else {
-                return Reply::error("no [source] repo is configured: there are no releases");
-            };
-            let (tx, rx) = oneshot::channel();
-            let request = deploy::Request::Rollback { release, reply: tx };
-            deploy_reply(deployer.send(request).await.is_ok(), rx).await
-        }
-        Command::Reload => {
-            let (tx, rx) = oneshot::channel();
-            if supervisor
-                .send(Request::Reload {
-                    dir: None,
-                    reply: Some(tx),
-                })
-                .await
-                .is_err()
-            {
-                return gone();
-            }
-            match rx.await {
-                Ok(Ok(report)) => Reply {
-                    reload: Some(report),
-                    ..Reply::ok()
-                },
-                Ok(Err(reason)) => Reply::error(reason),
-                Err(_) => gone(),
-            }
-        }
+async fn execute(command: Command, front: &Dispatcher) -> Reply {
+    let action = match command {
         Command::Status => {
-            let (tx, rx) = oneshot::channel();
-            if supervisor
-                .send(Request::Status { reply: tx })
-                .await
-                .is_err()
-            {
-                return gone();
-            }
-            let Ok(status) = rx.await else {
-                return gone();
+            return match front.status().await {
+                Ok((status, deploys)) => Reply::Status {
+                    status: Box::new(status),
+                    deploys,
+                },
+                Err(e) => Reply::Error(e.to_string()),
             };
-            let mut deploys = None;
-            if let Some(deployer) = deployer {
-                let (tx, rx) = oneshot::channel();
-                if deployer
-                    .send(deploy::Request::Status { reply: tx })
-                    .await
-                    .is_ok()
-                {
-                    deploys = rx.await.ok();
-                }
-            }
-            Reply {
-                status: Some(status),
-                deploys,
-                ..Reply::ok()
-            }
         }
-    }
-}
-
-async fn deploy_reply(sent: bool, rx: oneshot::Receiver<Result<deploy::Report, String>>) -> Reply {
-    if !sent {
-        return Reply::error("baton is shutting down");
-    }
-    match rx.await {
-        Ok(Ok(report)) => Reply {
-            deploy: Some(report),
-            ..Reply::ok()
+        Command::Reload => Action::Reload,
+        Command::Deploy { rev } => Action::Deploy {
+            rev,
+            trigger: Trigger::Command,
         },
-        Ok(Err(reason)) => Reply::error(reason),
-        Err(_) => Reply::error("baton is shutting down"),
+        Command::Rollback { release } => Action::Rollback { release },
+    };
+    match front.run(action).await {
+        Ok(Done::Reloaded(report)) => Reply::Reloaded(report),
+        Ok(Done::Deployed(report)) => Reply::Deployed(report),
+        Err(e) => Reply::Error(e.to_string()),
     }
 }
 

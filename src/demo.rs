@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use baton_load::{LoadConfig, Mode};
 
-use crate::control::{self, Command};
+use crate::control::{self, Command, Reply};
+use baton_handoff::supervisor::State;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -22,7 +23,7 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: &DemoArgs) -> Result<(), String> {
-    let duration = baton_handoff::duration::parse(&args.duration)?;
+    let duration = baton_handoff::duration::parse(&args.duration).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let hello = exe.with_file_name("baton-hello");
     if !hello.exists() {
@@ -109,12 +110,12 @@ async fn drive(
     for i in 1..=args.reloads {
         tokio::time::sleep(pause).await;
         let reply = control::call(control_path, Command::Reload, Duration::from_secs(70)).await?;
-        match reply.reload {
-            Some(r) => println!(
+        match reply {
+            Reply::Reloaded(r) => println!(
                 "reload {i}: generation {} (pid {}) ready in {:.1} ms, cutover {:.1} ms",
                 r.generation, r.app_pid, r.ready_ms, r.cutover_ms
             ),
-            None => println!("reload {i}: FAILED: {}", reply.error.unwrap_or_default()),
+            other => println!("reload {i}: FAILED: {}", crate::client::reason(other)),
         }
     }
     let report = load.await.map_err(|e| e.to_string())?;
@@ -141,7 +142,8 @@ async fn wait_until_serving(control_path: &Path) -> Result<(), String> {
     for _ in 0..100 {
         if let Ok(reply) =
             control::call(control_path, Command::Status, Duration::from_secs(1)).await
-            && reply.status.is_some_and(|s| s.state == "serving")
+            && let Reply::Status { status, .. } = reply
+            && status.state == State::Serving
         {
             return Ok(());
         }

@@ -1,11 +1,13 @@
 //! baton: zero-downtime generations for socket-activated web apps.
 
+mod client;
 mod config;
 mod control;
 mod demo;
 mod deploy;
 mod paths;
 mod run;
+mod trigger;
 mod webhook;
 
 use std::ffi::OsString;
@@ -15,7 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, RunFlags};
-use crate::control::Command;
+use crate::control::{Command, Reply};
 
 #[derive(Parser)]
 #[command(
@@ -77,7 +79,7 @@ enum Cmd {
 }
 
 #[derive(clap::Args)]
-struct ClientArgs {
+pub struct ClientArgs {
     /// Control socket of the running baton.
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
@@ -113,41 +115,36 @@ fn main() -> ExitCode {
 fn dispatch(command: Cmd) -> Result<(), String> {
     match command {
         Cmd::Run(flags) => run::run(&flags),
-        Cmd::Reload(client) => {
-            let reply = call(&client, Command::Reload)?;
-            match (reply.ok, reply.reload) {
-                (true, Some(r)) => {
-                    println!(
-                        "reloaded: generation {} (pid {}) serving; ready in {:.0} ms",
-                        r.generation, r.app_pid, r.ready_ms
-                    );
-                    Ok(())
-                }
-                _ => Err(format!(
-                    "reload failed: {}",
-                    reply.error.unwrap_or_else(|| "no reason given".into())
-                )),
+        Cmd::Reload(client) => match client::call(&client, Command::Reload)? {
+            Reply::Reloaded(r) => {
+                let probation = if r.probation_ms > 0.0 {
+                    format!(", passed {:.1} s of probation", r.probation_ms / 1000.0)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "reloaded: generation {} (pid {}) serving; ready in {:.0} ms{probation}",
+                    r.generation, r.app_pid, r.ready_ms
+                );
+                Ok(())
             }
-        }
-        Cmd::Deploy { client, rev } => deployed(
-            call(&client, Command::Deploy { rev })?,
+            other => Err(format!("reload failed: {}", client::reason(other))),
+        },
+        Cmd::Deploy { client, rev } => client::deployed(
+            client::call(&client, Command::Deploy { rev })?,
             "deployed",
             "deploy",
         ),
-        Cmd::Rollback { client, release } => deployed(
-            call(&client, Command::Rollback { release })?,
+        Cmd::Rollback { client, release } => client::deployed(
+            client::call(&client, Command::Rollback { release })?,
             "rolled back",
             "rollback",
         ),
         Cmd::Status { client, json } => {
-            let reply = call(&client, Command::Status)?;
-            let control::Reply {
-                status,
-                deploys,
-                error,
-                ..
-            } = reply;
-            let status = status.ok_or_else(|| error.unwrap_or_else(|| "no status".into()))?;
+            let (status, deploys) = match client::call(&client, Command::Status)? {
+                Reply::Status { status, deploys } => (status, deploys),
+                other => return Err(client::reason(other)),
+            };
             if json {
                 let mut value = serde_json::to_value(&status).map_err(|e| e.to_string())?;
                 if let Some(d) = &deploys {
@@ -156,9 +153,9 @@ fn dispatch(command: Cmd) -> Result<(), String> {
                 let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
                 println!("{text}");
             } else {
-                print_status(&status);
+                client::print_status(&status);
                 if let Some(d) = &deploys {
-                    print_deploys(d);
+                    client::print_deploys(d);
                 }
             }
             Ok(())
@@ -169,7 +166,10 @@ fn dispatch(command: Cmd) -> Result<(), String> {
                 ..RunFlags::default()
             };
             let resolved = Config::resolve(&flags)?;
-            resolved.command.check_executable()?;
+            resolved
+                .command
+                .check_executable()
+                .map_err(|e| e.to_string())?;
             println!("{}: ok", config.display());
             Ok(())
         }
@@ -189,109 +189,6 @@ fn dispatch(command: Cmd) -> Result<(), String> {
             Ok(())
         }
         Cmd::Demo(args) => demo::run(&args),
-    }
-}
-
-fn call(client: &ClientArgs, command: Command) -> Result<control::Reply, String> {
-    let timeout = baton_handoff::duration::parse(&client.timeout)?;
-    let path = match (&client.control, &client.config) {
-        (Some(path), _) => path.clone(),
-        (None, Some(file)) => {
-            let file_cfg = config::load_file(file)?;
-            file_cfg.control.unwrap_or_else(|| {
-                paths::control_in(
-                    &file_cfg
-                        .runtime_dir
-                        .unwrap_or_else(paths::default_runtime_dir),
-                )
-            })
-        }
-        (None, None) => paths::default_control(),
-    };
-    client_runtime()?.block_on(control::call(&path, command, timeout))
-}
-
-fn client_runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-}
-
-/// Prints a deploy's or rollback's answer: `done` on success, `action failed: ...` otherwise.
-fn deployed(reply: control::Reply, done: &str, action: &str) -> Result<(), String> {
-    match (reply.ok, reply.deploy) {
-        (true, Some(d)) => {
-            println!(
-                "{done}: release {} ({}) serving as generation {} (pid {})",
-                d.release,
-                &d.commit[..12.min(d.commit.len())],
-                d.generation,
-                d.app_pid
-            );
-            Ok(())
-        }
-        _ => Err(format!(
-            "{action} failed: {}",
-            reply.error.unwrap_or_else(|| "no reason given".into())
-        )),
-    }
-}
-
-fn print_deploys(d: &deploy::Status) {
-    if let Some(r) = &d.current_release {
-        println!(
-            "release:     {r} ({})",
-            d.current_commit.as_deref().unwrap_or("?")
-        );
-    }
-    if let Some(r) = &d.running {
-        println!("deploying:   {r}");
-    }
-    if let Some(p) = &d.pending {
-        println!("pending:     {p}");
-    }
-    if !d.recent.is_empty() {
-        println!("deploys (newest first):");
-    }
-    for e in &d.recent {
-        let outcome = format!("{:?}", e.outcome).to_lowercase();
-        println!(
-            "  {}  {:<7} {:<28} {} {}",
-            e.started_at,
-            outcome,
-            if e.release.is_empty() {
-                "-"
-            } else {
-                &e.release
-            },
-            e.trigger,
-            e.reason.as_deref().unwrap_or("")
-        );
-    }
-}
-
-fn print_status(s: &baton_handoff::supervisor::StatusReport) {
-    println!("state:       {}", s.state);
-    println!("baton pid:   {}", s.baton_pid);
-    if let (Some(g), Some(pid)) = (s.generation, s.app_pid) {
-        println!("generation:  {g} (pid {pid})");
-    }
-    if let Some(t) = &s.started_at {
-        println!("started at:  {t}");
-    }
-    if let Some(a) = &s.app_status {
-        println!("app status:  {a}");
-    }
-    println!(
-        "reloads:     {} ok, {} failed",
-        s.reloads_ok, s.reloads_failed
-    );
-    if s.retiring > 0 {
-        println!("draining:    {} old generation(s)", s.retiring);
-    }
-    if let Some(e) = &s.last_error {
-        println!("last error:  {e}");
     }
 }
 

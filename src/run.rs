@@ -12,17 +12,22 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, RunFlags};
 use crate::control;
+use crate::trigger::{Action, Dispatcher};
 use crate::webhook::{self, Endpoint, dedupe::Deliveries, secret};
+use baton_handoff::error::ReloadError;
 
 /// Socket names that stay with baton when socket-activated; all others go to the app.
 const BATON_SOCKETS: &[&str] = &["webhook", "control"];
 
 pub fn run(flags: &RunFlags) -> Result<(), String> {
     // SAFETY: nothing else runs yet; this is the only thread.
-    let inherited = unsafe { listen::take_inherited() }?;
+    let inherited = unsafe { listen::take_inherited() }.map_err(|e| e.to_string())?;
     let config = Config::resolve(flags)?;
     if config.deploy.is_none() {
-        config.command.check_executable()?;
+        config
+            .command
+            .check_executable()
+            .map_err(|e| e.to_string())?;
     }
     let activated = !inherited.is_empty();
     let (mut kept, app_sockets) = listen::split_by_name(inherited, BATON_SOCKETS);
@@ -36,7 +41,8 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
             .listen
             .iter()
             .map(listen::bind)
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?
     };
     if app_sockets.is_empty() {
         return Err(if activated {
@@ -62,27 +68,53 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         let mut config = config;
-        let current = config.deploy.as_ref().map(current_release);
+        let state = config
+            .deploy
+            .as_ref()
+            .map(|d| Arc::new(crate::deploy::DeployState::new(&d.state_dir)));
+        let current = config
+            .deploy
+            .as_ref()
+            .zip(state.as_ref())
+            .map(|(d, s)| current_release(d, s));
         if let Some(Some(release)) = &current {
             // Relative app paths resolve inside the release.
             config.command.cwd = Some(release.dir.clone());
-            config.command.check_executable()?;
+            config
+                .command
+                .check_executable()
+                .map_err(|e| e.to_string())?;
         }
         // With deploys configured but no release yet, the first generation waits for the first
         // deploy, which runs like any other (control socket and webhook already up).
         let deploy_first = matches!(current, Some(None));
-        supervise(config, app_sockets, control_fd, webhook, deploy_first).await
+        supervise(
+            config,
+            state,
+            app_sockets,
+            control_fd,
+            webhook,
+            deploy_first,
+        )
+        .await
     })
 }
 
 /// The release to run at start-up, if there is one; deploys interrupted by the last stop are
 /// recorded as such.
-fn current_release(deploy: &crate::deploy::Settings) -> Option<baton_deploy::Release> {
-    let history = baton_deploy::History::new(&deploy.state_dir);
-    if let Ok(n @ 1..) = history.close_running("interrupted: baton stopped during the deploy") {
-        tracing::warn!("{n} deploy(s) were interrupted by the last stop");
+fn current_release(
+    deploy: &crate::deploy::Settings,
+    state: &crate::deploy::DeployState,
+) -> Option<baton_deploy::Release> {
+    match state
+        .history
+        .close_running("interrupted: baton stopped during the deploy")
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("{n} deploy(s) were interrupted by the last stop"),
+        Err(e) => tracing::warn!("cannot close interrupted deploys in the history: {e}"),
     }
-    let current = baton_deploy::Releases::new(&deploy.state_dir).current();
+    let current = state.releases.current();
     match &current {
         Some(release) => tracing::info!("starting the current release {}", release.id),
         None => tracing::info!(
@@ -96,10 +128,7 @@ fn current_release(deploy: &crate::deploy::Settings) -> Option<baton_deploy::Rel
 /// Waits for the start-up deploy, keeping systemd's start timeout extended meanwhile (a first
 /// build can take longer than `TimeoutStartSec=`). If it fails there is nothing to serve: the
 /// supervisor is told to stop with the reason.
-async fn first_deploy(
-    answer: tokio::sync::oneshot::Receiver<Result<crate::deploy::Report, String>>,
-    supervisor: mpsc::Sender<Request>,
-) {
+async fn first_deploy(answer: crate::trigger::Pending, supervisor: mpsc::Sender<Request>) {
     tokio::pin!(answer);
     let outcome = loop {
         baton_handoff::upstream::extend_timeout(
@@ -112,9 +141,8 @@ async fn first_deploy(
         }
     };
     let reason = match outcome {
-        Ok(Ok(_)) => return,
-        Ok(Err(reason)) => reason,
-        Err(_) => "the deploy queue stopped".to_string(),
+        Ok(_) => return,
+        Err(reason) => reason,
     };
     let reason = format!("the first deploy failed: {reason}");
     let _ = supervisor.send(Request::Fail { reason }).await;
@@ -176,6 +204,7 @@ type Webhook = Option<(Socket, baton_webhook::Config, Deliveries)>;
 
 async fn supervise(
     config: Config,
+    state: Option<Arc<crate::deploy::DeployState>>,
     app_sockets: Vec<Socket>,
     control_fd: Option<Socket>,
     webhook: Webhook,
@@ -188,44 +217,44 @@ async fn supervise(
 
     let (control_listener, control_path) = open_control(&config.control, control_fd)?;
     let (tx, rx) = mpsc::channel(64);
-    let mut startup_deploy = None;
-    let deployer = config.deploy.clone().map(|settings| {
+    let (notices_tx, notices) = mpsc::unbounded_channel();
+    let deploys = config.deploy.clone().zip(state).map(|(settings, state)| {
         let settings = Arc::new(settings);
         let (deploy_tx, deploy_rx) = mpsc::channel(64);
-        tokio::spawn(crate::deploy::run(settings.clone(), tx.clone(), deploy_rx));
+        let queue = crate::deploy::queue::run(
+            settings.clone(),
+            state.clone(),
+            tx.clone(),
+            deploy_rx,
+            notices,
+        );
+        tokio::spawn(queue);
+        (settings, state, deploy_tx)
+    });
+    let front = Dispatcher::new(tx.clone(), deploys.as_ref().map(|(_, _, d)| d.clone()));
+    let mut startup_deploy = None;
+    if let Some((settings, state, _)) = &deploys {
         if deploy_first {
             // Queued before the poller starts, so the poller sees it and does not race it.
-            let (reply, answer) = tokio::sync::oneshot::channel();
-            let request = crate::deploy::Request::Deploy {
+            let action = Action::Deploy {
                 rev: None,
-                trigger: "startup".into(),
-                reply: Some(reply),
+                trigger: crate::deploy::Trigger::Startup,
             };
-            if deploy_tx.try_send(request).is_ok() {
-                startup_deploy = Some(answer);
-            }
+            startup_deploy = front.submit(action).await.ok();
         }
         if let Some(every) = settings.poll_interval {
-            tokio::spawn(crate::deploy::poll(
-                settings.clone(),
-                deploy_tx.clone(),
-                every,
-            ));
+            let poll =
+                crate::deploy::poll::poll(settings.clone(), state.clone(), front.clone(), every);
+            tokio::spawn(poll);
         }
-        deploy_tx
-    });
-    tokio::spawn(control::serve(
-        control_listener,
-        tx.clone(),
-        deployer.clone(),
-    ));
+    }
+    tokio::spawn(control::serve(control_listener, front.clone()));
     tracing::info!("control socket {}", config.control.display());
     if let Some((socket, verify, deliveries)) = webhook {
         let endpoint = Arc::new(Endpoint {
             config: verify,
             deliveries: Arc::new(Mutex::new(deliveries)),
-            supervisor: tx.clone(),
-            deployer: deployer.clone(),
+            front: front.clone(),
         });
         let listener = kit_listener(socket)?;
         tokio::spawn(webhook::serve(
@@ -246,6 +275,9 @@ async fn supervise(
         ready_timeout: config.ready_timeout,
         drain_signal: config.drain_signal,
         drain_timeout: config.drain_timeout,
+        probation: config.probation,
+        crash_loop: config.crash_loop,
+        notices: deploys.is_some().then_some(notices_tx),
         start_at_once: !deploy_first,
     };
     let mut lifecycle = tokio::spawn(supervisor::run(settings, rx));
@@ -256,11 +288,14 @@ async fn supervise(
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reload requested");
-                let _ = tx.send(Request::Reload { dir: None, reply: None }).await;
+                match front.submit(Action::Reload).await {
+                    Ok(outcome) => { tokio::spawn(log_sighup_outcome(outcome)); }
+                    Err(e) => tracing::warn!("SIGHUP: {e}"),
+                }
             }
             _ = term.recv() => break shut_down(&tx, &mut lifecycle, "SIGTERM").await,
             _ = int.recv() => break shut_down(&tx, &mut lifecycle, "SIGINT").await,
-            done = &mut lifecycle => break done.map_err(|e| e.to_string())?,
+            done = &mut lifecycle => break done.map_err(|e| e.to_string())?.map_err(|e| e.to_string()),
         }
     };
     if let Some(path) = control_path {
@@ -269,14 +304,25 @@ async fn supervise(
     result
 }
 
+/// SIGHUP's answer goes to the log, since nobody waits for it.
+async fn log_sighup_outcome(outcome: crate::trigger::Pending) {
+    match outcome.await {
+        Ok(_) => tracing::info!("SIGHUP: reload done"),
+        Err(e) => tracing::error!("SIGHUP: reload failed: {e}"),
+    }
+}
+
 async fn shut_down(
     tx: &mpsc::Sender<Request>,
-    lifecycle: &mut tokio::task::JoinHandle<Result<(), String>>,
+    lifecycle: &mut tokio::task::JoinHandle<Result<(), ReloadError>>,
     why: &str,
 ) -> Result<(), String> {
     tracing::info!("{why}: draining and exiting");
     let _ = tx.send(Request::Shutdown).await;
-    lifecycle.await.map_err(|e| e.to_string())?
+    lifecycle
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// Uses a socket-activated `control` socket when there is one, else binds `path` (mode 0600:

@@ -27,7 +27,7 @@ impl Header {
         format!(
             "## {title}\n\n- Date: {}\n- Command: {command}\n- Machine: {}; 1-min load average {} \
              before, {} after{note}\n",
-            baton_handoff::timefmt::rfc3339(self.started),
+            baton_clock::Utc::from_system(self.started).rfc3339(),
             machine(),
             self.load_before,
             loadavg()

@@ -54,8 +54,10 @@ fn main() -> Result<(), String> {
     let args = Args::parse();
     let options = serve::Options {
         drain: serve::Drain {
-            deadline: baton_handoff::duration::parse(&args.drain_timeout)?,
-            idle_grace: baton_handoff::duration::parse(&args.idle_grace)?,
+            deadline: baton_handoff::duration::parse(&args.drain_timeout)
+                .map_err(|e| e.to_string())?,
+            idle_grace: baton_handoff::duration::parse(&args.idle_grace)
+                .map_err(|e| e.to_string())?,
         },
         limits: serve::Limits::default(),
     };
@@ -71,7 +73,8 @@ fn main() -> Result<(), String> {
         let sockets = handoff::Sockets::dup(&inherited)
             .map_err(|e| format!("baton-hello: cannot keep the sockets: {e}"))?;
         let options = handoff::Options {
-            ready_timeout: baton_handoff::duration::parse(&args.ready_timeout)?,
+            ready_timeout: baton_handoff::duration::parse(&args.ready_timeout)
+                .map_err(|e| e.to_string())?,
             ..handoff::Options::default()
         };
         Some((sockets, options))
@@ -87,7 +90,10 @@ fn main() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?
         .block_on(async {
-            tokio::time::sleep(baton_handoff::duration::parse(&args.startup_delay)?).await;
+            tokio::time::sleep(
+                baton_handoff::duration::parse(&args.startup_delay).map_err(|e| e.to_string())?,
+            )
+            .await;
             run(inherited, identity, options, replace).await
         })
 }

@@ -7,15 +7,14 @@ pub mod secret;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baton_handoff::supervisor::Request as SupervisorRequest;
 use baton_kit::serve;
 use baton_webhook::{Push, Rejection, Verdict};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use tokio::sync::{mpsc, oneshot};
 
+use crate::trigger::{Action, AlreadyThere, Dispatcher};
 use dedupe::{Deliveries, Outcome};
 
 /// Time a client gets to send the whole body once the headers are in.
@@ -28,9 +27,8 @@ const MAX_CONNECTIONS: usize = 32;
 pub struct Endpoint {
     pub config: baton_webhook::Config,
     pub deliveries: Arc<Mutex<Deliveries>>,
-    pub supervisor: mpsc::Sender<SupervisorRequest>,
-    /// With a `[source]`, pushes deploy; without one they reload.
-    pub deployer: Option<mpsc::Sender<crate::deploy::Request>>,
+    /// Where verified pushes go (with a `[source]` they deploy, without one they reload).
+    pub front: Dispatcher,
 }
 
 /// Serves the endpoint on `listeners` until `shutdown`.
@@ -126,22 +124,40 @@ fn rejected(verdict: &Verdict) -> Response<Full<Bytes>> {
     r
 }
 
-/// Queues a reload for a verified push, unless this delivery already deployed (or is deploying).
-/// Pushes that arrive during a reload coalesce into one more reload in the supervisor.
+/// Queues a deploy (or reload) for a verified push, unless this delivery already deployed (or
+/// is deploying), or its commit already serves or is already on its way.
+/// Pushes that arrive during a deploy coalesce into one more.
 async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
     let key = push.delivery.as_ref().map(|d| d.to_string());
     if let Some(key) = &key {
-        let mut log = endpoint
+        let log = endpoint
             .deliveries
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        match log.get(key) {
-            Some(Outcome::Succeeded) | Some(Outcome::Pending) => {
-                tracing::info!("webhook: delivery {key} already handled; not deploying again");
-                return reply(200, "duplicate delivery\n");
-            }
-            Some(Outcome::Failed) | None => log.set(key, Outcome::Pending),
+        if let Some(Outcome::Succeeded | Outcome::Pending) = log.get(key) {
+            tracing::info!("webhook: delivery {key} already handled; not deploying again");
+            return reply(200, "duplicate delivery\n");
         }
+    }
+    if endpoint.front.deploys() {
+        match endpoint.front.already_there(&push.after).await {
+            Some(AlreadyThere::Serving(c)) => {
+                tracing::info!("webhook: {c} already serves; not deploying again");
+                return reply(200, "commit already serving\n");
+            }
+            Some(AlreadyThere::Queued(c)) => {
+                tracing::info!("webhook: {c} is already being deployed; not queueing it again");
+                return reply(200, "commit already queued\n");
+            }
+            None => {}
+        }
+    }
+    if let Some(key) = &key {
+        endpoint
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set(key, Outcome::Pending);
     }
     tracing::info!(
         "webhook: verified {} push to {} at {}{}: {} queued",
@@ -151,37 +167,22 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
         key.as_deref()
             .map(|k| format!(" (delivery {k})"))
             .unwrap_or_default(),
-        if endpoint.deployer.is_some() {
+        if endpoint.front.deploys() {
             "deploy"
         } else {
             "reload"
         }
     );
-    let done = match &endpoint.deployer {
-        Some(deployer) => {
-            let short = &push.after[..12.min(push.after.len())];
-            let trigger = format!("webhook {} {short}", push.forge);
-            queue(deployer, |reply| crate::deploy::Request::Deploy {
-                rev: None,
-                trigger,
-                reply: Some(reply),
-            })
-            .await
-        }
-        None => {
-            queue(&endpoint.supervisor, |reply| SupervisorRequest::Reload {
-                dir: None,
-                reply: Some(reply),
-            })
-            .await
-        }
+    let action = Action::Push {
+        forge: push.forge.to_string(),
+        commit: push.after.clone(),
     };
-    let Some(done) = done else {
+    let Ok(done) = endpoint.front.submit(action).await else {
         return reply(503, "shutting down\n");
     };
     let deliveries = key.map(|k| (k, endpoint.deliveries.clone()));
     tokio::spawn(async move {
-        let outcome = if done.await {
+        let outcome = if done.await.is_ok() {
             Outcome::Succeeded
         } else {
             Outcome::Failed
@@ -193,23 +194,6 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
         }
     });
     reply(202, "deploy queued\n")
-}
-
-/// Resolves to whether the queued reload or deploy succeeded.
-type Done = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
-
-/// Sends a request that carries a reply channel; `None` when the receiver is gone.
-async fn queue<T, R, E>(
-    to: &mpsc::Sender<T>,
-    request: impl FnOnce(oneshot::Sender<Result<R, E>>) -> T,
-) -> Option<Done>
-where
-    R: Send + 'static,
-    E: Send + 'static,
-{
-    let (reply, answer) = oneshot::channel();
-    to.send(request(reply)).await.ok()?;
-    Some(Box::pin(async move { matches!(answer.await, Ok(Ok(_))) }))
 }
 
 fn reply(status: u16, body: &'static str) -> Response<Full<Bytes>> {

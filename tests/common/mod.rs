@@ -93,6 +93,7 @@ pub struct BatonBuilder {
     extra_listen: Vec<String>,
     state_dir: Option<PathBuf>,
     webhook: Option<SocketAddr>,
+    probation: Option<String>,
 }
 
 impl BatonBuilder {
@@ -105,7 +106,22 @@ impl BatonBuilder {
             extra_listen: Vec::new(),
             state_dir: None,
             webhook: None,
+            // Most tests reload often and are about the handoff itself: no probation unless a
+            // test asks for it (`probation`, `default_probation`).
+            probation: Some("0s".into()),
         }
+    }
+
+    /// Run with this probation (`--probation`).
+    pub fn probation(mut self, length: &str) -> Self {
+        self.probation = Some(length.into());
+        self
+    }
+
+    /// Run with baton's default probation (no `--probation` flag).
+    pub fn default_probation(mut self) -> Self {
+        self.probation = None;
+        self
     }
 
     /// Keep state here (e.g. to restart baton on the same state).
@@ -175,6 +191,9 @@ impl BatonBuilder {
         cmd.arg("--state-dir").arg(state);
         if let Some(w) = self.webhook {
             cmd.arg("--webhook-listen").arg(w.to_string());
+        }
+        if let Some(p) = &self.probation {
+            cmd.arg("--probation").arg(p);
         }
         cmd.args(&self.args)
             .arg("--")

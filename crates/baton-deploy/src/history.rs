@@ -39,6 +39,21 @@ pub struct Entry {
     pub outcome: Outcome,
     /// The one-line error of a failed deploy.
     pub reason: Option<String>,
+    /// How long each phase took, in the order they ran.
+    #[serde(default)]
+    pub phases: Vec<PhaseTime>,
+    /// The phase a failed deploy failed in (`fetch`, `checkout`, `build`, `start`, `probation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_phase: Option<String>,
+}
+
+/// One phase of a deploy and its duration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseTime {
+    /// `fetch`, `checkout`, `build`, `start` (spawn to READY), `probation`.
+    pub phase: String,
+    /// Milliseconds it took.
+    pub ms: u64,
 }
 
 /// `<state>/history.json`, oldest entry first.

@@ -31,7 +31,7 @@ mod source;
 
 pub use baton_clock::utc_now;
 pub use git2::Oid;
-pub use history::{Entry, History, Outcome};
+pub use history::{Entry, History, Outcome, PhaseTime};
 pub use hostkey::{Fingerprint, KnownHosts};
 pub use mirror::Mirror;
 pub use releases::{Release, Releases};

@@ -334,6 +334,8 @@ fn history_round_trip_and_bound() {
         finished_at: None,
         outcome: Outcome::Running,
         reason: None,
+        phases: Vec::new(),
+        failed_phase: None,
     };
     history.append(entry(1)).unwrap();
     history

@@ -2,9 +2,23 @@
 
 use std::time::Duration;
 
-pub fn parse(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?} (examples: 500ms, 30s, 5m, 1h30m)");
+/// A duration that [`parse`] cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {text:?} (examples: 500ms, 30s, 5m, 1h30m)")]
+pub struct InvalidDuration {
+    /// What was given.
+    pub text: String,
+}
+
+/// Reads `500ms`, `30s`, `5m`, `1h30m` (`0` alone is zero).
+pub fn parse(text: &str) -> Result<Duration, InvalidDuration> {
+    let bad = || InvalidDuration {
+        text: text.to_string(),
+    };
     let mut rest = text.trim();
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
     if rest.is_empty() {
         return Err(bad());
     }

@@ -11,6 +11,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::error::StartError;
 use crate::listen::Socket;
 use crate::notify::{NotifySocket, sender_belongs};
 use crate::readiness::{self, PROBE_SOCKET_NAME, Readiness};
@@ -33,7 +34,8 @@ pub enum Event {
     Ready,
     Status(String),
     /// The leader exited; the rest of its process group has been killed. Always the last event.
-    Exited(ExitStatus),
+    /// `None` when waiting for it failed and its status is unknown.
+    Exited(Option<ExitStatus>),
 }
 
 /// A running (or just exited) generation. Dropping one that has not exited kills its process
@@ -49,7 +51,8 @@ pub struct Generation {
     pub started_at: SystemTime,
     pub ready_at: Option<Instant>,
     pub app_status: Option<String>,
-    exit: Option<ExitStatus>,
+    /// Set once the leader has exited (the inner `None`: status unknown).
+    exit: Option<Option<ExitStatus>>,
     events: mpsc::UnboundedReceiver<Event>,
     /// Tells the watcher to close the notify socket (see [`Generation::detach`]).
     detach: Option<oneshot::Sender<()>>,
@@ -63,13 +66,21 @@ impl Generation {
         number: u64,
         dir: Option<PathBuf>,
         readiness: &Readiness,
-    ) -> Result<Generation, String> {
+    ) -> Result<Generation, StartError> {
         // The spawning process's pid keeps two supervisors sharing a directory apart.
         let path = spec
             .runtime_dir
             .join(format!("gen-{number}-{}.notify", std::process::id()));
-        let notify = NotifySocket::bind(&path)
-            .map_err(|e| format!("cannot create notify socket {}: {e}", path.display()))?;
+        let notify = NotifySocket::bind(&path).map_err(|e| StartError::NotifySocket {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let sockets_error = |what| {
+            move |e: std::io::Error| StartError::Sockets {
+                what,
+                reason: e.to_string(),
+            }
+        };
         let mut sockets = spec
             .sockets
             .iter()
@@ -81,12 +92,16 @@ impl Generation {
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| format!("cannot share the sockets: {e}"))?;
+            .map_err(sockets_error("share the sockets"))?;
         let mut probe = None;
         if readiness.probe_path().is_some() {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")
-                .map_err(|e| format!("cannot bind a probe socket: {e}"))?;
-            probe = Some(listener.local_addr().map_err(|e| e.to_string())?);
+                .map_err(sockets_error("bind a probe socket"))?;
+            probe = Some(
+                listener
+                    .local_addr()
+                    .map_err(sockets_error("bind a probe socket"))?,
+            );
             sockets.push(Socket {
                 name: PROBE_SOCKET_NAME.into(),
                 fd: listener.into(),
@@ -111,14 +126,10 @@ impl Generation {
             },
             &extra_env,
         )
-        .map_err(|e| format!("cannot start the app: {e}"))?;
+        .map_err(|e| StartError::Spawn(e.to_string()))?;
         // Our copies (and the probe listener) are closed here; the child holds its own.
         drop(sockets);
-        let pid = Pid::from_raw(
-            child
-                .id()
-                .ok_or("the app exited before baton saw its pid")? as i32,
-        );
+        let pid = Pid::from_raw(child.id().ok_or(StartError::NoPid)? as i32);
         let (tx, events) = mpsc::unbounded_channel();
         let (detach, detached) = oneshot::channel();
         tokio::spawn(watch(child, notify, pid, tx, detached));
@@ -163,7 +174,7 @@ impl Generation {
         &mut self,
         readiness: &Readiness,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), StartError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let outcome = tokio::time::timeout_at(deadline, self.become_ready(readiness)).await;
         match outcome {
@@ -171,24 +182,28 @@ impl Generation {
                 self.ready_at = Some(Instant::now());
                 Ok(())
             }
-            Ok(Err(reason)) => {
+            Ok(Err(exit)) => {
                 self.kill_and_reap().await;
-                Err(reason)
+                Err(StartError::ExitedEarly {
+                    number: self.number,
+                    pid: self.pid.as_raw(),
+                    exit: describe(exit),
+                })
             }
             Err(_) => {
                 self.kill_and_reap().await;
-                Err(format!(
-                    "generation {} (pid {}) {} within {}",
-                    self.number,
-                    self.pid,
-                    readiness::describe_wait(readiness),
-                    crate::duration::format(timeout)
-                ))
+                Err(StartError::NotReady {
+                    number: self.number,
+                    pid: self.pid.as_raw(),
+                    what: readiness::describe_wait(readiness),
+                    timeout,
+                })
             }
         }
     }
 
-    async fn become_ready(&mut self, readiness: &Readiness) -> Result<(), String> {
+    /// Ready, or how the generation exited first.
+    async fn become_ready(&mut self, readiness: &Readiness) -> Result<(), Option<ExitStatus>> {
         if readiness.wants_notify() {
             while !self.is_ready() {
                 self.next_event_alive().await?;
@@ -197,7 +212,7 @@ impl Generation {
         if let (Some(path), Some(addr)) = (readiness.probe_path(), self.probe) {
             let number = self.number;
             self.while_alive(readiness::probe_until_ok(addr, path, number))
-                .await??;
+                .await?;
         }
         if let Readiness::Delay(d) = readiness {
             self.while_alive(tokio::time::sleep(*d)).await?;
@@ -205,25 +220,20 @@ impl Generation {
         Ok(())
     }
 
-    /// The next event, or why the generation is gone.
-    async fn next_event_alive(&mut self) -> Result<Event, String> {
+    /// The next event, or how the generation exited.
+    pub(crate) async fn next_event_alive(&mut self) -> Result<Event, Option<ExitStatus>> {
         match self.next_event().await {
-            Some(Event::Exited(status)) => Err(format!(
-                "generation {} (pid {}) exited before it was ready: {}",
-                self.number,
-                self.pid,
-                describe(status)
-            )),
+            Some(Event::Exited(status)) => Err(status),
             Some(event) => Ok(event),
-            None => Err("generation vanished before it was ready".into()),
+            None => Err(self.exit.flatten()),
         }
     }
 
-    /// Runs `work` unless the generation exits first.
-    async fn while_alive<T>(
+    /// Runs `work` unless the generation exits first (then: how it exited).
+    pub(crate) async fn while_alive<T>(
         &mut self,
         work: impl std::future::Future<Output = T>,
-    ) -> Result<T, String> {
+    ) -> Result<T, Option<ExitStatus>> {
         tokio::pin!(work);
         loop {
             tokio::select! {
@@ -231,6 +241,11 @@ impl Generation {
                 event = self.next_event_alive() => { event?; }
             }
         }
+    }
+
+    /// The address of its private probe socket, when readiness is probed over HTTP.
+    pub(crate) fn probe_addr(&self) -> Option<SocketAddr> {
+        self.probe
     }
 
     /// Sends `signal` to the generation's leader only: like systemd's KillMode=mixed, the app
@@ -242,27 +257,24 @@ impl Generation {
     }
 
     /// SIGKILLs the whole process group and waits until the leader is reaped.
-    pub async fn kill_and_reap(&mut self) -> ExitStatus {
+    pub async fn kill_and_reap(&mut self) -> Option<ExitStatus> {
         let _ = killpg(self.pid, Signal::SIGKILL);
         self.wait_exit().await
     }
 
-    pub async fn wait_exit(&mut self) -> ExitStatus {
+    /// Waits until the leader was reaped; `None` when its exit status could not be learned.
+    pub async fn wait_exit(&mut self) -> Option<ExitStatus> {
         while self.exit.is_none() {
             if self.next_event().await.is_none() {
                 break;
             }
         }
-        // The watcher always sends Exited before closing the channel.
-        self.exit.unwrap_or_else(|| {
-            use std::os::unix::process::ExitStatusExt;
-            ExitStatus::from_raw(0)
-        })
+        self.exit.flatten()
     }
 
     /// Drains: `signal`, then up to `timeout` for the app to finish its requests, then SIGKILL to
     /// the group. Returns the exit status and whether the deadline had to be enforced.
-    pub async fn retire(mut self, signal: Signal, timeout: Duration) -> (ExitStatus, bool) {
+    pub async fn retire(mut self, signal: Signal, timeout: Duration) -> (Option<ExitStatus>, bool) {
         self.signal(signal);
         match tokio::time::timeout(timeout, self.wait_exit()).await {
             Ok(status) => (status, false),
@@ -309,11 +321,10 @@ async fn watch(
         tokio::select! {
             status = child.wait() => {
                 let status = match status {
-                    Ok(s) => s,
+                    Ok(s) => Some(s),
                     Err(e) => {
                         tracing::error!("waiting for pid {pid} failed: {e}");
-                        use std::os::unix::process::ExitStatusExt;
-                        ExitStatus::from_raw(0xff00)
+                        None
                     }
                 };
                 // Whatever the leader left running in its group must not outlive it.
@@ -359,9 +370,12 @@ async fn recv(notify: Option<&NotifySocket>) -> std::io::Result<crate::notify::R
     }
 }
 
-/// "exit status 3" / "killed by SIGKILL".
-pub fn describe(status: ExitStatus) -> String {
+/// "exit status 3" / "killed by SIGKILL" / "exit status unknown".
+pub fn describe(status: Option<ExitStatus>) -> String {
     use std::os::unix::process::ExitStatusExt;
+    let Some(status) = status else {
+        return "exit status unknown".to_string();
+    };
     if let Some(code) = status.code() {
         format!("exit status {code}")
     } else if let Some(sig) = status.signal() {

@@ -2,13 +2,14 @@
 //! their notify sockets, and the reload/drain lifecycle.
 
 pub mod duration;
+pub mod error;
 pub mod generation;
 pub mod listen;
 pub mod notify;
+pub mod probation;
 pub mod readiness;
 pub mod spawn;
 pub mod supervisor;
-pub mod timefmt;
 pub mod upstream;
 
 /// The first directory of a systemd directory variable (`RUNTIME_DIRECTORY=`, `STATE_DIRECTORY=`,

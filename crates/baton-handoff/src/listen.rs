@@ -60,12 +60,12 @@ impl fmt::Display for ListenSpec {
 }
 
 impl FromStr for ListenAddr {
-    type Err = String;
+    type Err = ListenError;
 
     /// `host:port`, `[v6]:port`, or a unix socket path (anything containing `/`).
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ListenError> {
         if s.is_empty() {
-            return Err("empty listen address".into());
+            return Err(ListenError::Empty);
         }
         if s.contains('/') {
             return Ok(ListenAddr::Unix(PathBuf::from(s)));
@@ -74,31 +74,33 @@ impl FromStr for ListenAddr {
             return Ok(ListenAddr::Tcp(addr));
         }
         let Some((host, port)) = s.rsplit_once(':') else {
-            return Err(format!(
-                "listen address {s:?} needs a port (host:port, [v6]:port or a socket path)"
-            ));
+            return Err(ListenError::NoPort(s.to_string()));
         };
         if port.parse::<u16>().is_err() {
-            return Err(format!("listen address {s:?} has an invalid port {port:?}"));
+            return Err(ListenError::BadPort {
+                addr: s.to_string(),
+                port: port.to_string(),
+            });
         }
         if host.is_empty() || host.contains(':') {
-            return Err(format!(
-                "listen address {s:?} is malformed (write IPv6 as [addr]:port)"
-            ));
+            return Err(ListenError::Malformed(s.to_string()));
         }
         let resolved = (host, port.parse::<u16>().unwrap_or(0))
             .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve listen host {host:?}: {e}"))?
+            .map_err(|e| ListenError::Resolve {
+                host: host.to_string(),
+                reason: e.to_string(),
+            })?
             .next()
-            .ok_or_else(|| format!("listen host {host:?} resolves to no address"))?;
+            .ok_or_else(|| ListenError::NoAddress(host.to_string()))?;
         Ok(ListenAddr::Tcp(resolved))
     }
 }
 
 impl FromStr for ListenSpec {
-    type Err = String;
+    type Err = ListenError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ListenError> {
         // A name never contains '/', ':' or '[', so the first '=' before any of them splits it.
         let split = s.find('=').filter(|&i| !s[..i].contains(['/', ':', '[']));
         let (name, addr) = match split {
@@ -114,32 +116,30 @@ impl FromStr for ListenSpec {
 }
 
 /// systemd's rules for fd names: 1..=255 printable ASCII characters, no `:`.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), ListenError> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid socket name {name:?} (1-255 printable ASCII characters, no ':' or spaces)"
-        ))
+        Err(ListenError::BadName(name.to_string()))
     }
 }
 
 /// Binds a socket for `spec`. TCP sockets get SO_REUSEADDR (std's default on Unix), so a
 /// restarted baton can rebind at once; a stale unix socket file is replaced only when nobody
 /// listens on it.
-pub fn bind(spec: &ListenSpec) -> Result<Socket, String> {
+pub fn bind(spec: &ListenSpec) -> Result<Socket, ListenError> {
+    let bind_error = |source| ListenError::Bind {
+        addr: spec.addr.to_string(),
+        source,
+    };
     let fd: OwnedFd = match &spec.addr {
-        ListenAddr::Tcp(addr) => TcpListener::bind(addr)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?
-            .into(),
+        ListenAddr::Tcp(addr) => TcpListener::bind(addr).map_err(bind_error)?.into(),
         ListenAddr::Unix(path) => {
             remove_stale_unix_socket(path)?;
-            UnixListener::bind(path)
-                .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?
-                .into()
+            UnixListener::bind(path).map_err(bind_error)?.into()
         }
     };
     Ok(Socket {
@@ -149,24 +149,21 @@ pub fn bind(spec: &ListenSpec) -> Result<Socket, String> {
     })
 }
 
-fn remove_stale_unix_socket(path: &Path) -> Result<(), String> {
+fn remove_stale_unix_socket(path: &Path) -> Result<(), ListenError> {
     use std::os::unix::fs::FileTypeExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
     if !meta.file_type().is_socket() {
-        return Err(format!(
-            "cannot listen on {}: the path exists and is not a socket",
-            path.display()
-        ));
+        return Err(ListenError::NotASocket(path.display().to_string()));
     }
     if UnixStream::connect(path).is_ok() {
-        return Err(format!(
-            "cannot listen on {}: another process is listening there",
-            path.display()
-        ));
+        return Err(ListenError::InUse(path.display().to_string()));
     }
-    std::fs::remove_file(path).map_err(|e| format!("cannot remove stale {}: {e}", path.display()))
+    std::fs::remove_file(path).map_err(|source| ListenError::RemoveStale {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Takes the sockets systemd passed (LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES) and removes those
@@ -174,19 +171,17 @@ fn remove_stale_unix_socket(path: &Path) -> Result<(), String> {
 ///
 /// # Safety
 /// Modifies the process environment: call it before any other thread exists.
-pub unsafe fn take_inherited() -> Result<Vec<Socket>, String> {
+pub unsafe fn take_inherited() -> Result<Vec<Socket>, ListenError> {
     let pid_set = std::env::var_os("LISTEN_PID").is_some();
     // sd-notify checks LISTEN_PID strictly, sets FD_CLOEXEC and zips the names.
     let fds = unsafe { sd_notify::listen_fds_with_names_and_unset_env() }
-        .map_err(|e| format!("malformed socket activation variables (LISTEN_*): {e}"))?;
+        .map_err(|e| ListenError::Activation(e.to_string()))?;
     // SAFETY: same precondition as this function.
     unsafe { std::env::remove_var("LISTEN_PIDFDID") };
     let mut sockets = Vec::new();
     for (fd, name) in fds {
         if nix::fcntl::fcntl(fd_borrow(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
-            return Err(format!(
-                "socket activation says fd {fd} is passed, but it is not open"
-            ));
+            return Err(ListenError::NotOpen(fd));
         }
         // systemd names unnamed sockets after the unit; treat "unknown" the same as a missing name.
         let name = if name.is_empty() || name == "unknown" {
@@ -211,6 +206,70 @@ pub unsafe fn take_inherited() -> Result<Vec<Socket>, String> {
 fn fd_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: used only for an F_GETFD probe on an fd number; a closed fd yields EBADF.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// Why a socket could not be parsed, bound or taken over.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// An empty `--listen` value.
+    #[error("empty listen address")]
+    Empty,
+    /// `host` without `:port`.
+    #[error("listen address {0:?} needs a port (host:port, [v6]:port or a socket path)")]
+    NoPort(String),
+    /// The port is not a number from 0 to 65535.
+    #[error("listen address {addr:?} has an invalid port {port:?}")]
+    BadPort {
+        /// The whole address.
+        addr: String,
+        /// The port part.
+        port: String,
+    },
+    /// An IPv6 address without brackets, or an empty host.
+    #[error("listen address {0:?} is malformed (write IPv6 as [addr]:port)")]
+    Malformed(String),
+    /// The host name did not resolve.
+    #[error("cannot resolve listen host {host:?}: {reason}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The resolver's answer.
+        reason: String,
+    },
+    /// The host name resolved to nothing.
+    #[error("listen host {0:?} resolves to no address")]
+    NoAddress(String),
+    /// Not a valid systemd fd name.
+    #[error("invalid socket name {0:?} (1-255 printable ASCII characters, no ':' or spaces)")]
+    BadName(String),
+    /// bind(2) or listen(2) failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A unix socket path is taken by something that is not a socket.
+    #[error("cannot listen on {0}: the path exists and is not a socket")]
+    NotASocket(String),
+    /// A unix socket path has a live listener.
+    #[error("cannot listen on {0}: another process is listening there")]
+    InUse(String),
+    /// A stale unix socket file could not be removed.
+    #[error("cannot remove stale {path}: {source}")]
+    RemoveStale {
+        /// The socket file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// LISTEN_FDS / LISTEN_PID / LISTEN_FDNAMES are inconsistent.
+    #[error("malformed socket activation variables (LISTEN_*): {0}")]
+    Activation(String),
+    /// LISTEN_FDS names an fd that is not open.
+    #[error("socket activation says fd {0} is passed, but it is not open")]
+    NotOpen(RawFd),
 }
 
 /// Splits sockets into those baton keeps (by name) and those the app gets, keeping order.
@@ -267,6 +326,6 @@ mod tests {
             .unwrap()
             .port();
         let err = bind(&format!("127.0.0.1:{port}").parse().unwrap()).unwrap_err();
-        assert!(err.contains("cannot listen on"), "{err}");
+        assert!(err.to_string().contains("cannot listen on"), "{err}");
     }
 }

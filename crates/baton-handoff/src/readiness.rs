@@ -42,18 +42,30 @@ impl Readiness {
     }
 }
 
+/// A `--ready` value that is not a readiness mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadinessError {
+    /// The probe path is not an absolute path without spaces.
+    #[error("readiness probe path {0:?} must start with '/' and have no spaces")]
+    BadPath(String),
+    /// `delay:` with a bad duration.
+    #[error(transparent)]
+    Delay(#[from] crate::duration::InvalidDuration),
+    /// None of the modes.
+    #[error("unknown readiness {0:?} (notify, http:/PATH, notify+http:/PATH or delay:DURATION)")]
+    Unknown(String),
+}
+
 impl FromStr for Readiness {
-    type Err = String;
+    type Err = ReadinessError;
 
     /// `notify`, `http:/PATH`, `notify+http:/PATH`, `delay:DURATION`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let path = |p: &str| -> Result<String, String> {
+    fn from_str(s: &str) -> Result<Self, ReadinessError> {
+        let path = |p: &str| {
             if p.starts_with('/') && !p.contains(char::is_whitespace) {
                 Ok(p.to_string())
             } else {
-                Err(format!(
-                    "readiness probe path {p:?} must start with '/' and have no spaces"
-                ))
+                Err(ReadinessError::BadPath(p.to_string()))
             }
         };
         if s == "notify" {
@@ -65,9 +77,7 @@ impl FromStr for Readiness {
         } else if let Some(d) = s.strip_prefix("delay:") {
             Ok(Readiness::Delay(crate::duration::parse(d)?))
         } else {
-            Err(format!(
-                "unknown readiness {s:?} (notify, http:/PATH, notify+http:/PATH or delay:DURATION)"
-            ))
+            Err(ReadinessError::Unknown(s.to_string()))
         }
     }
 }
@@ -106,14 +116,14 @@ pub async fn probe_once(addr: SocketAddr, path: &str) -> Result<u16, String> {
 
 /// Probes until a 2xx answer. Logs each change of answer once, so a 500 or a redirect on the
 /// health path is visible in the log instead of looking like a silent timeout.
-pub async fn probe_until_ok(addr: SocketAddr, path: &str, generation: u64) -> Result<(), String> {
+pub async fn probe_until_ok(addr: SocketAddr, path: &str, generation: u64) {
     let mut last: Option<Result<u16, String>> = None;
     loop {
         let answer = tokio::time::timeout(Duration::from_secs(5), probe_once(addr, path))
             .await
             .unwrap_or_else(|_| Err("no answer within 5s".into()));
         if matches!(answer, Ok(200..=299)) {
-            return Ok(());
+            return;
         }
         if last.as_ref() != Some(&answer) {
             match &answer {

@@ -45,8 +45,8 @@ pub struct AppCommand {
 impl AppCommand {
     /// Fails with a one-line reason when the program cannot be found or is not executable, so
     /// that a typo is reported before any process starts.
-    pub fn check_executable(&self) -> Result<PathBuf, String> {
-        let prog = self.argv.first().ok_or("the app command is empty")?;
+    pub fn check_executable(&self) -> Result<PathBuf, CommandError> {
+        let prog = self.argv.first().ok_or(CommandError::Empty)?;
         let prog = Path::new(prog);
         let found = if prog.as_os_str().as_bytes().contains(&b'/') {
             let full = match &self.cwd {
@@ -61,8 +61,19 @@ impl AppCommand {
                     .find(|p| is_executable(p))
             })
         };
-        found.ok_or_else(|| format!("app command {} not found or not executable", prog.display()))
+        found.ok_or_else(|| CommandError::NotFound(prog.display().to_string()))
     }
+}
+
+/// Why an app command cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// No program given.
+    #[error("the app command is empty")]
+    Empty,
+    /// Not on PATH, missing, or not executable.
+    #[error("app command {0} not found or not executable")]
+    NotFound(String),
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -78,12 +89,8 @@ pub struct Inheritance<'a> {
 }
 
 /// Spawns `cmd` through the shim, in a new process group (so the whole generation can be
-/// signalled at once), with stdin from /dev/null and baton's stdout/stderr.
-pub fn spawn(cmd: &AppCommand, with: &Inheritance<'_>) -> io::Result<tokio::process::Child> {
-    spawn_with_env(cmd, with, &[])
-}
-
-/// [`spawn`], plus `extra_env` set after the stripping: how a caller passes on a variable it
+/// signalled at once), with stdin from /dev/null and baton's stdout/stderr; `extra_env` is set
+/// after the stripping: how a caller passes on a variable it
 /// wants the child to keep (e.g. `CREDENTIALS_DIRECTORY` for a successor that becomes the
 /// service's main process) or adds one of its own.
 pub fn spawn_with_env(

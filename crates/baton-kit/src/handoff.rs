@@ -217,7 +217,7 @@ async fn start_and_wait(
         },
         cwd: None,
     };
-    command.check_executable()?;
+    command.check_executable().map_err(|e| e.to_string())?;
     let mut extra_env: Vec<(String, OsString)> = Vec::new();
     if let Some(m) = manager {
         extra_env.push((UPSTREAM_VAR.into(), m.as_os_str().to_owned()));
@@ -235,10 +235,12 @@ async fn start_and_wait(
             .unwrap_or_else(default_notify_dir),
         extra_env,
     };
-    let mut successor = Generation::spawn(&spec, generation, None, &Readiness::Notify)?;
+    let mut successor = Generation::spawn(&spec, generation, None, &Readiness::Notify)
+        .map_err(|e| e.to_string())?;
     successor
         .wait_ready(&Readiness::Notify, options.ready_timeout)
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     let ready_in = successor.started.elapsed();
     let status = successor.app_status.clone();
     let pid = successor.detach();

@@ -1,0 +1,81 @@
+//! Typed errors of the supervisor side. Their `Display` is the one-line message baton shows a
+//! person; callers match on the variant, never on the text.
+
+use std::time::Duration;
+
+use crate::duration;
+
+/// Why a generation could not be started or did not become ready. Cloneable: one start answers
+/// every reload request that was coalesced into it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// The private notify socket could not be bound.
+    #[error("cannot create notify socket {path}: {reason}")]
+    NotifySocket { path: String, reason: String },
+    /// Duplicating the listening sockets (or binding the probe socket) failed.
+    #[error("cannot {what}: {reason}")]
+    Sockets { what: &'static str, reason: String },
+    /// fork/exec of the exec shim failed.
+    #[error("cannot start the app: {0}")]
+    Spawn(String),
+    /// The child was gone before its pid could be read.
+    #[error("the app exited before baton saw its pid")]
+    NoPid,
+    /// The generation exited before it was ready.
+    #[error("generation {number} (pid {pid}) exited before it was ready: {exit}")]
+    ExitedEarly { number: u64, pid: i32, exit: String },
+    /// The generation was not ready within the readiness timeout; `what` says what it missed.
+    #[error("generation {number} (pid {pid}) {what} within {}", duration::format(*timeout))]
+    NotReady {
+        number: u64,
+        pid: i32,
+        what: String,
+        timeout: Duration,
+    },
+}
+
+/// Why a generation that was ready failed its probation (and was killed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbationError {
+    /// It exited on its own while on probation.
+    #[error(
+        "generation {number} died {:.1} s after READY, during probation: {exit}",
+        after.as_secs_f64()
+    )]
+    Died {
+        number: u64,
+        after: Duration,
+        exit: String,
+    },
+    /// Its health probe failed `failures` times in a row; `last` is the last answer.
+    #[error(
+        "generation {number} failed {failures} health probes in a row during probation (GET {path}: {last})"
+    )]
+    Unhealthy {
+        number: u64,
+        failures: u32,
+        path: String,
+        last: String,
+    },
+}
+
+/// Why a reload (or a deploy's handoff) did not put a new generation in service. The serving
+/// generation, if any, keeps serving.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadError {
+    /// The new generation did not start or become ready.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The new generation was ready but failed its probation.
+    #[error(transparent)]
+    Probation(#[from] ProbationError),
+    /// The very first generation failed: there is nothing to serve.
+    #[error("the first generation failed: {0}")]
+    First(Box<ReloadError>),
+    /// baton stopped before the reload finished.
+    #[error("baton is shutting down")]
+    ShuttingDown,
+    /// baton was told to stop with this reason (e.g. the first deploy failed).
+    #[error("{0}")]
+    Stopped(String),
+}

@@ -1,0 +1,116 @@
+//! The client side of the control socket: `baton reload|deploy|rollback|status`.
+
+use crate::control::{self, Command, Reply};
+use crate::{ClientArgs, config, deploy, paths};
+
+/// Sends `command` to the running baton the client arguments point at.
+pub fn call(client: &ClientArgs, command: Command) -> Result<Reply, String> {
+    let timeout = baton_handoff::duration::parse(&client.timeout).map_err(|e| e.to_string())?;
+    let path = match (&client.control, &client.config) {
+        (Some(path), _) => path.clone(),
+        (None, Some(file)) => {
+            let file_cfg = config::load_file(file)?;
+            file_cfg.control.unwrap_or_else(|| {
+                paths::control_in(
+                    &file_cfg
+                        .runtime_dir
+                        .unwrap_or_else(paths::default_runtime_dir),
+                )
+            })
+        }
+        (None, None) => paths::default_control(),
+    };
+    client_runtime()?.block_on(control::call(&path, command, timeout))
+}
+
+pub fn client_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The reason an unexpected reply gives.
+pub fn reason(reply: Reply) -> String {
+    match reply {
+        Reply::Error(e) => e,
+        _ => "unexpected answer from baton".into(),
+    }
+}
+
+/// Prints a deploy's or rollback's answer: `done` on success, `action failed: ...` otherwise.
+pub fn deployed(reply: Reply, done: &str, action: &str) -> Result<(), String> {
+    match reply {
+        Reply::Deployed(d) => {
+            println!(
+                "{done}: release {} ({}) serving as generation {} (pid {})",
+                d.release,
+                &d.commit[..12.min(d.commit.len())],
+                d.generation,
+                d.app_pid
+            );
+            Ok(())
+        }
+        other => Err(format!("{action} failed: {}", reason(other))),
+    }
+}
+
+pub fn print_deploys(d: &deploy::Status) {
+    if let Some(r) = &d.current_release {
+        println!(
+            "release:     {r} ({})",
+            d.current_commit.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some(r) = &d.running {
+        println!("deploying:   {r}");
+    }
+    if let Some(p) = &d.pending {
+        println!("pending:     {p}");
+    }
+    if !d.recent.is_empty() {
+        println!("deploys (newest first):");
+    }
+    for e in &d.recent {
+        let outcome = format!("{:?}", e.outcome).to_lowercase();
+        println!(
+            "  {}  {:<7} {:<28} {} {}",
+            e.started_at,
+            outcome,
+            if e.release.is_empty() {
+                "-"
+            } else {
+                &e.release
+            },
+            e.trigger,
+            e.reason.as_deref().unwrap_or("")
+        );
+    }
+}
+
+pub fn print_status(s: &baton_handoff::supervisor::StatusReport) {
+    println!("state:       {}", s.state);
+    println!("baton pid:   {}", s.baton_pid);
+    if let (Some(g), Some(pid)) = (s.generation, s.app_pid) {
+        println!("generation:  {g} (pid {pid})");
+    }
+    if let Some(t) = &s.started_at {
+        println!("started at:  {t}");
+    }
+    if let Some(a) = &s.app_status {
+        println!("app status:  {a}");
+    }
+    println!(
+        "reloads:     {} ok, {} failed",
+        s.reloads_ok, s.reloads_failed
+    );
+    if s.retiring > 0 {
+        println!("draining:    {} old generation(s)", s.retiring);
+    }
+    if let Some(n) = s.probation {
+        println!("probation:   generation {n} serving next to it, watched");
+    }
+    if let Some(e) = &s.last_error {
+        println!("last error:  {e}");
+    }
+}

@@ -1,0 +1,319 @@
+//! The steps of one deploy (fetch, checkout, build, handoff) or rollback (handoff), and what is
+//! recorded about it: history with per-phase durations, the failure marker, `current`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use baton_deploy::{Outcome, PhaseTime, Release};
+use baton_handoff::error::ReloadError;
+use baton_handoff::supervisor::{ReloadReport, Request as SupervisorRequest};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{DeployError, DeployResult, DeployState, Report, Settings, Trigger};
+
+/// What every job needs: the settings, the state directory's owner, the supervisor.
+pub struct Context {
+    pub settings: Arc<Settings>,
+    pub state: Arc<DeployState>,
+    pub supervisor: mpsc::Sender<SupervisorRequest>,
+}
+
+/// One unit of work of the queue.
+pub enum Job {
+    Deploy {
+        rev: Option<String>,
+        trigger: Trigger,
+    },
+    Rollback {
+        release: Option<String>,
+        trigger: Trigger,
+    },
+}
+
+impl Job {
+    pub fn describe(&self) -> String {
+        match self {
+            Job::Deploy { rev, trigger } => format!(
+                "deploy of {} ({})",
+                rev.as_deref().unwrap_or("the branch head"),
+                trigger.label()
+            ),
+            Job::Rollback { release, trigger } => format!(
+                "rollback to {} ({})",
+                release.as_deref().unwrap_or("the previous release"),
+                trigger.label()
+            ),
+        }
+    }
+
+    /// The commit this job was asked for, when known (a push's head).
+    pub fn commit(&self) -> Option<String> {
+        match self {
+            Job::Deploy {
+                rev: None,
+                trigger: Trigger::Push { commit, .. },
+            } => Some(commit.clone()),
+            Job::Deploy { rev: Some(rev), .. } if rev.len() == 40 => Some(rev.clone()),
+            _ => None,
+        }
+    }
+
+    fn trigger(&self) -> &Trigger {
+        match self {
+            Job::Deploy { trigger, .. } | Job::Rollback { trigger, .. } => trigger,
+        }
+    }
+}
+
+/// Per-phase durations of the job in progress.
+#[derive(Default)]
+struct Phases(Vec<PhaseTime>);
+
+impl Phases {
+    fn add(&mut self, phase: &str, since: Instant) {
+        self.add_ms(phase, since.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    fn add_ms(&mut self, phase: &str, ms: f64) {
+        self.0.push(PhaseTime {
+            phase: phase.to_string(),
+            ms: ms.round() as u64,
+        });
+    }
+}
+
+/// Runs one job to the end and records it.
+pub async fn execute(ctx: Arc<Context>, job: Job) -> DeployResult {
+    ctx.state.begin(job.trigger().label());
+    let mut phases = Phases::default();
+    let prepared = match &job {
+        Job::Deploy { rev, trigger } => prepare(&ctx, rev.clone(), trigger, &mut phases).await,
+        Job::Rollback { release, .. } => rollback_target(&ctx, release.as_deref()),
+    };
+    let outcome = match prepared {
+        Ok(release) => handoff(&ctx, &release, &mut phases)
+            .await
+            .map(|report| (release, report)),
+        Err(failure) => Err(failure),
+    };
+    finish(&ctx, outcome, phases)
+}
+
+/// A failure, and the release it leaves behind (to be marked failed), if one was made.
+struct Failure {
+    release: Option<Release>,
+    error: DeployError,
+}
+
+impl From<DeployError> for Box<Failure> {
+    fn from(error: DeployError) -> Box<Failure> {
+        Box::new(Failure {
+            release: None,
+            error,
+        })
+    }
+}
+
+/// Fetch, check out, link shared files, build.
+async fn prepare(
+    ctx: &Arc<Context>,
+    rev: Option<String>,
+    trigger: &Trigger,
+    phases: &mut Phases,
+) -> Result<Release, Box<Failure>> {
+    let fetch = Instant::now();
+    let (state, settings) = (ctx.state.clone(), ctx.settings.clone());
+    let commit = blocking(move || {
+        state.with_mirror(|mirror| {
+            let head = mirror.fetch(&settings.source).map_err(|e| e.to_string())?;
+            match &rev {
+                Some(rev) => mirror.resolve(rev).map_err(|e| e.to_string()),
+                None => Ok(head),
+            }
+        })
+    })
+    .await?
+    .map_err(DeployError::Git)?;
+    phases.add("fetch", fetch);
+    let commit_id = commit.to_string();
+    ctx.state.update(|e| e.commit = commit_id);
+    if trigger.is_automatic() {
+        refuse_known_bad(&ctx.state, &commit.to_string())?;
+    }
+    let checkout = Instant::now();
+    let (state, shared) = (ctx.state.clone(), ctx.settings.shared.clone());
+    let release = blocking(move || {
+        let release = state
+            .with_mirror(|mirror| {
+                state
+                    .releases
+                    .checkout(mirror, commit)
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(DeployError::Git)?;
+        if let Err(e) = state.releases.link_shared(&release, &shared) {
+            let e = e.to_string();
+            state.mark_failed(&release, &e);
+            return Err(DeployError::Release(e));
+        }
+        Ok(release)
+    })
+    .await??;
+    phases.add("checkout", checkout);
+    ctx.state.record_release(&release);
+    tracing::info!(
+        "release {} checked out at {}",
+        release.id,
+        release.dir.display()
+    );
+    if let Some(build) = &ctx.settings.build {
+        let started = Instant::now();
+        let id = release.id.clone();
+        let built = baton_deploy::build::run(
+            &build.command,
+            &release,
+            &build.env,
+            build.timeout,
+            |line| tracing::info!("build {id}: {line}"),
+        )
+        .await;
+        phases.add("build", started);
+        if let Err(e) = built {
+            return Err(Box::new(Failure {
+                release: Some(release),
+                error: DeployError::Build(e.to_string()),
+            }));
+        }
+    }
+    Ok(release)
+}
+
+/// A commit that failed after its build (it started and died, or failed probation) is not
+/// rebuilt by a push redelivery or the poller: that would loop on a broken release.
+fn refuse_known_bad(state: &DeployState, commit: &str) -> Result<(), DeployError> {
+    let Some(entry) = state.last_entry_for(commit) else {
+        return Ok(());
+    };
+    match (&entry.outcome, entry.failed_phase.as_deref()) {
+        (Outcome::Failed, Some(phase @ ("start" | "probation"))) => Err(DeployError::KnownBad {
+            commit: commit.to_string(),
+            phase: phase.to_string(),
+            why: entry.reason.unwrap_or_default(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn rollback_target(ctx: &Context, wanted: Option<&str>) -> Result<Release, Box<Failure>> {
+    let releases = &ctx.state.releases;
+    let release = match wanted {
+        Some(id) => releases
+            .get(id)
+            .ok_or_else(|| DeployError::NoSuchRelease(id.to_string()))?,
+        None => releases.previous().ok_or(DeployError::NoPrevious)?,
+    };
+    if let Some(why) = release.failure() {
+        return Err(DeployError::FailedEarlier {
+            id: release.id,
+            why,
+        }
+        .into());
+    }
+    ctx.state.record_release(&release);
+    Ok(release)
+}
+
+async fn handoff(
+    ctx: &Context,
+    release: &Release,
+    phases: &mut Phases,
+) -> Result<Report, Box<Failure>> {
+    let failure = |error: DeployError| {
+        Box::new(Failure {
+            release: Some(release.clone()),
+            error,
+        })
+    };
+    let (tx, rx) = oneshot::channel();
+    let request = SupervisorRequest::Reload {
+        dir: Some(release.dir.clone()),
+        reply: Some(tx),
+    };
+    let gone = || failure(DeployError::ShuttingDown);
+    ctx.supervisor.send(request).await.map_err(|_| gone())?;
+    let report: ReloadReport = rx
+        .await
+        .map_err(|_| gone())?
+        .map_err(|e| failure(handoff_error(e)))?;
+    phases.add_ms("start", report.cutover_ms);
+    if report.probation_ms > 0.0 {
+        phases.add_ms("probation", report.probation_ms);
+    }
+    Ok(Report {
+        release: release.id.clone(),
+        commit: release.commit.clone(),
+        generation: report.generation,
+        app_pid: report.app_pid,
+    })
+}
+
+fn handoff_error(e: ReloadError) -> DeployError {
+    match e {
+        ReloadError::ShuttingDown => DeployError::ShuttingDown,
+        other => DeployError::Handoff(other),
+    }
+}
+
+/// Records the outcome: `current` + retention on success, the failure marker otherwise.
+fn finish(
+    ctx: &Context,
+    outcome: Result<(Release, Report), Box<Failure>>,
+    phases: Phases,
+) -> DeployResult {
+    let state = &ctx.state;
+    let (result, failed_phase) = match outcome {
+        Ok((release, report)) => match state.releases.set_current(&release) {
+            Ok(()) => {
+                match state.releases.prune(ctx.settings.keep) {
+                    Ok(gone) if !gone.is_empty() => tracing::info!("pruned releases {gone:?}"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("pruning releases failed: {e}"),
+                }
+                (Ok(report), None)
+            }
+            Err(e) => (Err(DeployError::Release(e.to_string())), Some("start")),
+        },
+        Err(failure) => {
+            let Failure { release, error } = *failure;
+            if let Some(r) = release
+                && r.failure().is_none()
+                && state.releases.current().map(|c| c.id) != Some(r.id.clone())
+            {
+                state.mark_failed(&r, &error.to_string());
+            }
+            let phase = error.phase();
+            (Err(error), phase)
+        }
+    };
+    state.update(|e| {
+        e.finished_at = Some(baton_clock::utc_now());
+        e.outcome = if result.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        };
+        e.reason = result.as_ref().err().map(|e| e.to_string());
+        e.failed_phase = failed_phase.map(str::to_string);
+        e.phases = phases.0;
+    });
+    result
+}
+
+/// Runs blocking git/filesystem work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DeployError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| DeployError::Task(e.to_string()))
+}
