@@ -179,7 +179,6 @@ async fn measured_push(
     repo.write(&[("hello.txt", message)])?;
     let sha = repo.commit(message)?;
     let push = repo.push()?;
-    let offset = baton.baton.log_text().len();
     let posted = Instant::now();
     let status = baton.post_push(&sha)?;
     let webhook = posted.elapsed();
@@ -188,14 +187,8 @@ async fn measured_push(
     }
     let visible = baton.wait_message(message, posted, poll, timeout).await?;
     // The deploy is recorded just after the cutover; wait for it before the next push.
-    baton.wait_idle(Duration::from_secs(60)).await?;
-    let log = baton.baton.log_text();
-    let phases = phases::from_log(log.get(offset..).unwrap_or_default()).ok_or_else(|| {
-        format!(
-            "could not split the deploy from baton's log:\n{}",
-            baton.baton.log_tail(40)
-        )
-    })?;
+    let status = baton.wait_idle(Duration::from_secs(60)).await?;
+    let phases = Phases::of(&status, &sha)?;
     Ok(Sample {
         push,
         webhook,
@@ -250,12 +243,12 @@ async fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, S
         let sample =
             measured_push(&mut baton, &repo, &message, POLL_A, Duration::from_secs(30)).await?;
         eprintln!(
-            "  push {i:>2}: git push {:.0} ms, POST → serving {:.1} ms (baton: fetch+checkout {:.1}, ready {:.1}, total {:.1})",
+            "  push {i:>2}: git push {:.0} ms, POST → serving {:.1} ms (baton: fetch {}, start {}, total {})",
             ms(sample.push),
             ms(sample.visible),
-            sample.phases.fetch_checkout,
-            sample.phases.ready,
-            sample.phases.total
+            sample.phases.ms("fetch"),
+            sample.phases.ms("start"),
+            sample.phases.total()
         );
         samples.push(sample);
         // Let the old generation finish draining so pushes do not overlap.
@@ -341,11 +334,8 @@ async fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, S
         let startup = baton
             .wait_message(&expected, spawned, POLL_B, Duration::from_secs(600))
             .await?;
-        baton.wait_idle(Duration::from_secs(60)).await?;
-        let startup_built = baton
-            .baton
-            .log_text()
-            .contains("Finished `release` profile");
+        let status = baton.wait_idle(Duration::from_secs(60)).await?;
+        let startup_built = phases::started_with_deploy(&status);
         eprintln!(
             "    start-up: serving after {:.1} s{}",
             startup.as_secs_f64(),
@@ -363,13 +353,9 @@ async fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, S
             )
             .await?;
             eprintln!(
-                "    push: POST → serving {:.1} s (build {:.1} s, cargo {})",
+                "    push: POST → serving {:.1} s (build {:.1} s)",
                 sample.visible.as_secs_f64(),
-                sample.phases.build / 1000.0,
-                sample
-                    .phases
-                    .cargo_secs
-                    .map_or("-".into(), |s| format!("{s:.2} s"))
+                sample.phases.ms("build") / 1000.0,
             );
             samples.push(sample);
         }
@@ -437,6 +423,10 @@ fn spread(values: &[f64]) -> [f64; 3] {
     [at(50.0), at(90.0), at(100.0)]
 }
 
+fn fetch_checkout(phases: &Phases) -> f64 {
+    phases.ms("fetch") + phases.ms("checkout")
+}
+
 fn median(values: &[f64]) -> f64 {
     spread(values)[0]
 }
@@ -460,11 +450,11 @@ fn report(a: &PartA, b: Option<&PartB>) -> String {
     let w = &mut out;
     let _ = writeln!(
         w,
-        "- Setup: a bench-owned `sshd` on 127.0.0.1 (own host key; `authorized_keys` with a generated ed25519 deploy key for baton and a developer key for pushing) serving bare repositories, its sessions with a HOME of their own (bash sources `~/.bashrc` for commands run by sshd; this machine's root `.bashrc` runs `pyenv init`, which alone added 150–400 ms to every ssh fetch and push — a forge's endpoint runs no login shell); `baton run --repo ssh://USER@127.0.0.1:PORT/…/app.git --deploy-key … --known-hosts … --webhook-listen 127.0.0.1:… --webhook-secret-file …` (release build). Per push: commit `hello.txt`, `git push` over ssh (timed apart), then a signed GitHub `push` delivery to baton's webhook. **POST → serving** runs from that POST to the first `GET /` on a fresh connection that answers with the pushed message."
+        "- Setup: a bench-owned `sshd` on 127.0.0.1 (own host key; `authorized_keys` with a generated ed25519 deploy key for baton and a developer key for pushing) serving bare repositories, its sessions with a HOME of their own (bash sources `~/.bashrc` for commands run by sshd; this machine's root `.bashrc` runs `pyenv init`, which alone added 150–400 ms to every ssh fetch and push — a forge's endpoint runs no login shell); `baton run --probation 0s --repo ssh://USER@127.0.0.1:PORT/…/app.git --deploy-key … --known-hosts … --webhook-listen 127.0.0.1:… --webhook-secret-file …` (release build). Per push: commit `hello.txt`, `git push` over ssh (timed apart), then a signed GitHub `push` delivery to baton's webhook. **POST → serving** runs from that POST to the first `GET /` on a fresh connection that answers with the pushed message."
     );
     let _ = writeln!(
         w,
-        "- baton's split comes from its log (microsecond timestamps): *fetch+checkout* = deploy job started → release checked out, split at baton-deploy's debug line `fetched` into *fetch* (open the mirror, ssh connect + authenticate, negotiate, download) and *checkout* (release directory, checkout, shared links, history entry); *build* = checked out → new generation started; *ready* = new generation started → `READY=1` (baton's figure); *handoff* = new generation started → baton reports it serving; *baton total* = webhook verified → serving. The deploy queue then switches `current` and records history (*finish*)."
+        "- baton's split is what it records itself, in whole milliseconds, in each deploy's history entry (`deploys.recent[N].phases` of `baton status --json`): *fetch* (open the mirror, ssh connect + authenticate, negotiate, download), *checkout* (release directory, checkout, shared links), *build* (none in part A), *start* (reload requested → new generation ready and the old one told to drain); *baton total* is their sum: deploy job started → cutover. Queueing after the webhook and the bookkeeping after the cutover are not among them."
     );
 
     // Part A.
@@ -473,18 +463,12 @@ fn report(a: &PartA, b: Option<&PartB>) -> String {
     let rows: Vec<(&str, Vec<f64>)> = vec![
         ("POST → serving (client)", visible.clone()),
         ("webhook answer (202)", col(&|s| ms(s.webhook))),
-        ("baton: queued", col(&|s| s.phases.queued)),
-        ("baton: fetch+checkout", col(&|s| s.phases.fetch_checkout)),
-        ("baton: ↳ fetch (ssh)", col(&|s| s.phases.fetch)),
-        ("baton: ↳ checkout", col(&|s| s.phases.checkout)),
-        ("baton: build (none)", col(&|s| s.phases.build)),
-        ("baton: ready", col(&|s| s.phases.ready)),
-        ("baton: handoff (incl. ready)", col(&|s| s.phases.handoff)),
-        ("baton total (webhook → serving)", col(&|s| s.phases.total)),
-        (
-            "baton: finish (current + history)",
-            col(&|s| s.phases.finish),
-        ),
+        ("baton: fetch+checkout", col(&|s| fetch_checkout(&s.phases))),
+        ("baton: ↳ fetch (ssh)", col(&|s| s.phases.ms("fetch"))),
+        ("baton: ↳ checkout", col(&|s| s.phases.ms("checkout"))),
+        ("baton: build (none)", col(&|s| s.phases.ms("build"))),
+        ("baton: start (incl. ready)", col(&|s| s.phases.ms("start"))),
+        ("baton total (job → cutover)", col(&|s| s.phases.total())),
         ("`git push` over ssh (not included)", col(&|s| ms(s.push))),
     ];
     let _ = writeln!(
@@ -545,13 +529,13 @@ fn report(a: &PartA, b: Option<&PartB>) -> String {
         );
         let _ = writeln!(
             w,
-            "| Setup | deploy | POST → serving | fetch+checkout | build | cargo `Finished in` | ready |"
+            "| Setup | deploy | POST → serving | fetch+checkout | build | start |"
         );
-        let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|");
+        let _ = writeln!(w, "|---|---|---:|---:|---:|---:|");
         for run in b {
             let _ = writeln!(
                 w,
-                "| {} | start-up{} | {:.2} (spawn → serving) | – | – | – | – |",
+                "| {} | start-up{} | {:.2} (spawn → serving) | – | – | – |",
                 run.label,
                 if run.startup_built {
                     " (builds, cold)"
@@ -568,16 +552,13 @@ fn report(a: &PartA, b: Option<&PartB>) -> String {
                 };
                 let _ = writeln!(
                     w,
-                    "| {} | push {} ({kind}) | {:.2} | {:.3} | {:.2} | {} | {:.3} |",
+                    "| {} | push {} ({kind}) | {:.2} | {:.3} | {:.2} | {:.3} |",
                     run.label,
                     i + 1,
                     s.visible.as_secs_f64(),
-                    s.phases.fetch_checkout / 1000.0,
-                    s.phases.build / 1000.0,
-                    s.phases
-                        .cargo_secs
-                        .map_or("–".into(), |c| format!("{c:.2}")),
-                    s.phases.ready / 1000.0,
+                    fetch_checkout(&s.phases) / 1000.0,
+                    s.phases.ms("build") / 1000.0,
+                    s.phases.ms("start") / 1000.0,
                 );
             }
         }

@@ -30,8 +30,9 @@ pub struct Baton {
 }
 
 impl Baton {
-    /// `baton run --control DIR/control.sock --runtime-dir DIR` plus what `configure` adds (the
-    /// listen address, the app after `--`), logging to `DIR/baton.log`.
+    /// `baton run --control DIR/control.sock --runtime-dir DIR --probation 0s` plus what
+    /// `configure` adds (the listen address, the app after `--`), logging to `DIR/baton.log`.
+    /// Without probation a reload ends at the cutover: the benches measure the handoff itself.
     pub fn spawn(dir: &Path, configure: impl FnOnce(&mut Command)) -> Result<Baton, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let control = dir.join("control.sock");
@@ -40,7 +41,8 @@ impl Baton {
             .arg("--control")
             .arg(&control)
             .arg("--runtime-dir")
-            .arg(dir);
+            .arg(dir)
+            .args(["--probation", "0s"]);
         clean_env(&mut cmd);
         configure(&mut cmd);
         let log = dir.join("baton.log");

@@ -123,7 +123,7 @@ fn render(out: &mut String, s: &Settings, alone: &Report, modes: &[ModeResult]) 
     let _ = writeln!(
         out,
         "- Load: {} workers on 127.0.0.1, per mode {} s steady, then {} s with {} reloads evenly \
-         spaced (baton's control socket, one at a time).",
+         spaced (baton's control socket, one at a time; `--probation 0s`).",
         s.concurrency, s.seconds, s.seconds, s.reloads
     );
     let _ = writeln!(

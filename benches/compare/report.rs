@@ -40,7 +40,7 @@ fn header(out: &mut String, ctx: &Context) {
     let _ = writeln!(out, "- Load: {}", ctx.load);
     let _ = writeln!(
         out,
-        "- Approaches: (a) `baton reload` (control socket); (b) SIGTERM, wait for exit, start \
+        "- Approaches: (a) `baton reload` (control socket, `--probation 0s`); (b) SIGTERM, wait for exit, start \
          again — the app binds the port itself; (c) the same, but the bench holds the socket and \
          passes it as `LISTEN_FDS=1` through baton's exec shim (what systemd socket activation + \
          restart gives); (d) gunicorn's own `kill -HUP`; (e) the app bound by itself, no reloads."

@@ -100,7 +100,7 @@ fn render(s: &Soak) -> String {
     let _ = writeln!(
         out,
         "- Load: {CONCURRENCY} keep-alive clients against baton-hello under baton, reloads back \
-         to back over the control socket ({:.1} s in all).\n",
+         to back over the control socket (`--probation 0s`; {:.1} s in all).\n",
         s.elapsed.as_secs_f64()
     );
     let l = Latency::of(s.report.records.iter());
