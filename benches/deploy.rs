@@ -43,6 +43,7 @@ use common::baton::HELLO;
 use common::cli::{self, number};
 use common::report::{self as doc, Header, mib};
 use common::stats::{nearest_rank, sorted};
+use common::tools;
 use gitrepo::Repo;
 use phases::Phases;
 use sshd::Sshd;
@@ -140,8 +141,8 @@ fn main() {
             );
             let note = format!(
                 " (the machine is shared with other work); {}, {}",
-                tool_version(sshd::SSHD, &["-V"]),
-                tool_version("rustc", &["-V"]),
+                tools::version(sshd::SSHD, &["-V"]),
+                tools::version("rustc", &["-V"]),
             );
             let title = "Deploy: push → new generation serving";
             let report = header.render(title, &command, &note) + &report(&a, b.as_ref());
@@ -429,19 +430,6 @@ fn fetch_checkout(phases: &Phases) -> f64 {
 
 fn median(values: &[f64]) -> f64 {
     spread(values)[0]
-}
-
-fn tool_version(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stdout).to_string()
-                + &String::from_utf8_lossy(&o.stderr);
-            text.lines().next().map(|l| l.trim().to_string())
-        })
-        .unwrap_or_else(|| "?".into())
 }
 
 /// Everything after the header.

@@ -9,3 +9,4 @@ pub mod control;
 pub mod proc_facts;
 pub mod report;
 pub mod stats;
+pub mod tools;

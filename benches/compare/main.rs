@@ -30,8 +30,9 @@ mod common;
 
 mod approach;
 mod apps;
+#[path = "../../tests/common/http.rs"]
+mod http;
 mod plot;
-mod probe;
 mod reload;
 mod report;
 mod restart;
@@ -49,6 +50,7 @@ use baton_load::Mode;
 
 use crate::apps::App;
 use crate::common::report::{self as doc, Header, repo};
+use crate::common::tools;
 use crate::run::RunResult;
 use crate::settings::{Bench, Settings};
 
@@ -153,15 +155,7 @@ fn load_line(settings: &Settings, apps: &[App]) -> String {
 }
 
 fn gunicorn_version(app: &App) -> Option<String> {
-    let argv = app.argv();
-    if app.key != "flask" {
-        return None;
-    }
-    let out = std::process::Command::new(&argv[0])
-        .arg("--version")
-        .output()
-        .ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    (app.key == "flask").then(|| tools::version(&app.argv()[0], &["--version"]))
 }
 
 /// One SVG per app and approach under `docs/bench/`; returns (title, link from the doc).

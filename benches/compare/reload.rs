@@ -41,7 +41,7 @@ pub async fn run(settings: &Settings, dir: &Path) -> Result<String, String> {
         &dir.join("alone"),
     )
     .await?;
-    let addr = run::free_addr()?;
+    let addr = crate::common::tools::free_addr()?;
     let mut baton = Subject::Baton(hello.under_baton(addr, &dir.join("baton")).await?);
     let mut modes = Vec::new();
     for mode in MODES {

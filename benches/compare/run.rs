@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use crate::approach::Approach;
 use crate::apps::App;
 use crate::common::proc_facts::ProcFacts;
+use crate::common::tools::free_addr;
 use crate::settings::Settings;
 use crate::stats::WINDOW_TAIL;
 use crate::subject::{Event, Subject};
@@ -105,10 +106,4 @@ async fn load(addr: SocketAddr, mode: Mode, settings: &Settings) -> Report {
     config.duration = settings.run_length();
     config.tag = Some(baton_load::tag_after("pid="));
     baton_load::run(config, std::future::pending()).await
-}
-
-/// A free port on 127.0.0.1 (bound, then released for the server to take).
-pub fn free_addr() -> Result<SocketAddr, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    l.local_addr().map_err(|e| e.to_string())
 }

@@ -35,7 +35,7 @@ struct Soak {
 /// Runs the soak and returns its report.
 pub async fn run(reloads: u32, dir: &Path) -> Result<String, String> {
     let header = Header::begin();
-    let addr = crate::run::free_addr()?;
+    let addr = crate::common::tools::free_addr()?;
     let baton = App::hello().under_baton(addr, dir).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let load = tokio::spawn(baton_load::run(config(addr), async {

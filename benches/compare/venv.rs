@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::tools::{on_path, output};
+
 /// The `bin` directory holding gunicorn, or why there is none (the Flask rows say so).
 pub fn gunicorn_bin(repo: &Path) -> Result<PathBuf, String> {
     if let Some(v) = std::env::var_os("BATON_VENV") {
@@ -21,28 +23,15 @@ pub fn gunicorn_bin(repo: &Path) -> Result<PathBuf, String> {
     Ok(venv.join("bin"))
 }
 
-/// The directory of `program` on PATH, if it is there.
-fn on_path(program: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).find(|dir| dir.join(program).is_file())
-}
-
-/// `python3 -m venv` + `pip install -r requirements.txt`, output shown as it happens.
+/// `python3 -m venv` + `pip install -r requirements.txt`.
 fn create(venv: &Path, requirements: &Path) -> Result<(), String> {
     eprintln!("creating {} for gunicorn + Flask", venv.display());
-    run(Command::new("python3").arg("-m").arg("venv").arg(venv))?;
-    run(Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "-r"])
-        .arg(requirements))
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{cmd:?} failed: {status}"))
-    }
+    output(Command::new("python3").arg("-m").arg("venv").arg(venv))?;
+    let pip = venv.join("bin/pip");
+    output(
+        Command::new(pip)
+            .args(["install", "-q", "-r"])
+            .arg(requirements),
+    )
+    .map(drop)
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::baton::Baton;
+use crate::common::tools::free_addr;
 use crate::http;
 
 const SECRET: &[u8] = b"deploy-bench-webhook-secret-0123456789";
@@ -33,11 +34,6 @@ pub struct Deployer {
     deliveries: u32,
 }
 
-fn loopback_port() -> Result<SocketAddr, String> {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    probe.local_addr().map_err(|e| e.to_string())
-}
-
 impl Deployer {
     pub fn spawn(launch: &Launch<'_>) -> Result<Deployer, String> {
         std::fs::create_dir_all(launch.dir).map_err(|e| e.to_string())?;
@@ -46,7 +42,7 @@ impl Deployer {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| e.to_string())?;
-        let (app, webhook) = (loopback_port()?, loopback_port()?);
+        let (app, webhook) = (free_addr()?, free_addr()?);
         let baton = Baton::spawn(launch.dir, |cmd| {
             if let Some(config) = launch.config {
                 cmd.arg("-c").arg(config);

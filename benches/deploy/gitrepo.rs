@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::tools::output;
 use crate::sshd::Sshd;
 
 pub struct Repo {
@@ -21,14 +22,7 @@ pub fn git(dir: &Path, args: &[&str], ssh: Option<&str>) -> Result<String, Strin
     if let Some(ssh) = ssh {
         cmd.env("GIT_SSH_COMMAND", ssh);
     }
-    let out = cmd.output().map_err(|e| format!("git {args:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    output(&mut cmd)
 }
 
 impl Repo {

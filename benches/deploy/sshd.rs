@@ -2,12 +2,13 @@
 //! `authorized_keys` (a read-only deploy key for baton and a developer key for `git push`), and
 //! a `known_hosts` file for the clients. Killed by pid when dropped.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::child::Owned;
+use crate::common::tools::{free_addr, on_path, output};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 
@@ -26,32 +27,16 @@ pub fn unavailable() -> Option<String> {
             "{SSHD} is missing (Debian: apt-get install openssh-server)"
         ));
     }
-    for tool in ["ssh-keygen", "ssh", "git"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(format!("`{tool}` is not installed"));
-        }
-    }
-    None
+    let missing = ["ssh-keygen", "ssh", "git"]
+        .into_iter()
+        .find(|t| on_path(t).is_none());
+    missing.map(|tool| format!("`{tool}` is not installed"))
 }
 
 fn new_key(path: &Path, comment: &str) -> Result<(), String> {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .output()
-        .map_err(|e| format!("ssh-keygen: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ssh-keygen failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]);
+    output(cmd.arg(path)).map(drop)
 }
 
 fn public_half(private: &Path) -> Result<String, String> {
@@ -59,21 +44,6 @@ fn public_half(private: &Path) -> Result<String, String> {
     std::fs::read_to_string(&path)
         .map(|s| s.trim().to_string())
         .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn unused_port() -> Result<u16, String> {
-    let probe = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(probe.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn current_user() -> String {
-    Command::new("id")
-        .arg("-un")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "root".into())
 }
 
 impl Sshd {
@@ -97,11 +67,11 @@ impl Sshd {
         // can cost more than the whole fetch. A forge's ssh endpoint runs no login shell.
         let home = dir.join("home");
         std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
-        let user = current_user();
+        let user = output(Command::new("id").arg("-un")).unwrap_or_else(|_| "root".into());
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
         let mut why = String::from("no attempt");
         for _ in 0..4 {
-            let port = unused_port()?;
+            let port = free_addr()?.port();
             let config = dir.join("sshd_config");
             let text = format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hostkey}\nPidFile {pidfile}\n\
