@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baton::{Deployer, Launch};
+use baton::Deployer;
 use common::baton::HELLO;
 use common::cli::{self, number};
 use common::report::{self as doc, Header, mib};
@@ -213,16 +213,9 @@ async fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, S
     )?;
     let state = dir.join("state");
     let spawned = Instant::now();
-    let mut baton = Deployer::spawn(&Launch {
-        dir: &dir.join("baton"),
-        state_dir: &state,
-        repo_url: &repo.url,
-        deploy_key: &sshd.deploy_key(),
-        known_hosts: &sshd.known_hosts(),
-        config: None,
-        env: vec![("HELLO_BIN", HELLO.to_string())],
-        ready_timeout: "10s",
-        app: &["./run.sh"],
+    let mut baton = Deployer::spawn(&dir.join("baton"), &state, &repo, sshd, |cmd| {
+        cmd.args(["--ready-timeout", "10s", "--", "./run.sh"])
+            .env("HELLO_BIN", HELLO);
     })?;
     let startup = baton
         .wait_message("first", spawned, POLL_A, Duration::from_secs(60))
@@ -316,16 +309,11 @@ async fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, S
         std::fs::write(&config, rustapp::config(shared)).map_err(|e| e.to_string())?;
         let spawned = Instant::now();
         let app = format!("./{}", rustapp::NAME);
-        let mut baton = Deployer::spawn(&Launch {
-            dir: &dir.join(format!("baton-{}", runs.len())),
-            state_dir: &state,
-            repo_url: &repo.url,
-            deploy_key: &sshd.deploy_key(),
-            known_hosts: &sshd.known_hosts(),
-            config: Some(&config),
-            env: Vec::new(),
-            ready_timeout: "30s",
-            app: &[&app],
+        let scratch = dir.join(format!("baton-{}", runs.len()));
+        let mut baton = Deployer::spawn(&scratch, &state, &repo, sshd, |cmd| {
+            cmd.arg("-c")
+                .arg(&config)
+                .args(["--ready-timeout", "30s", "--", &app]);
         })?;
         let expected = if pushes == 0 {
             "rust-0".to_string()
@@ -438,11 +426,7 @@ fn report(a: &PartA, b: Option<&PartB>) -> String {
     let w = &mut out;
     let _ = writeln!(
         w,
-        "- Setup: a bench-owned `sshd` on 127.0.0.1 (own host key; `authorized_keys` with a generated ed25519 deploy key for baton and a developer key for pushing) serving bare repositories, its sessions with a HOME of their own (bash sources `~/.bashrc` for commands run by sshd; this machine's root `.bashrc` runs `pyenv init`, which alone added 150–400 ms to every ssh fetch and push — a forge's endpoint runs no login shell); `baton run --probation 0s --repo ssh://USER@127.0.0.1:PORT/…/app.git --deploy-key … --known-hosts … --webhook-listen 127.0.0.1:… --webhook-secret-file …` (release build). Per push: commit `hello.txt`, `git push` over ssh (timed apart), then a signed GitHub `push` delivery to baton's webhook. **POST → serving** runs from that POST to the first `GET /` on a fresh connection that answers with the pushed message."
-    );
-    let _ = writeln!(
-        w,
-        "- baton's split is what it records itself, in whole milliseconds, in each deploy's history entry (`deploys.recent[N].phases` of `baton status --json`): *fetch* (open the mirror, ssh connect + authenticate, negotiate, download), *checkout* (release directory, checkout, shared links), *build* (none in part A), *start* (reload requested → new generation ready and the old one told to drain); *baton total* is their sum: deploy job started → cutover. Queueing after the webhook and the bookkeeping after the cutover are not among them."
+        "- Setup: a bench-owned `sshd` on 127.0.0.1 (own host key; `authorized_keys` with a generated ed25519 deploy key for baton and a developer key for pushing) serving bare repositories, its sessions with a HOME of their own (bash sources `~/.bashrc` for commands run by sshd; this machine's root `.bashrc` runs `pyenv init`, which alone added 150–400 ms to every ssh fetch and push — a forge's endpoint runs no login shell); `baton run --probation 0s --repo ssh://USER@127.0.0.1:PORT/…/app.git --deploy-key … --known-hosts … --webhook-listen 127.0.0.1:… --webhook-secret-file …` (release build). Per push: commit `hello.txt`, `git push` over ssh (timed apart), then a signed GitHub `push` delivery to baton's webhook. **POST → serving** runs from that POST to the first `GET /` on a fresh connection that answers with the pushed message.\n- baton's split is what it records itself, in whole milliseconds, in each deploy's history entry (`deploys.recent[N].phases` of `baton status --json`): *fetch* (open the mirror, ssh connect + authenticate, negotiate, download), *checkout* (release directory, checkout, shared links), *build* (none in part A), *start* (reload requested → new generation ready and the old one told to drain); *baton total* is their sum: deploy job started → cutover. Queueing after the webhook and the bookkeeping after the cutover are not among them."
     );
 
     // Part A.
@@ -465,8 +449,7 @@ fn report(a: &PartA, b: Option<&PartB>) -> String {
         a.samples.len(),
         POLL_A.as_millis()
     );
-    let _ = writeln!(w, "| ms | median | p90 | max |");
-    let _ = writeln!(w, "|---|---:|---:|---:|");
+    let _ = writeln!(w, "| ms | median | p90 | max |\n|---|---:|---:|---:|");
     for (name, values) in &rows {
         let [median, p90, max] = spread(values);
         let _ = writeln!(w, "| {name} | {median:.1} | {p90:.1} | {max:.1} |");
@@ -517,9 +500,8 @@ fn report(a: &PartA, b: Option<&PartB>) -> String {
         );
         let _ = writeln!(
             w,
-            "| Setup | deploy | POST → serving | fetch+checkout | build | start |"
+            "| Setup | deploy | POST → serving | fetch+checkout | build | start |\n|---|---|---:|---:|---:|---:|"
         );
-        let _ = writeln!(w, "|---|---|---:|---:|---:|---:|");
         for run in b {
             let _ = writeln!(
                 w,

@@ -15,7 +15,7 @@ pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
 pub const HELLO: &str = env!("CARGO_BIN_EXE_baton-hello");
 
 /// baton's own timings of one reload, from its answer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
 pub struct ReloadTimes {
     /// Reload requested → new generation ready.
     pub ready_ms: f64,
@@ -79,14 +79,8 @@ impl Baton {
         ProcFacts::of(self.pid())
     }
 
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = self.log_text();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        super::tools::tail(&self.log, lines)
     }
 
     /// Fails with the log's tail once baton has exited.
@@ -103,17 +97,10 @@ impl Baton {
     /// One `reload` command; `Err` carries baton's reason when the new generation failed.
     pub async fn reload(&self) -> Result<ReloadTimes, String> {
         let reply = control::call(&self.control, "reload", Duration::from_secs(120)).await?;
-        let r = &reply["reload"];
-        match (r["ready_ms"].as_f64(), r["cutover_ms"].as_f64()) {
-            (Some(ready_ms), Some(cutover_ms)) => Ok(ReloadTimes {
-                ready_ms,
-                cutover_ms,
-            }),
-            _ => Err(reply["error"]
-                .as_str()
-                .unwrap_or("no reload report")
-                .to_string()),
-        }
+        serde_json::from_value(reply["reload"].clone()).map_err(|_| match reply["error"].as_str() {
+            Some(error) => error.to_string(),
+            None => format!("no reload report in {reply}"),
+        })
     }
 
     /// What `baton status --json` prints: the supervisor's status, with `deploys` when set.

@@ -2,7 +2,7 @@
 //! command for its output.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A free port on 127.0.0.1 (bound, then released for the server to take).
@@ -38,4 +38,11 @@ pub fn version(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> String {
     text.lines()
         .next()
         .map_or("?".into(), |l| l.trim().to_string())
+}
+
+/// The last `lines` lines of a log file, to say why something failed.
+pub fn tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }

@@ -44,7 +44,7 @@ mod subject;
 mod venv;
 mod verdict;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use baton_load::Mode;
 
@@ -189,20 +189,10 @@ fn write_plots(apps: &[App], runs: &[RunResult]) -> Vec<(String, String)> {
 
 /// The last lines of every log in a run's directory, to say why it failed.
 fn log_tails(dir: &Path) -> String {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return String::new();
-    };
-    let logs = entries.flatten().map(|e| e.path());
-    let logs: Vec<PathBuf> = logs
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    logs.iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            format!("--- {} ---\n{}", p.display(), tail.join("\n"))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    let logs = entries
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"));
+    let tails = logs.map(|p| format!("--- {} ---\n{}", p.display(), tools::tail(&p, 15)));
+    tails.collect::<Vec<_>>().join("\n")
 }

@@ -10,8 +10,7 @@ use baton_load::{Mode, Report};
 use crate::MODES;
 use crate::approach::Approach;
 use crate::apps::App;
-use crate::common::proc_facts::ProcFacts;
-use crate::common::report::{Header, mib, nproc};
+use crate::common::report::{Header, nproc};
 use crate::common::stats::median_max;
 use crate::report::{failed, ms, pair_f};
 use crate::run::{self, RunResult};
@@ -26,7 +25,6 @@ const TARGET_CUTOVER_MS: f64 = 20.0;
 struct ModeResult {
     steady: Report,
     reload: RunResult,
-    before: ProcFacts,
 }
 
 pub async fn run(settings: &Settings, dir: &Path) -> Result<String, String> {
@@ -66,11 +64,7 @@ pub async fn run(settings: &Settings, dir: &Path) -> Result<String, String> {
             after: baton.facts(),
             drained,
         };
-        modes.push(ModeResult {
-            steady,
-            reload,
-            before,
-        });
+        modes.push(ModeResult { steady, reload });
     }
     baton.stop().await;
     let mut out = header.render(
@@ -143,17 +137,21 @@ fn render(out: &mut String, s: &Settings, alone: &Report, modes: &[ModeResult]) 
     targets(out, modes);
     latency(out, modes);
     reloads(out, modes);
-    footprint(out, modes);
+    crate::report::footprint(
+        out,
+        "before the mode → after it, once drained",
+        ("Mode", |r| format!("{:?}", r.mode)),
+        modes.iter().map(|m| &m.reload),
+        "**no** (timed out)",
+    );
     overhead(out, alone, modes);
 }
 
 fn targets(out: &mut String, modes: &[ModeResult]) {
-    let _ = writeln!(out, "### Targets\n");
     let _ = writeln!(
         out,
-        "| Mode | 0 failed | p99 reload / steady ≤ {TARGET_P99_RATIO} | cutover median < {TARGET_CUTOVER_MS} ms |"
+        "### Targets\n\n| Mode | 0 failed | p99 reload / steady ≤ {TARGET_P99_RATIO} | cutover median < {TARGET_CUTOVER_MS} ms |\n|---|---|---|---|"
     );
-    let _ = writeln!(out, "|---|---|---|---|");
     let mut missed = Vec::new();
     for m in modes {
         let (failures, ratio, cutover) = (m.failures(), m.p99_ratio(), m.times()[0].0);
@@ -192,12 +190,10 @@ fn targets(out: &mut String, modes: &[ModeResult]) {
 }
 
 fn latency(out: &mut String, modes: &[ModeResult]) {
-    let _ = writeln!(out, "### Requests and latency (ms)\n");
     let _ = writeln!(
         out,
-        "| Mode | Phase | Requests | Failed | rps | p50 | p99 | p99.9 | max |"
+        "### Requests and latency (ms)\n\n| Mode | Phase | Requests | Failed | rps | p50 | p99 | p99.9 | max |\n|---|---|---:|---|---:|---:|---:|---:|---:|"
     );
-    let _ = writeln!(out, "|---|---|---:|---|---:|---:|---:|---:|---:|");
     for m in modes {
         for (phase, r) in [("steady", &m.steady), ("reloads", &m.reload.report)] {
             let l = Latency::of(r.records.iter());
@@ -230,12 +226,10 @@ fn latency(out: &mut String, modes: &[ModeResult]) {
 }
 
 fn reloads(out: &mut String, modes: &[ModeResult]) {
-    let _ = writeln!(out, "### Reloads\n");
     let _ = writeln!(
         out,
-        "| Mode | reloads ok | p99 reload / steady | cutover median / max (ms) | ready median / max (ms) | generations answering |"
+        "### Reloads\n\n| Mode | reloads ok | p99 reload / steady | cutover median / max (ms) | ready median / max (ms) | generations answering |\n|---|---:|---:|---|---|---:|"
     );
-    let _ = writeln!(out, "|---|---:|---:|---|---|---:|");
     for m in modes {
         let [cutover, ready] = m.times();
         let events = &m.reload.events;
@@ -259,42 +253,11 @@ fn reloads(out: &mut String, modes: &[ModeResult]) {
     let _ = writeln!(out);
 }
 
-fn footprint(out: &mut String, modes: &[ModeResult]) {
-    let _ = writeln!(
-        out,
-        "### baton's footprint (before the mode → after it, once drained)\n"
-    );
-    let _ = writeln!(
-        out,
-        "| Mode | RSS | fds | children after | zombies after | drained |"
-    );
-    let _ = writeln!(out, "|---|---|---|---:|---:|---|");
-    for m in modes {
-        let (b, a) = (m.before, m.reload.after.unwrap_or_default());
-        let _ = writeln!(
-            out,
-            "| {:?} | {} → {} | {} → {} | {} | {} | {} |",
-            m.mode(),
-            mib(b.rss_kb),
-            mib(a.rss_kb),
-            b.fds,
-            a.fds,
-            a.children,
-            a.zombies,
-            if m.reload.drained {
-                "yes"
-            } else {
-                "**no** (timed out)"
-            },
-        );
-    }
-    let _ = writeln!(out);
-}
-
 fn overhead(out: &mut String, alone: &Report, modes: &[ModeResult]) {
-    let _ = writeln!(out, "### Supervisor overhead (KeepAlive, no reloads)\n");
-    let _ = writeln!(out, "| Server | Requests | Failed | rps | p50 | p99 |");
-    let _ = writeln!(out, "|---|---:|---|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "### Supervisor overhead (KeepAlive, no reloads)\n\n| Server | Requests | Failed | rps | p50 | p99 |\n|---|---:|---|---:|---:|---:|"
+    );
     let row = |out: &mut String, name: &str, r: &Report| {
         let l = Latency::of(r.records.iter());
         let _ = writeln!(

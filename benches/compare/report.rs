@@ -7,6 +7,7 @@ use std::time::Duration;
 use baton_load::Mode;
 
 use crate::approach::Approach;
+use crate::common::report::mib;
 use crate::common::stats::median_max;
 use crate::run::RunResult;
 use crate::stats::{Latency, WINDOW_TAIL, failures_by_class};
@@ -28,7 +29,13 @@ pub fn render(ctx: &Context, runs: &[RunResult]) -> String {
     failures(&mut out, runs);
     latency(&mut out, runs);
     reload_times(&mut out, runs);
-    footprint(&mut out, runs);
+    footprint(
+        &mut out,
+        "after start-up → after the reloads, once drained",
+        ("App | Mode", |r| format!("{} | {:?}", r.app, r.mode)),
+        runs.iter(),
+        "**no**",
+    );
     overhead(&mut out, runs);
     better(&mut out, runs);
     plots(&mut out, ctx);
@@ -68,12 +75,10 @@ fn row_key(r: &RunResult) -> String {
 }
 
 fn failures(out: &mut String, runs: &[RunResult]) {
-    let _ = writeln!(out, "### Requests and failures\n");
     let _ = writeln!(
         out,
-        "| App | Mode | Approach | reloads | requests | failed (by class) | of those during reloads | steady rps |"
+        "### Requests and failures\n\n| App | Mode | Approach | reloads | requests | failed (by class) | of those during reloads | steady rps |\n|---|---|---|---:|---:|---|---:|---:|"
     );
-    let _ = writeln!(out, "|---|---|---|---:|---:|---|---:|---:|");
     for r in runs {
         let all = failures_by_class(r.report.records.iter());
         let during: usize = failures_by_class(r.reloading()).values().sum();
@@ -123,13 +128,8 @@ pub fn failed(report: &baton_load::Report) -> String {
 fn latency(out: &mut String, runs: &[RunResult]) {
     let _ = writeln!(
         out,
-        "### Latency of successful requests (ms): steady / during reloads\n"
+        "### Latency of successful requests (ms): steady / during reloads\n\n| App | Mode | Approach | p50 | p99 | p99.9 | max | p99 ratio | max ratio |\n|---|---|---|---|---|---|---|---:|---:|"
     );
-    let _ = writeln!(
-        out,
-        "| App | Mode | Approach | p50 | p99 | p99.9 | max | p99 ratio | max ratio |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---:|---:|");
     for r in runs {
         let s = Latency::of(r.steady());
         let d = Latency::of(r.reloading());
@@ -152,13 +152,8 @@ fn latency(out: &mut String, runs: &[RunResult]) {
 fn reload_times(out: &mut String, runs: &[RunResult]) {
     let _ = writeln!(
         out,
-        "### Reload time, gaps and cutover (ms, median / max)\n"
+        "### Reload time, gaps and cutover (ms, median / max)\n\n| App | Mode | Approach | reload start → end | gap during reloads | gap steady | baton cutover | baton ready | processes answering |\n|---|---|---|---|---|---:|---|---|---:|"
     );
-    let _ = writeln!(
-        out,
-        "| App | Mode | Approach | reload start → end | gap during reloads | gap steady | baton cutover | baton ready | processes answering |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---:|---|---|---:|");
     for r in runs.iter().filter(|r| r.approach.reloads()) {
         let span = r
             .events
@@ -192,32 +187,36 @@ fn reload_times(out: &mut String, runs: &[RunResult]) {
     let _ = writeln!(out);
 }
 
-fn footprint(out: &mut String, runs: &[RunResult]) {
+/// baton's footprint before → after each run; `key` names the columns that say which run.
+pub fn footprint<'a>(
+    out: &mut String,
+    title: &str,
+    key: (&str, fn(&RunResult) -> String),
+    runs: impl Iterator<Item = &'a RunResult>,
+    not_drained: &str,
+) {
+    let (names, cells) = key;
+    let _ = writeln!(out, "### baton's footprint ({title})\n");
     let _ = writeln!(
         out,
-        "### baton's footprint (after start-up → after the reloads, once drained)\n"
+        "| {names} | RSS | fds | children after | zombies after | drained |\n{}|---|---|---:|---:|---|",
+        "|---".repeat(names.split('|').count())
     );
-    let _ = writeln!(
-        out,
-        "| App | Mode | RSS | fds | children after | zombies after | drained |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---:|---:|---|");
     for r in runs {
         let (Some(b), Some(a)) = (r.before, r.after) else {
             continue;
         };
         let _ = writeln!(
             out,
-            "| {} | {:?} | {} → {} | {} → {} | {} | {} | {} |",
-            r.app,
-            r.mode,
-            crate::common::report::mib(b.rss_kb),
-            crate::common::report::mib(a.rss_kb),
+            "| {} | {} → {} | {} → {} | {} | {} | {} |",
+            cells(r),
+            mib(b.rss_kb),
+            mib(a.rss_kb),
             b.fds,
             a.fds,
             a.children,
             a.zombies,
-            if r.drained { "yes" } else { "**no**" },
+            if r.drained { "yes" } else { not_drained },
         );
     }
     let _ = writeln!(out);
@@ -226,10 +225,8 @@ fn footprint(out: &mut String, runs: &[RunResult]) {
 fn overhead(out: &mut String, runs: &[RunResult]) {
     let _ = writeln!(
         out,
-        "### Supervisor overhead: steady throughput under baton / app alone\n"
+        "### Supervisor overhead: steady throughput under baton / app alone\n\n| App | Mode | alone rps | baton steady rps | ratio |\n|---|---|---:|---:|---:|"
     );
-    let _ = writeln!(out, "| App | Mode | alone rps | baton steady rps | ratio |");
-    let _ = writeln!(out, "|---|---|---:|---:|---:|");
     for alone in runs.iter().filter(|r| r.approach == Approach::Alone) {
         let Some(baton) = find(runs, alone.app, alone.mode, Approach::Baton) else {
             continue;

@@ -107,9 +107,8 @@ fn render(s: &Soak) -> String {
     let cut = median_max(s.times.iter().map(|t| t.cutover_ms).collect());
     let _ = writeln!(
         out,
-        "| reloads ok | requests | failed | p50 | p99 | p99.9 | max (ms) | cutover median / max (ms) |"
+        "| reloads ok | requests | failed | p50 | p99 | p99.9 | max (ms) | cutover median / max (ms) |\n|---:|---:|---|---:|---:|---:|---:|---|"
     );
-    let _ = writeln!(out, "|---:|---:|---|---:|---:|---:|---:|---|");
     let _ = writeln!(
         out,
         "| {}/{} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -136,8 +135,10 @@ fn footprint(out: &mut String, s: &Soak) {
         "baton's footprint, sampled right after a reload (the previous generation may still be \
          draining), and at the end once drained:\n"
     );
-    let _ = writeln!(out, "| after reload | RSS | fds | children | zombies |");
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| after reload | RSS | fds | children | zombies |\n|---:|---|---:|---:|---:|"
+    );
     let mut row = |label: String, p: &ProcFacts| {
         let _ = writeln!(
             out,

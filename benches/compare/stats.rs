@@ -48,15 +48,18 @@ impl RunResult {
     }
 
     pub fn steady(&self) -> impl Iterator<Item = &Record> {
-        let windows = self.windows();
-        let outside = move |r: &&Record| !windows.iter().any(|w| w.contains(&r.start));
-        self.report.records.iter().filter(outside)
+        self.by_window(false)
     }
 
     pub fn reloading(&self) -> impl Iterator<Item = &Record> {
+        self.by_window(true)
+    }
+
+    /// The records that started inside some reload window, or outside all of them.
+    fn by_window(&self, inside: bool) -> impl Iterator<Item = &Record> {
         let windows = self.windows();
-        let inside = move |r: &&Record| windows.iter().any(|w| w.contains(&r.start));
-        self.report.records.iter().filter(inside)
+        let keep = move |r: &&Record| windows.iter().any(|w| w.contains(&r.start)) == inside;
+        self.report.records.iter().filter(keep)
     }
 
     /// Requests per second outside the reload windows (the whole run when there are none).

@@ -37,26 +37,12 @@ const FIGURES: [Figure; 5] = [
     Figure {
         name: "median gap during reloads",
         unit: " ms",
-        of: |r| {
-            median_max(
-                r.gaps()
-                    .into_iter()
-                    .map(|g| g.as_secs_f64() * 1e3)
-                    .collect(),
-            )
-            .0
-        },
+        of: |r| median_max(r.gaps().into_iter().map(ms).collect()).0,
     },
     Figure {
         name: "median reload time (start → new process serving)",
         unit: " ms",
-        of: |r| {
-            let spans = r
-                .events
-                .iter()
-                .map(|e| (e.done - e.requested).as_secs_f64() * 1e3);
-            median_max(spans.collect()).0
-        },
+        of: |r| median_max(r.events.iter().map(|e| ms(e.done - e.requested)).collect()).0,
     },
 ];
 
@@ -69,8 +55,12 @@ fn uncounted(f: &Figure, rival: &RunResult) -> String {
     format!(", but it failed {failed} requests, which no latency figure counts")
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 fn msf(d: Option<Duration>) -> Option<f64> {
-    d.map(|d| d.as_secs_f64() * 1e3)
+    d.map(ms)
 }
 
 /// Every figure on which an alternative of the same app and mode beat `baton`.

@@ -3,29 +3,18 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::baton::Baton;
 use crate::common::tools::free_addr;
+use crate::gitrepo::Repo;
 use crate::http;
+use crate::sshd::Sshd;
 
 const SECRET: &[u8] = b"deploy-bench-webhook-secret-0123456789";
-
-/// Everything `baton run` is started with.
-pub struct Launch<'a> {
-    /// Scratch directory for the control socket, the secret and the log.
-    pub dir: &'a Path,
-    pub state_dir: &'a Path,
-    pub repo_url: &'a str,
-    pub deploy_key: &'a Path,
-    pub known_hosts: &'a Path,
-    pub config: Option<&'a Path>,
-    pub env: Vec<(&'a str, String)>,
-    pub ready_timeout: &'a str,
-    pub app: &'a [&'a str],
-}
 
 pub struct Deployer {
     pub baton: Baton,
@@ -35,38 +24,38 @@ pub struct Deployer {
 }
 
 impl Deployer {
-    pub fn spawn(launch: &Launch<'_>) -> Result<Deployer, String> {
-        std::fs::create_dir_all(launch.dir).map_err(|e| e.to_string())?;
-        let secret_file = launch.dir.join("webhook.secret");
+    /// `baton run` deploying `repo` (over `sshd`) into `state`, with a webhook; `DIR` holds
+    /// its control socket, secret and log. `app` adds the rest: timeouts, config, the app.
+    pub fn spawn(
+        dir: &Path,
+        state: &Path,
+        repo: &Repo,
+        sshd: &Sshd,
+        app: impl FnOnce(&mut Command),
+    ) -> Result<Deployer, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let secret_file = dir.join("webhook.secret");
         std::fs::write(&secret_file, SECRET).map_err(|e| e.to_string())?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| e.to_string())?;
-        let (app, webhook) = (free_addr()?, free_addr()?);
-        let baton = Baton::spawn(launch.dir, |cmd| {
-            if let Some(config) = launch.config {
-                cmd.arg("-c").arg(config);
-            }
-            cmd.args(["--listen", &app.to_string(), "--state-dir"])
-                .arg(launch.state_dir)
-                .args(["--repo", launch.repo_url, "--deploy-key"])
-                .arg(launch.deploy_key)
+        let (addr, webhook) = (free_addr()?, free_addr()?);
+        let baton = Baton::spawn(dir, |cmd| {
+            cmd.args(["--listen", &addr.to_string(), "--state-dir"])
+                .arg(state)
+                .args(["--repo", &repo.url, "--deploy-key"])
+                .arg(sshd.deploy_key())
                 .arg("--known-hosts")
-                .arg(launch.known_hosts)
+                .arg(sshd.known_hosts())
                 .args(["--branch", "main", "--webhook-listen", &webhook.to_string()])
                 .arg("--webhook-secret-file")
                 .arg(&secret_file)
-                .args(["--ready-timeout", launch.ready_timeout, "--"])
-                .args(launch.app)
-                .env_remove("CARGO_TARGET_DIR")
-                // baton_deploy's debug line "fetched" splits the fetch from the checkout.
-                .env("BATON_LOG", "info,baton_deploy=debug")
-                .env("NO_COLOR", "1")
-                .envs(launch.env.iter().map(|(k, v)| (k, v)));
+                .env_remove("CARGO_TARGET_DIR");
+            app(cmd);
         })?;
         Ok(Deployer {
             baton,
-            app,
+            app: addr,
             webhook,
             deliveries: 0,
         })
