@@ -43,7 +43,7 @@ use common::baton::HELLO;
 use common::cli::{self, number};
 use common::report::{self as doc, Header, mib};
 use common::stats::{nearest_rank, sorted};
-use common::tools;
+use common::tools::{self, output};
 use gitrepo::Repo;
 use phases::Phases;
 use sshd::Sshd;
@@ -249,19 +249,14 @@ async fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, S
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     let status = baton.wait_idle(Duration::from_secs(30)).await?;
-    let history_ok = status["deploys"]["recent"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter(|e| {
-                    e["outcome"] == "ok"
-                        && e["trigger"]
-                            .as_str()
-                            .is_some_and(|t| t.starts_with("webhook"))
-                })
-                .count()
-        })
-        .unwrap_or(0);
+    let recent = status["deploys"]["recent"].as_array().into_iter().flatten();
+    let by_webhook = |e: &&serde_json::Value| {
+        e["outcome"] == "ok"
+            && e["trigger"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("webhook"))
+    };
+    let history_ok = recent.filter(by_webhook).count();
     baton.baton.stop().await;
     Ok(PartA {
         samples,
@@ -315,11 +310,7 @@ async fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, S
                 .arg(&config)
                 .args(["--ready-timeout", "30s", "--", &app]);
         })?;
-        let expected = if pushes == 0 {
-            "rust-0".to_string()
-        } else {
-            format!("rust-{pushes}")
-        };
+        let expected = format!("rust-{pushes}");
         let startup = baton
             .wait_message(&expected, spawned, POLL_B, Duration::from_secs(600))
             .await?;
@@ -371,22 +362,17 @@ async fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, S
 /// committed with the app so every build resolves the same versions (`--locked`). True when
 /// offline sufficed.
 fn generate_lockfile(work: &Path) -> Result<bool, String> {
-    let mut last = String::new();
-    for offline in [true, false] {
+    let lock = |offline: bool| {
         let mut cmd = Command::new("cargo");
-        cmd.arg("generate-lockfile")
-            .current_dir(work)
-            .env_remove("CARGO_TARGET_DIR");
-        if offline {
-            cmd.arg("--offline");
-        }
-        let out = cmd.output().map_err(|e| format!("cargo: {e}"))?;
-        if out.status.success() {
-            return Ok(offline);
-        }
-        last = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    }
-    Err(format!("cargo generate-lockfile failed: {last}"))
+        cmd.arg("generate-lockfile").current_dir(work);
+        output(
+            cmd.env_remove("CARGO_TARGET_DIR")
+                .args(offline.then_some("--offline")),
+        )
+    };
+    lock(true)
+        .map(|_| true)
+        .or_else(|_| lock(false).map(|_| false))
 }
 
 fn dir_size(path: &Path) -> u64 {

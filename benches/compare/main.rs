@@ -28,7 +28,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod approach;
 mod apps;
 #[path = "../../tests/common/http.rs"]
 mod http;
@@ -40,7 +39,6 @@ mod run;
 mod settings;
 mod soak;
 mod stats;
-mod subject;
 mod venv;
 mod verdict;
 

@@ -8,15 +8,15 @@ use std::path::Path;
 use baton_load::{Mode, Report};
 
 use crate::MODES;
-use crate::approach::Approach;
 use crate::apps::App;
+use crate::apps::Approach;
 use crate::common::report::{Header, nproc};
 use crate::common::stats::median_max;
 use crate::report::{failed, ms, pair_f};
+use crate::run::Subject;
 use crate::run::{self, RunResult};
 use crate::settings::Settings;
 use crate::stats::{Latency, WINDOW_TAIL};
-use crate::subject::Subject;
 
 const TARGET_P99_RATIO: f64 = 1.05;
 const TARGET_CUTOVER_MS: f64 = 20.0;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use baton_load::Mode;
 
-use crate::approach::Approach;
+use crate::apps::Approach;
 use crate::common::report::mib;
 use crate::common::stats::median_max;
 use crate::run::RunResult;

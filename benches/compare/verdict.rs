@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::approach::Approach;
+use crate::apps::Approach;
 use crate::common::stats::median_max;
 use crate::run::RunResult;
 use crate::stats::Latency;
