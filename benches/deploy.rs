@@ -431,11 +431,10 @@ fn report(a: &PartA, b: Option<&PartB>) -> String {
     ];
     let _ = writeln!(
         w,
-        "\n### A. No build step: baton-hello, {} pushes (poll every {} ms)\n",
+        "\n### A. No build step: baton-hello, {} pushes (poll every {} ms)\n\n| ms | median | p90 | max |\n|---|---:|---:|---:|",
         a.samples.len(),
         POLL_A.as_millis()
     );
-    let _ = writeln!(w, "| ms | median | p90 | max |\n|---|---:|---:|---:|");
     for (name, values) in &rows {
         let [median, p90, max] = spread(values);
         let _ = writeln!(w, "| {name} | {median:.1} | {p90:.1} | {max:.1} |");
@@ -481,12 +480,8 @@ fn report(a: &PartA, b: Option<&PartB>) -> String {
         );
         let _ = writeln!(
             w,
-            "- Times in seconds; polled every {} ms.\n",
+            "- Times in seconds; polled every {} ms.\n\n| Setup | deploy | POST → serving | fetch+checkout | build | start |\n|---|---|---:|---:|---:|---:|",
             POLL_B.as_millis()
-        );
-        let _ = writeln!(
-            w,
-            "| Setup | deploy | POST → serving | fetch+checkout | build | start |\n|---|---|---:|---:|---:|---:|"
         );
         for run in b {
             let _ = writeln!(

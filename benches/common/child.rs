@@ -45,15 +45,11 @@ impl Owned {
         self.child.try_wait().ok().flatten()
     }
 
-    pub fn exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-
     /// Waits up to `limit` for the process to exit on its own (after a signal we sent).
     pub async fn wait_exit(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if self.exited() {
+            if self.exit_status().is_some() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;

@@ -11,7 +11,6 @@ use crate::MODES;
 use crate::apps::App;
 use crate::apps::Approach;
 use crate::common::report::{Header, nproc};
-use crate::common::stats::median_max;
 use crate::report::{failed, ms, pair_f};
 use crate::run::Subject;
 use crate::run::{self, RunResult};
@@ -90,23 +89,6 @@ impl ModeResult {
         let reload = Latency::of(self.reload.report.records.iter()).p99?;
         Some(reload.as_secs_f64() / steady.as_secs_f64())
     }
-
-    fn failed_reloads(&self) -> Vec<&String> {
-        let events = self.reload.events.iter();
-        events.filter_map(|e| e.outcome.as_ref().err()).collect()
-    }
-
-    /// baton's (cutover, ready) medians and maxima over the reloads that succeeded.
-    fn times(&self) -> [(Option<f64>, Option<f64>); 2] {
-        let events = self.reload.events.iter();
-        let ok: Vec<_> = events
-            .filter_map(|e| e.outcome.clone().ok().flatten())
-            .collect();
-        [
-            median_max(ok.iter().map(|t| t.cutover_ms).collect()),
-            median_max(ok.iter().map(|t| t.ready_ms).collect()),
-        ]
-    }
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -154,7 +136,7 @@ fn targets(out: &mut String, modes: &[ModeResult]) {
     );
     let mut missed = Vec::new();
     for m in modes {
-        let (failures, ratio, cutover) = (m.failures(), m.p99_ratio(), m.times()[0].0);
+        let (failures, ratio, cutover) = (m.failures(), m.p99_ratio(), m.reload.baton_times()[0].0);
         let _ = writeln!(
             out,
             "| {:?} | {} ({failures}) | {} ({}) | {} ({} ms) |",
@@ -177,8 +159,8 @@ fn targets(out: &mut String, modes: &[ModeResult]) {
         if let Some(c) = cutover.filter(|&c| c >= TARGET_CUTOVER_MS) {
             missed.push(format!("{:?} median cutover is {c:.1} ms", m.mode()));
         }
-        if !m.failed_reloads().is_empty() {
-            let n = m.failed_reloads().len();
+        if !m.reload.failed_reloads().is_empty() {
+            let n = m.reload.failed_reloads().len();
             missed.push(format!("{:?}: {n} reloads failed", m.mode()));
         }
     }
@@ -231,13 +213,13 @@ fn reloads(out: &mut String, modes: &[ModeResult]) {
         "### Reloads\n\n| Mode | reloads ok | p99 reload / steady | cutover median / max (ms) | ready median / max (ms) | generations answering |\n|---|---:|---:|---|---|---:|"
     );
     for m in modes {
-        let [cutover, ready] = m.times();
+        let [cutover, ready] = m.reload.baton_times();
         let events = &m.reload.events;
         let _ = writeln!(
             out,
             "| {:?} | {}/{} | {} | {} | {} | {} |",
             m.mode(),
-            events.len() - m.failed_reloads().len(),
+            events.len() - m.reload.failed_reloads().len(),
             events.len(),
             m.p99_ratio().map_or("–".into(), |r| format!("{r:.2}")),
             pair_f(cutover),
@@ -246,7 +228,7 @@ fn reloads(out: &mut String, modes: &[ModeResult]) {
         );
     }
     for m in modes {
-        for e in m.failed_reloads() {
+        for e in m.reload.failed_reloads() {
             let _ = writeln!(out, "\n{:?}: reload failed: {e}", m.mode());
         }
     }

@@ -155,24 +155,13 @@ fn reload_times(out: &mut String, runs: &[RunResult]) {
         "### Reload time, gaps and cutover (ms, median / max)\n\n| App | Mode | Approach | reload start → end | gap during reloads | gap steady | baton cutover | baton ready | processes answering |\n|---|---|---|---|---|---:|---|---|---:|"
     );
     for r in runs.iter().filter(|r| r.approach.reloads()) {
-        let span = r
-            .events
-            .iter()
-            .map(|e| (e.done - e.requested).as_secs_f64() * 1e3);
-        let gaps = r.gaps().into_iter().map(|g| g.as_secs_f64() * 1e3);
-        let baton = r
-            .events
-            .iter()
-            .filter_map(|e| e.outcome.as_ref().ok().copied().flatten());
-        let baton: Vec<_> = baton.collect();
-        let cut = median_max(baton.iter().map(|t| t.cutover_ms).collect());
-        let ready = median_max(baton.iter().map(|t| t.ready_ms).collect());
+        let [cut, ready] = r.baton_times();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {:.1} | {} | {} | {} |",
             row_key(r),
-            pair_f(median_max(span.collect())),
-            pair_f(median_max(gaps.collect())),
+            pair_f(median_max(r.spans_ms())),
+            pair_f(median_max(r.gaps_ms())),
             r.steady_gap().as_secs_f64() * 1e3,
             pair_f(cut),
             pair_f(ready),
@@ -180,7 +169,7 @@ fn reload_times(out: &mut String, runs: &[RunResult]) {
         );
     }
     for r in runs {
-        for e in r.events.iter().filter_map(|e| e.outcome.as_ref().err()) {
+        for e in r.failed_reloads() {
             let _ = writeln!(out, "\n{}: reload failed: {e}", row_key(r));
         }
     }

@@ -20,6 +20,7 @@ const CONCURRENCY: usize = 2;
 /// Footprint samples taken over the soak.
 const SAMPLES: u32 = 10;
 
+#[derive(Default)]
 struct Soak {
     reloads: u32,
     times: Vec<ReloadTimes>,
@@ -37,47 +38,32 @@ pub async fn run(reloads: u32, dir: &Path) -> Result<String, String> {
     let header = Header::begin();
     let addr = crate::common::tools::free_addr()?;
     let baton = App::hello().under_baton(addr, dir).await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let load = tokio::spawn(baton_load::run(config(addr), async {
-        let _ = stop_rx.await;
-    }));
-    let soak = reload_loop(&baton, reloads).await;
-    let _ = stop_tx.send(());
-    let report = load.await.map_err(|e| e.to_string())?;
-    let drained = baton.wait_drained(Duration::from_secs(60)).await;
-    let end = baton.facts();
-    baton.stop().await;
-    let soak = Soak {
-        drained,
-        end,
-        report,
-        ..soak
-    };
-    let title = format!("Soak: {reloads} baton reloads under load");
-    let command = format!("`{}`", crate::settings::command_line());
-    Ok(header.render(&title, &command, "") + &render(&soak))
-}
-
-fn config(addr: std::net::SocketAddr) -> LoadConfig {
     let mut config = LoadConfig::new(addr);
     config.mode = Mode::KeepAlive;
     config.concurrency = CONCURRENCY;
     // Bounded even if the loop hangs; the stop signal normally ends it much sooner.
     config.duration = Duration::from_secs(3600);
-    config
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let load = tokio::spawn(baton_load::run(config, async {
+        let _ = stop_rx.await;
+    }));
+    let mut soak = reload_loop(&baton, reloads).await;
+    let _ = stop_tx.send(());
+    soak.report = load.await.map_err(|e| e.to_string())?;
+    soak.drained = baton.wait_drained(Duration::from_secs(60)).await;
+    soak.end = baton.facts();
+    baton.stop().await;
+    let title = format!("Soak: {reloads} baton reloads under load");
+    let command = format!("`{}`", crate::settings::command_line());
+    Ok(header.render(&title, &command, "") + &render(&soak))
 }
 
 async fn reload_loop(baton: &Baton, reloads: u32) -> Soak {
     let every = (reloads / SAMPLES).max(1);
     let mut soak = Soak {
         reloads,
-        times: Vec::new(),
-        failed: Vec::new(),
         samples: vec![(0, baton.facts())],
-        end: ProcFacts::default(),
-        drained: false,
-        elapsed: Duration::ZERO,
-        report: Report::default(),
+        ..Soak::default()
     };
     let started = Instant::now();
     for i in 1..=reloads {
@@ -133,11 +119,7 @@ fn footprint(out: &mut String, s: &Soak) {
     let _ = writeln!(
         out,
         "baton's footprint, sampled right after a reload (the previous generation may still be \
-         draining), and at the end once drained:\n"
-    );
-    let _ = writeln!(
-        out,
-        "| after reload | RSS | fds | children | zombies |\n|---:|---|---:|---:|---:|"
+         draining), and at the end once drained:\n\n| after reload | RSS | fds | children | zombies |\n|---:|---|---:|---:|---:|"
     );
     let mut row = |label: String, p: &ProcFacts| {
         let _ = writeln!(

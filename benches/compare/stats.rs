@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use baton_load::Record;
 
-use crate::common::stats::nearest_rank;
+use crate::common::stats::{median_max, nearest_rank};
 use crate::run::RunResult;
 
 /// A reload's window extends this far past "done", to catch the old process's drain.
@@ -62,6 +62,29 @@ impl RunResult {
         self.report.records.iter().filter(keep)
     }
 
+    /// Reload start → end of every reload, in ms.
+    pub fn spans_ms(&self) -> Vec<f64> {
+        let spans = self.events.iter().map(|e| e.done - e.requested);
+        spans.map(|d| d.as_secs_f64() * 1e3).collect()
+    }
+
+    /// baton's own figures of its successful reloads: (median, max) of cutover and of ready.
+    pub fn baton_times(&self) -> [(Option<f64>, Option<f64>); 2] {
+        let events = self.events.iter();
+        let ok: Vec<_> = events
+            .filter_map(|e| e.outcome.clone().ok().flatten())
+            .collect();
+        [
+            median_max(ok.iter().map(|t| t.cutover_ms).collect()),
+            median_max(ok.iter().map(|t| t.ready_ms).collect()),
+        ]
+    }
+
+    pub fn failed_reloads(&self) -> Vec<&String> {
+        let events = self.events.iter();
+        events.filter_map(|e| e.outcome.as_ref().err()).collect()
+    }
+
     /// Requests per second outside the reload windows (the whole run when there are none).
     pub fn steady_rps(&self) -> f64 {
         let length = self.report.elapsed.as_secs_f64();
@@ -77,11 +100,11 @@ impl RunResult {
         }
     }
 
-    /// Longest time without a completed successful response, per reload window.
-    pub fn gaps(&self) -> Vec<Duration> {
+    /// Longest time without a completed successful response, per reload window, in ms.
+    pub fn gaps_ms(&self) -> Vec<f64> {
         let done = completions(&self.report.records);
-        let windows = self.windows();
-        windows.iter().map(|w| longest_gap(&done, w)).collect()
+        let gaps = self.windows().into_iter().map(|w| longest_gap(&done, &w));
+        gaps.map(|g| g.as_secs_f64() * 1e3).collect()
     }
 
     /// The same figure outside the windows, for reference.

@@ -37,12 +37,12 @@ const FIGURES: [Figure; 5] = [
     Figure {
         name: "median gap during reloads",
         unit: " ms",
-        of: |r| median_max(r.gaps().into_iter().map(ms).collect()).0,
+        of: |r| median_max(r.gaps_ms()).0,
     },
     Figure {
         name: "median reload time (start → new process serving)",
         unit: " ms",
-        of: |r| median_max(r.events.iter().map(|e| ms(e.done - e.requested)).collect()).0,
+        of: |r| median_max(r.spans_ms()).0,
     },
 ];
 
@@ -55,12 +55,8 @@ fn uncounted(f: &Figure, rival: &RunResult) -> String {
     format!(", but it failed {failed} requests, which no latency figure counts")
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 fn msf(d: Option<Duration>) -> Option<f64> {
-    d.map(ms)
+    d.map(|d| d.as_secs_f64() * 1e3)
 }
 
 /// Every figure on which an alternative of the same app and mode beat `baton`.
