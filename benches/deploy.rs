@@ -34,7 +34,7 @@ mod rustapp;
 mod sshd;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -54,32 +54,10 @@ const POLL_A: Duration = Duration::from_millis(2);
 const POLL_B: Duration = Duration::from_millis(10);
 const RUN_SH: &str = "#!/bin/sh\nexec \"$HELLO_BIN\" --idle-grace 100ms\n";
 
+/// How many pushes: part A, and part B per setup (0 skips part B).
 struct Settings {
     pushes: usize,
     rust_pushes: usize,
-}
-
-impl Settings {
-    fn load() -> Settings {
-        let args = cli::args();
-        Settings {
-            pushes: number(&args, "--pushes", "BATON_BENCH_PUSHES", 15).max(1) as usize,
-            rust_pushes: number(&args, "--rust-pushes", "BATON_BENCH_RUST_PUSHES", 3) as usize,
-        }
-    }
-}
-
-/// The bench's scratch directory, removed when dropped (after the processes in it stopped).
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::env::var_os("BATON_BENCH_KEEP").is_some() {
-            eprintln!("deploy bench: kept {}", self.0.display());
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// One measured push.
@@ -117,21 +95,29 @@ struct RustRun {
 }
 
 fn main() {
-    let settings = Settings::load();
+    let args = cli::args();
+    let settings = Settings {
+        pushes: number(&args, "--pushes", "BATON_BENCH_PUSHES", 15).max(1) as usize,
+        rust_pushes: number(&args, "--rust-pushes", "BATON_BENCH_RUST_PUSHES", 3) as usize,
+    };
     if let Some(why) = sshd::unavailable() {
         println!("SKIPPED: the deploy bench needs an ssh server of its own: {why}");
         return;
     }
     let header = Header::begin();
     let started = Instant::now();
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("baton-deploybench-{}", std::process::id())));
+    let dir = std::env::temp_dir().join(format!("baton-deploybench-{}", std::process::id()));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = runtime.block_on(run(&settings, &scratch.0));
-    drop(scratch);
+    // Every process in the scratch directory has stopped once `run` returns.
+    let result = runtime.block_on(run(&settings, &dir));
+    if std::env::var_os("BATON_BENCH_KEEP").is_some() {
+        eprintln!("deploy bench: kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     match result {
         Ok((a, b)) => {
             let command = format!(
@@ -208,8 +194,11 @@ async fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, S
         "hello",
         sshd,
         &[("run.sh", RUN_SH), ("hello.txt", "first")],
-        &["run.sh"],
-        |_| Ok(()),
+        |work| {
+            use std::os::unix::fs::PermissionsExt;
+            let executable = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(work.join("run.sh"), executable).map_err(|e| e.to_string())
+        },
     )?;
     let state = dir.join("state");
     let spawned = Instant::now();
@@ -279,7 +268,6 @@ async fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, S
             ("hello.txt", "rust-0"),
             (".gitignore", rustapp::GITIGNORE),
         ],
-        &[],
         |work| {
             offline.set(generate_lockfile(work)?);
             Ok(())

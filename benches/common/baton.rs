@@ -6,9 +6,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
 
 use super::child::Owned;
-use super::control;
 use super::proc_facts::ProcFacts;
 
 pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
@@ -35,17 +36,13 @@ impl Baton {
     /// Without probation a reload ends at the cutover: the benches measure the handoff itself.
     pub fn spawn(dir: &Path, configure: impl FnOnce(&mut Command)) -> Result<Baton, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let control = dir.join("control.sock");
+        let (control, log) = (dir.join("control.sock"), dir.join("baton.log"));
         let mut cmd = Command::new(BATON);
-        cmd.arg("run")
-            .arg("--control")
-            .arg(&control)
-            .arg("--runtime-dir")
-            .arg(dir)
-            .args(["--probation", "0s"]);
+        cmd.args(["run", "--probation", "0s", "--control"])
+            .arg(&control);
+        cmd.arg("--runtime-dir").arg(dir);
         clean_env(&mut cmd);
         configure(&mut cmd);
-        let log = dir.join("baton.log");
         let process = Owned::spawn(cmd, &log)?;
         Ok(Baton {
             process,
@@ -96,7 +93,7 @@ impl Baton {
 
     /// One `reload` command; `Err` carries baton's reason when the new generation failed.
     pub async fn reload(&self) -> Result<ReloadTimes, String> {
-        let reply = control::call(&self.control, "reload", Duration::from_secs(120)).await?;
+        let reply = call(&self.control, "reload", Duration::from_secs(120)).await?;
         serde_json::from_value(reply["reload"].clone()).map_err(|_| match reply["error"].as_str() {
             Some(error) => error.to_string(),
             None => format!("no reload report in {reply}"),
@@ -105,7 +102,7 @@ impl Baton {
 
     /// What `baton status --json` prints: the supervisor's status, with `deploys` when set.
     pub async fn status(&self) -> Result<Value, String> {
-        let reply = control::call(&self.control, "status", Duration::from_secs(5)).await?;
+        let reply = call(&self.control, "status", Duration::from_secs(5)).await?;
         let mut status = reply["status"].clone();
         if !status.is_object() {
             return Err(format!("no status in {reply}"));
@@ -152,4 +149,28 @@ pub fn clean_env(cmd: &mut Command) {
     ] {
         cmd.env_remove(var);
     }
+}
+
+/// One command on baton's control socket: one JSON line out, one JSON line back (what
+/// `baton reload` does).
+async fn call(path: &Path, command: &str, limit: Duration) -> Result<Value, String> {
+    let talk = async {
+        let mut stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", path.display()))?;
+        let line = format!("{}\n", serde_json::json!({ "command": command }));
+        stream
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        BufReader::new(stream)
+            .read_line(&mut answer)
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::from_str::<Value>(&answer).map_err(|e| format!("bad reply {answer:?}: {e}"))
+    };
+    tokio::time::timeout(limit, talk)
+        .await
+        .map_err(|_| format!("no {command} answer within {limit:?}"))?
 }

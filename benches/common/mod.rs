@@ -5,7 +5,6 @@
 pub mod baton;
 pub mod child;
 pub mod cli;
-pub mod control;
 pub mod proc_facts;
 pub mod report;
 pub mod stats;

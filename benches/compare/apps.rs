@@ -1,13 +1,16 @@
-//! The apps under test and how each approach launches them.
+//! The apps under test, where gunicorn comes from (`$BATON_VENV`, else PATH, else a venv made
+//! for the bench), and how each approach launches them.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use baton_load::Mode;
 
 use crate::common::baton::{Baton, HELLO};
+use crate::common::tools::{on_path, output};
 
 /// One app, with everything needed to start it under every approach.
 #[derive(Clone)]
@@ -182,4 +185,35 @@ impl Approach {
     pub fn reloads(self) -> bool {
         self != Approach::Alone
     }
+}
+
+/// The `bin` directory holding gunicorn, or why there is none (the Flask rows say so).
+pub fn gunicorn_bin(repo: &Path) -> Result<PathBuf, String> {
+    if let Some(v) = std::env::var_os("BATON_VENV") {
+        let bin = PathBuf::from(v).join("bin");
+        if bin.join("gunicorn").exists() {
+            return Ok(bin);
+        }
+    }
+    if let Some(bin) = on_path("gunicorn") {
+        return Ok(bin);
+    }
+    let venv = repo.join("target/bench-venv");
+    if !venv.join("bin/gunicorn").exists() {
+        create(&venv, &repo.join("examples/flask/requirements.txt"))?;
+    }
+    Ok(venv.join("bin"))
+}
+
+/// `python3 -m venv` + `pip install -r requirements.txt`.
+fn create(venv: &Path, requirements: &Path) -> Result<(), String> {
+    eprintln!("creating {} for gunicorn + Flask", venv.display());
+    output(Command::new("python3").arg("-m").arg("venv").arg(venv))?;
+    let pip = venv.join("bin/pip");
+    output(
+        Command::new(pip)
+            .args(["install", "-q", "-r"])
+            .arg(requirements),
+    )
+    .map(drop)
 }

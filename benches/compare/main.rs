@@ -39,7 +39,6 @@ mod run;
 mod settings;
 mod soak;
 mod stats;
-mod venv;
 mod verdict;
 
 use std::path::Path;
@@ -101,13 +100,8 @@ async fn compare(settings: &Settings, dir: &Path) -> Result<String, String> {
         }
     }
     // Tables list (a) to (e) in order, whatever order they ran in.
-    runs.sort_by_key(|r| {
-        (
-            apps.iter().position(|a| a.key == r.app),
-            r.mode as u8,
-            r.approach,
-        )
-    });
+    let app_index = |r: &RunResult| apps.iter().position(|a| a.key == r.app);
+    runs.sort_by_key(|r| (app_index(r), r.mode as u8, r.approach));
     let ctx = report::Context {
         header: header.render(
             "baton vs the alternatives: reload under load",
@@ -129,7 +123,7 @@ fn resolve_apps(settings: &Settings) -> (Vec<App>, Vec<String>) {
         apps.push(App::hello());
     }
     if settings.wants("flask") {
-        match venv::gunicorn_bin(repo()).and_then(|bin| App::flask(repo(), bin)) {
+        match apps::gunicorn_bin(repo()).and_then(|bin| App::flask(repo(), bin)) {
             Ok(app) => apps.push(app),
             Err(e) => skipped.push(format!("Flask app: {e}")),
         }

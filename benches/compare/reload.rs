@@ -30,14 +30,8 @@ pub async fn run(settings: &Settings, dir: &Path) -> Result<String, String> {
     let header = Header::begin();
     let hello = App::hello();
     eprintln!("baton-hello alone, KeepAlive, {} s", settings.seconds);
-    let alone = run::measure(
-        &hello,
-        Mode::KeepAlive,
-        Approach::Alone,
-        settings,
-        &dir.join("alone"),
-    )
-    .await?;
+    let sub = dir.join("alone");
+    let alone = run::measure(&hello, Mode::KeepAlive, Approach::Alone, settings, &sub).await?;
     let addr = crate::common::tools::free_addr()?;
     let mut baton = Subject::Baton(hello.under_baton(addr, &dir.join("baton")).await?);
     let mut modes = Vec::new();

@@ -94,24 +94,19 @@ impl Deployer {
         every: Duration,
         timeout: Duration,
     ) -> Result<Duration, String> {
-        let mut next = tokio::time::Instant::now();
-        for checks in 1u32.. {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while since.elapsed() <= timeout {
+            tick.tick().await;
             if served_message(self.app).as_deref() == Some(want) {
                 return Ok(since.elapsed());
             }
-            if since.elapsed() > timeout {
-                return Err(format!(
-                    "{want:?} not served within {timeout:?}; log tail:\n{}",
-                    self.baton.log_tail(30)
-                ));
-            }
-            if checks.is_multiple_of(100) {
-                self.baton.check_alive()?;
-            }
-            next = (next + every).max(tokio::time::Instant::now());
-            tokio::time::sleep_until(next).await;
+            self.baton.check_alive()?;
         }
-        unreachable!("the checks above end the loop")
+        let tail = self.baton.log_tail(30);
+        Err(format!(
+            "{want:?} not served within {timeout:?}; log tail:\n{tail}"
+        ))
     }
 
     /// Waits until baton has no running or pending deploy, which is after the last one was

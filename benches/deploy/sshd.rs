@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::child::Owned;
-use crate::common::tools::{free_addr, on_path, output};
+use crate::common::tools::{free_addr, on_path, output, tail};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 
@@ -101,10 +101,8 @@ impl Sshd {
                     return Ok(sshd);
                 }
                 if let Some(status) = process.exit_status() {
-                    why = format!(
-                        "sshd exited ({status}): {}",
-                        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-                    );
+                    let log = tail(&dir.join("sshd.log"), 20);
+                    why = format!("sshd exited ({status}): {log}");
                     break; // the port was probably taken in between: try another one
                 }
                 if Instant::now() > deadline {
@@ -122,21 +120,14 @@ impl Sshd {
         let host_key = public_half(&self.dir.join("ssh_host_ed25519_key"))?;
         let mut fields = host_key.split_whitespace();
         let (kind, blob) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-        std::fs::write(
-            self.known_hosts(),
-            format!("[127.0.0.1]:{} {kind} {blob}\n", self.port),
-        )
-        .map_err(|e| e.to_string())
+        let line = format!("[127.0.0.1]:{} {kind} {blob}\n", self.port);
+        std::fs::write(self.known_hosts(), line).map_err(|e| e.to_string())
     }
 
     /// The `ssh://` URL of a repository at `path` on this server.
     pub fn url(&self, path: &Path) -> String {
-        format!(
-            "ssh://{}@127.0.0.1:{}{}",
-            self.user,
-            self.port,
-            path.display()
-        )
+        let (user, port) = (&self.user, self.port);
+        format!("ssh://{user}@127.0.0.1:{port}{}", path.display())
     }
 
     pub fn known_hosts(&self) -> PathBuf {
