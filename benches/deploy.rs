@@ -52,7 +52,11 @@ const TARGET_MEDIAN_MS: f64 = 300.0;
 const POLL_A: Duration = Duration::from_millis(2);
 /// Part B waits seconds for cargo; a finer poll would only compete with the build for the CPU.
 const POLL_B: Duration = Duration::from_millis(10);
-const RUN_SH: &str = "#!/bin/sh\nexec \"$HELLO_BIN\" --idle-grace 100ms\n";
+/// The app's start script; baton-hello by path, since the app gets only an allow-listed part
+/// of baton's environment.
+fn run_sh() -> String {
+    format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n")
+}
 
 /// How many pushes: part A, and part B per setup (0 skips part B).
 struct Settings {
@@ -193,7 +197,7 @@ async fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, S
         dir,
         "hello",
         sshd,
-        &[("run.sh", RUN_SH), ("hello.txt", "first")],
+        &[("run.sh", &run_sh()), ("hello.txt", "first")],
         |work| {
             use std::os::unix::fs::PermissionsExt;
             let executable = std::fs::Permissions::from_mode(0o755);
@@ -203,8 +207,7 @@ async fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, S
     let state = dir.join("state");
     let spawned = Instant::now();
     let mut baton = Deployer::spawn(&dir.join("baton"), &state, &repo, sshd, |cmd| {
-        cmd.args(["--ready-timeout", "10s", "--", "./run.sh"])
-            .env("HELLO_BIN", HELLO);
+        cmd.args(["--ready-timeout", "10s", "--", "./run.sh"]);
     })?;
     let startup = baton
         .wait_message("first", spawned, POLL_A, Duration::from_secs(60))

@@ -18,7 +18,7 @@ pub fn call(client: &ClientArgs, command: Command) -> Result<Reply, String> {
                 )
             })
         }
-        (None, None) => paths::default_control(),
+        (None, None) => paths::default_control_checked()?,
     };
     client_runtime()?.block_on(control::call(&path, command, timeout))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use baton_handoff::duration;
 use baton_handoff::listen::ListenSpec;
 use baton_handoff::readiness::Readiness;
-use baton_handoff::spawn::AppCommand;
+use baton_handoff::spawn::{AppCommand, AppEnv};
 use baton_handoff::supervisor::CrashLoop;
 use nix::sys::signal::Signal;
 use serde::Deserialize;
@@ -82,6 +82,9 @@ pub struct AppSection {
     pub probation: Option<String>,
     /// `DEATHS/WINDOW` (default `3/5m`) or `off`: when deaths of the serving release roll back.
     pub crash_loop: Option<String>,
+    /// Variables for the app, on top of the few it gets from baton's environment.
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Flags of `baton run` that override the file.
@@ -272,6 +275,8 @@ impl Config {
                 "no app command: give it after `--` or as [app] command in the config".into(),
             );
         }
+        let app_env: Vec<(String, String)> = app.env.into_iter().collect();
+        baton_handoff::spawn::check_app_env(&app_env)?;
         let runtime_dir = flags
             .runtime_dir
             .clone()
@@ -316,6 +321,7 @@ impl Config {
             command: AppCommand {
                 argv,
                 cwd: flags.cwd.clone().or(app.cwd),
+                env: AppEnv::Clean(app_env),
             },
             drain_signal: parse_signal(&pick(&flags.drain_signal, app.drain_signal, "SIGTERM"))?,
             drain_timeout: named(
@@ -364,12 +370,12 @@ fn deploy_settings(
         known_hosts: flags.known_hosts.clone().or(source.known_hosts),
         host_fingerprints: source.host_fingerprints,
     };
-    source_cfg.validate()?;
+    source_cfg.validate().map_err(|e| e.to_string())?;
     let build = match build.command {
         Some(command) if command.is_empty() => return Err("[build] command is empty".into()),
         Some(command) => {
             let env: Vec<(String, String)> = build.env.into_iter().collect();
-            baton_deploy::build::check_env(&env)?;
+            baton_deploy::build::check_env(&env).map_err(|e| e.to_string())?;
             Some(crate::deploy::Build {
                 command,
                 timeout: named(

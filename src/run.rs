@@ -56,7 +56,10 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
     }
     let webhook = prepare_webhook(&config, take_named(&mut kept, "webhook"))?;
     let control_fd = take_named(&mut kept, "control");
-    create_dir(&config.runtime_dir, "runtime")?;
+    crate::paths::prepare_runtime(
+        &config.runtime_dir,
+        control_fd.is_none().then_some(&*config.control),
+    )?;
     if config.deploy.is_some() {
         create_dir(&config.state_dir, "state")?;
     }

@@ -11,8 +11,13 @@ use common::load::{Background, assert_no_failures};
 use common::repo::Repo;
 use common::*;
 
-const RUN_SH: &str =
-    "#!/bin/sh\n[ -e NEVER_READY ] && exec sleep 600\nexec \"$HELLO_BIN\" --idle-grace 100ms\n";
+/// The app's start script. It names baton-hello by its path: the app gets only an allow-listed
+/// part of baton's environment, so a variable set on baton would not reach it.
+fn run_sh() -> String {
+    format!(
+        "#!/bin/sh\n[ -e NEVER_READY ] && exec sleep 600\nexec \"{HELLO}\" --idle-grace 100ms\n"
+    )
+}
 const BUILD_SH: &str = "#!/bin/sh\n[ -e BUILD_FAILS ] && { echo build broke >&2; exit 7; }\n[ -n \"$BUILD_GATE\" ] && while [ ! -e \"$BUILD_GATE\" ]; do sleep 0.05; done\necho \"built $BATON_COMMIT\" > built.txt\n";
 
 /// The test app's repository: a launcher script, a build script and `hello.txt`.
@@ -20,7 +25,7 @@ fn app_repo(scratch: &Scratch) -> Repo {
     Repo::new(
         scratch,
         &[
-            ("run.sh", RUN_SH),
+            ("run.sh", &run_sh()),
             ("build.sh", BUILD_SH),
             ("hello.txt", "v1"),
         ],
@@ -35,7 +40,6 @@ fn deploying_baton(repo: &Repo, state: &Path, extra: &[&str]) -> BatonBuilder {
         .arg(repo.bare.to_str().unwrap())
         .arg("--ready-timeout")
         .arg("3s")
-        .env("HELLO_BIN", HELLO)
         .app(&["./run.sh"]);
     for a in extra {
         b = b.arg(a);
@@ -109,7 +113,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
     let repo = app_repo(&scratch);
     let state = scratch.path("state");
     let secret = scratch.path("secret");
-    std::fs::write(&secret, "a-long-enough-webhook-secret\n").unwrap();
+    common::files::write_private(&secret, "a-long-enough-webhook-secret\n");
     let config = config_with_build(&scratch, "");
     let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()])
         .webhook(&secret)

@@ -99,7 +99,7 @@ fn a_pushed_flask_change_is_deployed_by_the_webhook_with_zero_failed_requests() 
     let app = std::fs::read_to_string(example().join("app.py")).unwrap();
     let repo = common::repo::Repo::new(&scratch, &[("app.py", &app), ("hello.txt", "first")], &[]);
     let secret = scratch.path("secret");
-    std::fs::write(&secret, "flask-webhook-secret-0123456789\n").unwrap();
+    common::files::write_private(&secret, "flask-webhook-secret-0123456789\n");
     let baton = flask_builder(&bin)
         .arg("--repo")
         .arg(repo.bare.to_str().unwrap())

@@ -139,7 +139,7 @@ fn socket_activation_names_decide_who_gets_which_socket() {
     let (app_port, hook_port) = (free_port(), free_port());
     let control = scratch.path("control.sock");
     let secret = scratch.path("secret");
-    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+    common::files::write_private(&secret, "0123456789abcdef0123456789abcdef\n");
     let log = std::fs::File::create(scratch.path("log")).unwrap();
     // systemd's own tool passes LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES to baton on first connect.
     let mut activator = std::process::Command::new("systemd-socket-activate")

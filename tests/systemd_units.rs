@@ -222,7 +222,26 @@ fn systemctl_reload_under_load_keeps_the_main_pid_and_loses_nothing() {
 
 #[test]
 fn systemctl_reload_fails_when_the_new_generation_fails_and_the_old_one_serves() {
-    let Some(m) = Manager::boot("reload-fail") else {
+    reload_fails_and_the_old_generation_serves(
+        "reload-fail",
+        "echo 'app: refusing to start' >&2; exit 3",
+        "last reload failed",
+    );
+}
+
+#[test]
+fn systemctl_reload_fails_when_the_new_generation_dies_during_probation() {
+    reload_fails_and_the_old_generation_serves(
+        "reload-probation",
+        &format!("exec {HELLO} --die-after 1s"),
+        "during probation",
+    );
+}
+
+/// The next start runs `bad` instead of baton-hello: `systemctl reload` must fail, the old
+/// generation keep serving under the same main PID, and systemd's status say why.
+fn reload_fails_and_the_old_generation_serves(name: &str, bad: &str, status_needle: &str) {
+    let Some(m) = Manager::boot(name) else {
         return;
     };
     let flag = m.dir.join("etc/fail-next-start");
@@ -230,7 +249,7 @@ fn systemctl_reload_fails_when_the_new_generation_fails_and_the_old_one_serves()
         &m,
         "app.sh",
         &format!(
-            "if [ -e {0} ]; then echo 'app: refusing to start' >&2; exit 3; fi\nexec {HELLO}\n",
+            "if [ -e {0} ]; then {bad}; fi\nexec {HELLO}\n",
             flag.display()
         ),
     );
@@ -264,7 +283,8 @@ fn systemctl_reload_fails_when_the_new_generation_fails_and_the_old_one_serves()
     assert_eq!(props["MainPID"], main_pid);
     assert_eq!(props["NRestarts"], "0");
     assert!(
-        props["StatusText"].contains("last reload failed"),
+        props["StatusText"].contains("last reload failed")
+            && props["StatusText"].contains(status_needle),
         "{}",
         props["StatusText"]
     );

@@ -1,7 +1,9 @@
 //! baton-hello: the reference generation. A tiny HTTP/1.1 + HTTP/2 server built on baton-kit.
 //!
 //! `GET /` answers `pid=<pid> generation=<n>` (and `message=<first line of ./hello.txt>` when
-//! that file exists); `GET /slow?ms=N` answers after N ms. SIGTERM drains and exits.
+//! that file exists); `GET /slow?ms=N` answers after N ms; `GET /health` answers 200 (500 once
+//! `--unhealthy-after` has passed). SIGTERM drains and exits. `--die-after` makes a release
+//! that crashes after READY, for probation tests and the demo.
 //!
 //! `--replace-on-sighup` is single-process mode (no baton): SIGHUP starts a successor on the same
 //! sockets, hands systemd's main PID over to it once it is ready, and drains (see
@@ -40,10 +42,22 @@ struct Args {
     /// slow-starting app is handed over; connections wait in the queue meanwhile).
     #[arg(long, default_value = "0s")]
     startup_delay: String,
+    /// Be killed by SIGKILL this long after READY=1 (a release that crashes once live).
+    #[arg(long, value_name = "DURATION")]
+    die_after: Option<String>,
+    /// Answer GET /health with 500 from this long after start on.
+    #[arg(long, value_name = "DURATION")]
+    unhealthy_after: Option<String>,
 }
 
 struct Identity {
     text: String,
+    /// From when on /health answers 500.
+    unhealthy_at: Option<std::time::Instant>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    baton_handoff::duration::parse(text).map_err(|e| e.to_string())
 }
 
 fn main() -> Result<(), String> {
@@ -81,8 +95,15 @@ fn main() -> Result<(), String> {
     } else {
         None
     };
+    let die_after = args.die_after.as_deref().map(parse_duration).transpose()?;
+    let unhealthy_after = args
+        .unhealthy_after
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?;
     let identity = Box::leak(Box::new(Identity {
         text: identity_text(),
+        unhealthy_at: unhealthy_after.map(|d| std::time::Instant::now() + d),
     }));
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -94,7 +115,7 @@ fn main() -> Result<(), String> {
                 baton_handoff::duration::parse(&args.startup_delay).map_err(|e| e.to_string())?,
             )
             .await;
-            run(inherited, identity, options, replace).await
+            run(inherited, identity, options, replace, die_after).await
         })
 }
 
@@ -103,6 +124,7 @@ async fn run(
     identity: &'static Identity,
     options: serve::Options,
     replace: Option<(handoff::Sockets, handoff::Options)>,
+    die_after: Option<Duration>,
 ) -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -169,6 +191,14 @@ async fn run(
         format!("serving on {count} socket(s)")
     };
     notify::ready_with_status(&status);
+    if let Some(after) = die_after {
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            eprintln!("baton-hello: --die-after {after:?}: killing myself");
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+        });
+    }
     let report = server
         .await
         .map_err(|e| e.to_string())?
@@ -201,6 +231,12 @@ async fn handle(
 ) -> Response<Full<Bytes>> {
     match req.uri().path() {
         "/" => text(StatusCode::OK, id.text.clone()),
+        "/health" => match id.unhealthy_at {
+            Some(at) if std::time::Instant::now() >= at => {
+                text(StatusCode::INTERNAL_SERVER_ERROR, "unhealthy\n".into())
+            }
+            _ => text(StatusCode::OK, "ok\n".into()),
+        },
         "/slow" => {
             let ms = req
                 .uri()

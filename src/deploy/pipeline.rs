@@ -185,21 +185,39 @@ async fn prepare(
             }));
         }
     }
+    if let Err(e) = ctx.state.releases.mark_built(&release) {
+        return Err(Box::new(Failure {
+            release: Some(release),
+            error: DeployError::Release(e.to_string()),
+        }));
+    }
     Ok(release)
 }
 
-/// A commit that failed after its build (it started and died, or failed probation) is not
-/// rebuilt by a push redelivery or the poller: that would loop on a broken release.
+/// A commit that failed after its build (it failed to start or pass probation, or crash-looped
+/// once live) is not rebuilt by a push redelivery or the poller: that would loop on a broken
+/// release. Build failures may be retried (a flaky network, a full disk).
 fn refuse_known_bad(state: &DeployState, commit: &str) -> Result<(), DeployError> {
     let Some(entry) = state.last_entry_for(commit) else {
         return Ok(());
     };
+    let known_bad = |phase: &str, why: String| DeployError::KnownBad {
+        commit: commit.to_string(),
+        phase: phase.to_string(),
+        why,
+    };
     match (&entry.outcome, entry.failed_phase.as_deref()) {
-        (Outcome::Failed, Some(phase @ ("start" | "probation"))) => Err(DeployError::KnownBad {
-            commit: commit.to_string(),
-            phase: phase.to_string(),
-            why: entry.reason.unwrap_or_default(),
-        }),
+        (Outcome::Failed, Some(phase @ ("start" | "probation"))) => {
+            Err(known_bad(phase, entry.reason.unwrap_or_default()))
+        }
+        (Outcome::Ok, _) => {
+            // It went live once; a failure marker since then means it crash-looped.
+            let failure = state.releases.get(&entry.release).and_then(|r| r.failure());
+            match failure {
+                Some(why) => Err(known_bad("in service", why)),
+                None => Ok(()),
+            }
+        }
         _ => Ok(()),
     }
 }
@@ -274,6 +292,9 @@ fn finish(
     let (result, failed_phase) = match outcome {
         Ok((release, report)) => match state.releases.set_current(&release) {
             Ok(()) => {
+                // Ready, through probation and switched to: rollbacks may come back to it.
+                let what = format!("recording release {} as passed", release.id);
+                super::state::warn_on_error(&what, state.releases.mark_passed(&release));
                 match state.releases.prune(ctx.settings.keep) {
                     Ok(gone) if !gone.is_empty() => tracing::info!("pruned releases {gone:?}"),
                     Ok(_) => {}
@@ -285,8 +306,8 @@ fn finish(
         },
         Err(failure) => {
             let Failure { release, error } = *failure;
+            // mark_failed keeps a first reason; the serving release is never marked.
             if let Some(r) = release
-                && r.failure().is_none()
                 && state.releases.current().map(|c| c.id) != Some(r.id.clone())
             {
                 state.mark_failed(&r, &error.to_string());

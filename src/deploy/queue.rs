@@ -108,12 +108,13 @@ fn auto_rollback(state: &DeployState, notice: Notice) -> Option<Job> {
         "crash loop: died {deaths} times within {}",
         baton_handoff::duration::format(window)
     );
+    // The newest release before it that passed probation (retention always keeps that one).
     let target = state
         .releases
         .list()
         .into_iter()
         .rev()
-        .find(|r| r.id != crashing.id && r.failure().is_none() && r.id < crashing.id);
+        .find(|r| r.id < crashing.id && r.passed());
     state.mark_failed(&crashing, &why);
     match target {
         Some(target) => {

@@ -2,10 +2,13 @@
 //!
 //! Forges redeliver by hand with the same delivery id. A delivery whose deploy succeeded is not
 //! deployed again; one whose deploy failed (or never finished, because baton stopped) is.
+//! The file is written atomically; a corrupt one (a crash before saves were fsynced could
+//! leave it empty) is moved aside and an empty log started, rather than stopping baton.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
+use baton_deploy::state_file::{load_or_quarantine, write_atomically};
 use serde::{Deserialize, Serialize};
 
 /// How many deliveries are remembered; older ones are forgotten first.
@@ -31,15 +34,12 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
-    /// Loads the file (missing = empty). A delivery left pending by a previous run never
-    /// finished, so it counts as failed.
+    /// Loads the file (missing = empty; corrupt = moved aside to `NAME.corrupt-<UTC>`, logged
+    /// at warn, and empty). A delivery left pending by a previous run never finished, so it
+    /// counts as failed.
     pub fn load(path: PathBuf) -> Result<Deliveries, String> {
-        let mut entries: VecDeque<Entry> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("corrupt delivery log {}: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => VecDeque::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
+        let mut entries: VecDeque<Entry> =
+            load_or_quarantine(&path).map_err(|e| format!("delivery log: {e}"))?;
         for e in &mut entries {
             if e.outcome == Outcome::Pending {
                 e.outcome = Outcome::Failed;
@@ -56,7 +56,7 @@ impl Deliveries {
             .map(|e| e.outcome)
     }
 
-    /// Records an outcome and writes the file atomically (temp file + rename).
+    /// Records an outcome and writes the file atomically (temp file, fsync, rename).
     pub fn set(&mut self, key: &str, outcome: Outcome) {
         self.entries.retain(|e| e.key != key);
         self.entries.push_back(Entry {
@@ -67,14 +67,13 @@ impl Deliveries {
             self.entries.pop_front();
         }
         if let Err(e) = self.save() {
-            tracing::error!("cannot save delivery log {}: {e}", self.path.display());
+            tracing::warn!("delivery log not saved: {e}");
         }
     }
 
-    fn save(&self) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(&self.entries)?)?;
-        std::fs::rename(&tmp, &self.path)
+    fn save(&self) -> Result<(), String> {
+        let json = serde_json::to_vec(&self.entries).map_err(|e| e.to_string())?;
+        write_atomically(&self.path, &json).map_err(|e| e.to_string())
     }
 }
 

@@ -1,7 +1,6 @@
 //! Reading the webhook secret: from a file or a systemd credential, never from argv or the
 //! environment, never logged.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Shortest secret accepted: shorter ones are guessable offline from one signed delivery.
@@ -19,17 +18,14 @@ pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
-/// Reads a secret file. One trailing newline is dropped (editors add it); anything else is the
-/// secret byte for byte.
+/// Reads a secret file, refusing one that is not private to baton's user (see
+/// `baton_deploy::private_file`). One trailing newline is dropped (editors add it); anything
+/// else is the secret byte for byte.
 pub fn read(path: &Path) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path)
         .map_err(|e| format!("cannot read webhook secret {}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(
-            "webhook secret {} is readable by group or others; chmod 600 it",
-            path.display()
-        );
-    }
+    baton_deploy::private_file::check_private(path, &meta, "webhook secret")
+        .map_err(|e| e.to_string())?;
     let mut bytes = std::fs::read(path)
         .map_err(|e| format!("cannot read webhook secret {}: {e}", path.display()))?;
     if bytes.ends_with(b"\r\n") {

@@ -1,6 +1,8 @@
 //! Test harness: real baton processes on 127.0.0.1, driven through their real interfaces.
 #![allow(dead_code)]
 
+pub mod files;
+pub mod hostile;
 pub mod http;
 pub mod load;
 pub mod repo;
@@ -94,6 +96,7 @@ pub struct BatonBuilder {
     state_dir: Option<PathBuf>,
     webhook: Option<SocketAddr>,
     probation: Option<String>,
+    inherit: Vec<(std::os::fd::RawFd, std::os::fd::RawFd)>,
 }
 
 impl BatonBuilder {
@@ -109,6 +112,7 @@ impl BatonBuilder {
             // Most tests reload often and are about the handoff itself: no probation unless a
             // test asks for it (`probation`, `default_probation`).
             probation: Some("0s".into()),
+            inherit: Vec::new(),
         }
     }
 
@@ -145,6 +149,14 @@ impl BatonBuilder {
 
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
+        self
+    }
+
+    /// Hands baton a copy of `file` as descriptor `target`, without close-on-exec: what a
+    /// careless parent process leaves open for its children. `file` must outlive the spawn.
+    pub fn inherit_fd(mut self, file: &std::fs::File, target: std::os::fd::RawFd) -> Self {
+        use std::os::fd::AsRawFd;
+        self.inherit.push((file.as_raw_fd(), target));
         self
     }
 
@@ -205,6 +217,21 @@ impl BatonBuilder {
             .stderr(logf);
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        let inherit = self.inherit.clone();
+        if !inherit.is_empty() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: dup2(2) is async-signal-safe; the closure allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    for &(fd, target) in &inherit {
+                        if nix::libc::dup2(fd, target) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = cmd.spawn().expect("start baton");
         Baton {

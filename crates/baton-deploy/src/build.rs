@@ -1,9 +1,10 @@
 //! The build step: the user's argv run in the new release directory, before any traffic can
 //! reach it. It gets a small, explicit environment: baton's own supervision variables
 //! (`NOTIFY_SOCKET`, `LISTEN_*`…) would let a build impersonate a generation, and credentials
-//! must not leak into build scripts written by whoever can push.
+//! must not leak into build scripts written by whoever can push. For the same reason it gets
+//! no file descriptor beyond 0–2, and `build.log` never follows a symlink the checkout holds.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -14,7 +15,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::time::Instant;
 
+use crate::error::{BuildError, Error};
 use crate::releases::Release;
+use crate::state_file::create_in_release;
 
 /// Variables passed through from baton's environment; everything else is dropped.
 const PASSED: &[&str] = &[
@@ -45,7 +48,7 @@ const MAX_LINE: usize = 16 * 1024;
 
 /// Whether an extra build variable may be set by configuration: not baton's supervision
 /// variables, and not the `BATON_` prefix, which baton reserves for what it sets itself.
-pub fn check_env(env: &[(String, String)]) -> Result<(), String> {
+pub fn check_env(env: &[(String, String)]) -> Result<(), Error> {
     for (key, _) in env {
         let reserved = key == "NOTIFY_SOCKET"
             || key == "CREDENTIALS_DIRECTORY"
@@ -53,12 +56,14 @@ pub fn check_env(env: &[(String, String)]) -> Result<(), String> {
             || key.starts_with("WATCHDOG_")
             || key.starts_with("BATON_");
         if reserved {
-            return Err(format!(
+            return Err(Error::Config(format!(
                 "build env may not set {key}: baton sets or withholds it itself"
-            ));
+            )));
         }
         if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(format!("build env has an invalid variable name `{key}`"));
+            return Err(Error::Config(format!(
+                "build env has an invalid variable name `{key}`"
+            )));
         }
     }
     Ok(())
@@ -92,17 +97,18 @@ pub async fn run(
     env: &[(String, String)],
     timeout: Duration,
     log: impl Fn(&str),
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let Some((program, args)) = command.split_first() else {
-        return Err("build command is empty".to_string());
+        return Err(BuildError::EmptyCommand.into());
     };
     check_env(env)?;
     let log_path = release.build_log();
-    let mut log_file = File::create(&log_path)
-        .await
-        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    // A checkout may have committed `build.log` as a symlink: never write through it.
+    let mut log_file = File::from_std(create_in_release(&release.dir, "build.log")?);
 
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    crate::fds::only_stdio(&mut command);
+    let mut child = command
         .args(args)
         .current_dir(&release.dir)
         .env_clear()
@@ -113,7 +119,10 @@ pub async fn run(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("build command `{program}` could not start: {e}"))?;
+        .map_err(|source| BuildError::NotStarted {
+            program: program.clone(),
+            source,
+        })?;
     let group = GroupGuard(child.id().map(|id| Pid::from_raw(id as i32)));
 
     let mut stdout = child.stdout.take().map(Pipe::new);
@@ -132,7 +141,7 @@ pub async fn run(
                 forward(line, &mut stderr, &mut log_file, &log).await;
             }
             exited = child.wait(), if status.is_none() => {
-                let exited = exited.map_err(|e| format!("waiting for the build failed: {e}"))?;
+                let exited = exited.map_err(BuildError::Wait)?;
                 status = Some(exited);
                 // Whatever the build left running in its group would hold the pipes open.
                 group.kill();
@@ -158,19 +167,17 @@ pub async fn run(
         }
     }
 
-    let shown_log = log_path.display();
+    let log = log_path.clone();
     let outcome = if timed_out {
-        Err(format!(
-            "build timed out after {} (see {shown_log})",
-            human_duration(timeout)
-        ))
+        Err(BuildError::TimedOut {
+            after: timeout,
+            log,
+        })
     } else {
         match status {
             Some(s) if s.success() => Ok(()),
-            Some(s) => Err(describe_failure(s, &log_path)),
-            None => Err(format!(
-                "build ended without an exit status (see {shown_log})"
-            )),
+            Some(s) => Err(describe_failure(s, log)),
+            None => Err(BuildError::NoStatus { log }),
         }
     };
     if let Err(why) = &outcome {
@@ -179,7 +186,7 @@ pub async fn run(
             .await;
     }
     let _ = log_file.flush().await;
-    outcome
+    outcome.map_err(Error::from)
 }
 
 /// SIGKILLs the build's process group when asked and when dropped (a cancelled deploy).
@@ -267,47 +274,24 @@ async fn forward<R>(
     }
 }
 
-fn describe_failure(status: ExitStatus, log_path: &Path) -> String {
+fn describe_failure(status: ExitStatus, log: PathBuf) -> BuildError {
     use std::os::unix::process::ExitStatusExt;
-    let shown = log_path.display();
     match (status.code(), status.signal()) {
-        (Some(code), _) => format!("build exited with status {code} (see {shown})"),
-        (None, Some(signal)) => {
-            let name = Signal::try_from(signal)
+        (Some(code), _) => BuildError::Exited { code, log },
+        (_, Some(signal)) => BuildError::Killed {
+            signal: Signal::try_from(signal)
                 .map(|s| s.as_str().to_string())
-                .unwrap_or_else(|_| format!("signal {signal}"));
-            format!("build was killed by {name} (see {shown})")
-        }
-        (None, None) => format!("build failed: {status} (see {shown})"),
-    }
-}
-
-/// `20m`, `90s`, `1h`, `1500ms`: durations the way a config file writes them.
-fn human_duration(d: Duration) -> String {
-    if d.subsec_nanos() != 0 {
-        return format!("{}ms", d.as_millis());
-    }
-    let s = d.as_secs();
-    if s != 0 && s.rem_euclid(3600) == 0 {
-        format!("{}h", s / 3600)
-    } else if s != 0 && s.rem_euclid(60) == 0 {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
+                .unwrap_or_else(|_| format!("signal {signal}")),
+            log,
+        },
+        // Neither an exit code nor a signal: not a status Linux reports for a waited child.
+        (None, None) => BuildError::NoStatus { log },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(human_duration(Duration::from_secs(1200)), "20m");
-        assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
-        assert_eq!(human_duration(Duration::from_secs(90)), "90s");
-        assert_eq!(human_duration(Duration::from_millis(1500)), "1500ms");
-    }
 
     #[test]
     fn reserved_variables() {

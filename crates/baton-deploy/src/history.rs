@@ -1,12 +1,14 @@
 //! The deploy history behind `baton status`: what was deployed, when, by what trigger, and how
 //! it ended. One small JSON file, rewritten atomically, so a crash mid-write leaves the old
-//! history rather than a torn one. Blocking; async callers use `spawn_blocking`.
+//! history rather than a torn one; a corrupt file is moved aside and a new history started.
+//! Blocking; async callers use `spawn_blocking`.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::releases::write_atomically;
+use crate::error::Error;
+use crate::state_file::{load_or_quarantine, write_atomically};
 
 /// How many entries are kept; older ones are dropped on append.
 pub const MAX_ENTRIES: usize = 200;
@@ -32,7 +34,7 @@ pub struct Entry {
     pub commit: String,
     /// What started it: `webhook`, `deploy`, `rollback`, `poll`, `startup`…
     pub trigger: String,
-    /// RFC 3339 UTC (`crate::utc_now()`).
+    /// RFC 3339 UTC (`baton_clock::utc_now()`).
     pub started_at: String,
     /// RFC 3339 UTC, once the deploy ended.
     pub finished_at: Option<String>,
@@ -70,24 +72,15 @@ impl History {
         }
     }
 
-    /// All entries, oldest first. A missing file is an empty history; an unreadable or
-    /// corrupt one is an error (and is never overwritten).
-    pub fn load(&self) -> Result<Vec<Entry>, String> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("cannot read {}: {e}", self.path.display())),
-        };
-        serde_json::from_str(&text).map_err(|e| {
-            format!(
-                "history file {} is corrupt ({e}): move it away to start a new history",
-                self.path.display()
-            )
-        })
+    /// All entries, oldest first. A missing file is an empty history; a corrupt one is moved
+    /// aside to `history.json.corrupt-<UTC>` (logged at warn) and counts as empty, so the next
+    /// write starts a valid one. Only an unreadable file is an error.
+    pub fn load(&self) -> Result<Vec<Entry>, Error> {
+        load_or_quarantine(&self.path)
     }
 
     /// The newest `n` entries, newest first.
-    pub fn last(&self, n: usize) -> Result<Vec<Entry>, String> {
+    pub fn last(&self, n: usize) -> Result<Vec<Entry>, Error> {
         let mut entries = self.load()?;
         entries.reverse();
         entries.truncate(n);
@@ -95,13 +88,13 @@ impl History {
     }
 
     /// Adds an entry, dropping the oldest beyond `MAX_ENTRIES`.
-    pub fn append(&self, entry: Entry) -> Result<(), String> {
+    pub fn append(&self, entry: Entry) -> Result<(), Error> {
         self.modify(|entries| entries.push(entry))
     }
 
     /// Changes the newest entry (e.g. to record the outcome of the deploy it describes);
     /// an error if the history is empty.
-    pub fn update_last(&self, change: impl FnOnce(&mut Entry)) -> Result<(), String> {
+    pub fn update_last(&self, change: impl FnOnce(&mut Entry)) -> Result<(), Error> {
         let mut change = Some(change);
         let mut found = false;
         self.modify(|entries| {
@@ -113,13 +106,16 @@ impl History {
         if found {
             Ok(())
         } else {
-            Err(format!("history {} is empty", self.path.display()))
+            Err(Error::State(format!(
+                "history {} is empty",
+                self.path.display()
+            )))
         }
     }
 
     /// Marks entries still `running` as failed with `reason`: at start-up they describe
     /// deploys that a previous baton process never finished. Returns how many changed.
-    pub fn close_running(&self, reason: &str) -> Result<usize, String> {
+    pub fn close_running(&self, reason: &str) -> Result<usize, Error> {
         let mut changed = 0;
         let now = baton_clock::utc_now();
         self.modify(|entries| {
@@ -133,17 +129,16 @@ impl History {
         Ok(changed)
     }
 
-    fn modify(&self, change: impl FnOnce(&mut Vec<Entry>)) -> Result<(), String> {
+    fn modify(&self, change: impl FnOnce(&mut Vec<Entry>)) -> Result<(), Error> {
         let mut entries = self.load()?;
         change(&mut entries);
         if entries.len() > MAX_ENTRIES {
             entries.drain(..entries.len() - MAX_ENTRIES);
         }
         let json = serde_json::to_vec_pretty(&entries)
-            .map_err(|e| format!("cannot encode history: {e}"))?;
+            .map_err(|e| Error::State(format!("cannot encode history: {e}")))?;
         if let Some(parent) = self.path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
         }
         write_atomically(&self.path, &json)
     }

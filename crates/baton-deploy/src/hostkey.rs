@@ -10,6 +10,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::base64;
+use crate::error::Error;
 
 /// A SHA-256 host key fingerprint, printed like OpenSSH: `SHA256:<base64 without padding>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,12 +18,12 @@ pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {
     /// Parses `SHA256:<base64>` (padding optional), as `ssh-keygen -l` prints it.
-    pub fn parse(text: &str) -> Result<Fingerprint, String> {
+    pub fn parse(text: &str) -> Result<Fingerprint, Error> {
         let bad = || {
-            format!(
+            Error::Config(format!(
                 "host fingerprint `{text}` is not of the form SHA256:<base64> \
                  (as printed by `ssh-keygen -lf`)"
-            )
+            ))
         };
         let encoded = text.strip_prefix("SHA256:").ok_or_else(bad)?;
         let bytes = base64::decode(encoded).ok_or_else(bad)?;
@@ -72,9 +73,9 @@ pub struct KnownHosts {
 
 impl KnownHosts {
     /// Reads and parses a known_hosts file; only an unreadable file is an error.
-    pub fn load(path: &Path) -> Result<KnownHosts, String> {
+    pub fn load(path: &Path) -> Result<KnownHosts, Error> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("known_hosts file {}: {e}", path.display()))?;
+            .map_err(|e| Error::Config(format!("known_hosts file {}: {e}", path.display())))?;
         Ok(KnownHosts::parse(&text))
     }
 
@@ -262,8 +263,8 @@ mod tests {
         let f = fp(KEY);
         let text = f.to_string();
         assert!(text.starts_with("SHA256:") && !text.ends_with('='));
-        assert_eq!(Fingerprint::parse(&text), Ok(f));
-        assert_eq!(Fingerprint::parse(&format!("{text}=")), Ok(f));
+        assert_eq!(Fingerprint::parse(&text).unwrap(), f);
+        assert_eq!(Fingerprint::parse(&format!("{text}=")).unwrap(), f);
         assert!(Fingerprint::parse("MD5:aa").is_err());
         assert!(Fingerprint::parse("SHA256:abc").is_err());
     }

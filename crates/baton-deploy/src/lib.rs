@@ -6,10 +6,13 @@
 //!   retention;
 //! - [`build::run`]: the build command in the release directory, with a clean environment and
 //!   a timeout;
-//! - [`History`]: the persisted list of deploys for `baton status`.
+//! - [`History`]: the persisted list of deploys for `baton status`;
+//! - [`state_file`]: atomic writes, corrupt files moved aside, no writes through a checkout's
+//!   symlinks.
 //!
 //! git and filesystem functions block (libgit2 is synchronous): from async code, call them in
-//! `tokio::task::spawn_blocking`. Errors are one-line strings meant for a person.
+//! `tokio::task::spawn_blocking`. Errors are an [`Error`] whose `Display` is one line meant for
+//! a person.
 //!
 //! The first git call sets process-wide libgit2 options: no user/system git configuration,
 //! no `$HOME` (so no `~/.ssh/known_hosts`), connect/IO timeouts of 15 s/60 s. Use libgit2 in
@@ -22,14 +25,19 @@
 
 mod base64;
 pub mod build;
+mod error;
+mod fds;
 pub mod history;
 pub mod hostkey;
 mod libgit2;
 mod mirror;
+pub mod private_file;
+mod release_state;
 mod releases;
 mod source;
+pub mod state_file;
 
-pub use baton_clock::utc_now;
+pub use error::{BuildError, Error};
 pub use git2::Oid;
 pub use history::{Entry, History, Outcome, PhaseTime};
 pub use hostkey::{Fingerprint, KnownHosts};

@@ -13,6 +13,7 @@ use git2::{
     RemoteCallbacks, Repository,
 };
 
+use crate::error::Error;
 use crate::hostkey::{Fingerprint, HostKeyPolicy, KnownHosts};
 use crate::source::{Location, Source, display_host};
 
@@ -29,24 +30,24 @@ pub struct Mirror {
 
 impl Mirror {
     /// Opens the bare repository at `dir`, creating it (and its parents) if absent.
-    pub fn open_or_init(dir: &Path) -> Result<Mirror, String> {
+    pub fn open_or_init(dir: &Path) -> Result<Mirror, Error> {
         crate::libgit2::configure();
         let shown = dir.display();
         if dir.exists() {
             let repo = Repository::open_bare(dir).map_err(|e| {
-                format!(
+                Error::Git(format!(
                     "mirror {shown} is not a bare git repository: {}",
                     e.message()
-                )
+                ))
             })?;
             drop(repo);
         } else {
             if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
             }
-            Repository::init_bare(dir)
-                .map_err(|e| format!("cannot create mirror {shown}: {}", e.message()))?;
+            Repository::init_bare(dir).map_err(|e| {
+                Error::Git(format!("cannot create mirror {shown}: {}", e.message()))
+            })?;
         }
         Ok(Mirror {
             dir: dir.to_path_buf(),
@@ -58,10 +59,15 @@ impl Mirror {
         &self.dir
     }
 
-    pub(crate) fn repo(&self) -> Result<Repository, String> {
+    pub(crate) fn repo(&self) -> Result<Repository, Error> {
         crate::libgit2::configure();
-        Repository::open_bare(&self.dir)
-            .map_err(|e| format!("cannot open mirror {}: {}", self.dir.display(), e.message()))
+        Repository::open_bare(&self.dir).map_err(|e| {
+            Error::Git(format!(
+                "cannot open mirror {}: {}",
+                self.dir.display(),
+                e.message()
+            ))
+        })
     }
 
     /// Fetches `source.branch` into `refs/remotes/origin/<branch>` and returns its head.
@@ -69,12 +75,17 @@ impl Mirror {
     /// The URL comes from `source` on every call (an anonymous remote), so a changed `repo` in
     /// the configuration takes effect without touching the mirror. Over ssh the host key must
     /// be pinned or in `source.known_hosts`, and only `source.deploy_key` is offered.
-    pub fn fetch(&self, source: &Source) -> Result<Oid, String> {
+    pub fn fetch(&self, source: &Source) -> Result<Oid, Error> {
         crate::libgit2::configure();
         source.validate()?;
         let location = source.location()?;
         let branch = &source.branch;
-        let context = |why: &str| format!("fetching {branch} from {} failed: {why}", source.repo);
+        let context = |why: &str| {
+            Error::Git(format!(
+                "fetching {branch} from {} failed: {why}",
+                source.repo
+            ))
+        };
         let repo = self.repo()?;
         let url = match &location {
             Location::Local { url } => url.clone(),
@@ -123,9 +134,9 @@ impl Mirror {
 
     /// Resolves what `baton deploy --rev` was given: a fetched branch name, or a full or
     /// abbreviated commit id (anything `git rev-parse` understands that names a commit).
-    pub fn resolve(&self, rev: &str) -> Result<Oid, String> {
+    pub fn resolve(&self, rev: &str) -> Result<Oid, Error> {
         if rev.is_empty() || rev.starts_with('-') {
-            return Err(format!("`{rev}` is not a revision"));
+            return Err(Error::Git(format!("`{rev}` is not a revision")));
         }
         let repo = self.repo()?;
         let remote_branch = format!("refs/remotes/origin/{rev}");
@@ -141,14 +152,14 @@ impl Mirror {
             return Ok(commit.id());
         }
         let object = repo.revparse_single(rev).map_err(|e| {
-            format!(
+            Error::Git(format!(
                 "revision `{rev}` not found in the mirror (fetch first?): {}",
                 e.message()
-            )
+            ))
         })?;
         let commit = object
             .peel_to_commit()
-            .map_err(|_| format!("revision `{rev}` does not name a commit"))?;
+            .map_err(|_| Error::Git(format!("revision `{rev}` does not name a commit")))?;
         Ok(commit.id())
     }
 }
@@ -161,7 +172,7 @@ fn install_ssh_callbacks<'a>(
     host: &str,
     port: u16,
     host_key_rejection: &'a RefCell<Option<String>>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let known_hosts = match &source.known_hosts {
         Some(path) => Some(KnownHosts::load(path)?),
         None => None,
@@ -205,7 +216,7 @@ fn install_ssh_callbacks<'a>(
     let key = source
         .deploy_key
         .clone()
-        .ok_or_else(|| format!("repository {} needs a deploy_key", source.repo))?;
+        .ok_or_else(|| Error::Config(format!("repository {} needs a deploy_key", source.repo)))?;
     let shown_host = display_host(host, port);
     let attempts = Cell::new(0u32);
     callbacks.credentials(move |_url, username, allowed| {

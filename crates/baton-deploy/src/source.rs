@@ -2,10 +2,11 @@
 //! start-up error instead of a failed deploy at 3 a.m.
 
 use std::fs::File;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::error::Error;
 use crate::hostkey::{Fingerprint, KnownHosts};
+use crate::private_file::check_private;
 
 /// The repository and branch to deploy, and how to trust and authenticate to its host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,27 +50,27 @@ pub(crate) fn display_host(host: &str, port: u16) -> String {
 impl Source {
     /// Checks everything that can be checked without the network. The error is one line that
     /// names the offending setting and what to do about it.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         let location = self.location()?;
-        check_branch(&self.branch)?;
+        check_branch(&self.branch).map_err(Error::Config)?;
         if let Location::Ssh { .. } = location {
             match &self.deploy_key {
                 None => {
-                    return Err(format!(
+                    return Err(Error::Config(format!(
                         "repository {} is reached over ssh but no deploy_key is set: \
                          add `deploy_key = \"/path/to/key\"` to [source]",
                         self.repo
-                    ));
+                    )));
                 }
-                Some(key) => check_deploy_key(key)?,
+                Some(key) => check_deploy_key(key).map_err(Error::Config)?,
             }
             if self.known_hosts.is_none() && self.host_fingerprints.is_empty() {
-                return Err(format!(
+                return Err(Error::Config(format!(
                     "repository {} is reached over ssh but neither known_hosts nor \
                      host_fingerprints is set: host keys are always verified (get the \
                      fingerprint with `ssh-keyscan HOST | ssh-keygen -lf -`)",
                     self.repo
-                ));
+                )));
             }
             if let Some(path) = &self.known_hosts {
                 KnownHosts::load(path)?;
@@ -82,8 +83,8 @@ impl Source {
     }
 
     /// Parses `repo` into where and how to reach it.
-    pub(crate) fn location(&self) -> Result<Location, String> {
-        parse_repo(&self.repo)
+    pub(crate) fn location(&self) -> Result<Location, Error> {
+        parse_repo(&self.repo).map_err(Error::Config)
     }
 }
 
@@ -231,20 +232,15 @@ fn check_branch(branch: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A deploy key must exist, be a readable regular file, and be private to its owner: ssh
-/// itself refuses such keys, and a world-readable deploy key is a leaked deploy key.
+/// A deploy key must exist, be a readable regular file, and be private to baton's user (see
+/// [`crate::private_file`]).
 fn check_deploy_key(key: &Path) -> Result<(), String> {
     let shown = key.display();
     let meta = std::fs::metadata(key).map_err(|e| format!("deploy key {shown}: {e}"))?;
     if !meta.is_file() {
         return Err(format!("deploy key {shown} is not a regular file"));
     }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "deploy key {shown} is accessible by group/others (mode {mode:04o}): run `chmod 600 {shown}`"
-        ));
-    }
+    check_private(key, &meta, "deploy key").map_err(|e| e.to_string())?;
     File::open(key).map_err(|e| format!("deploy key {shown} cannot be read: {e}"))?;
     Ok(())
 }

@@ -84,7 +84,8 @@ async fn failure_reports_the_status_and_the_log() {
         |_| {},
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     let expected = format!(
         "build exited with status 2 (see {})",
         release.build_log().display()
@@ -104,11 +105,13 @@ async fn failure_reports_the_status_and_the_log() {
         |_| {},
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("could not start"), "{err}");
     let err = build::run(&[], &release, &[], Duration::from_secs(5), |_| {})
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("empty"), "{err}");
     let err = build::run(
         &argv(&["true"]),
@@ -118,7 +121,8 @@ async fn failure_reports_the_status_and_the_log() {
         |_| {},
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("LISTEN_FDS"), "{err}");
 }
 
@@ -139,7 +143,8 @@ async fn timeout_kills_the_whole_process_group() {
         |_| {},
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -273,4 +278,49 @@ fn build_future_is_send() {
         },
     );
     assert_send(&future);
+}
+
+/// A descriptor baton holds without close-on-exec (as one inherited from its parent would be)
+/// does not reach the build, and a `build.log` the checkout committed as a symlink is replaced,
+/// not written through.
+#[tokio::test]
+async fn build_gets_only_stdio_and_never_writes_through_a_symlinked_log() {
+    use std::os::fd::AsRawFd;
+    let tmp = TempDir::new("build-fds");
+    let release = release(&tmp);
+    let outside = tmp.path().join("outside.txt");
+    std::fs::write(&outside, "untouched").unwrap();
+    std::os::unix::fs::symlink(&outside, release.build_log()).unwrap();
+    let leaked = std::fs::File::open(&outside).unwrap();
+    nix::fcntl::fcntl(
+        &leaked,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    build::run(
+        &argv(&["sh", "-c", "ls /proc/self/fd > fds.txt; echo built"]),
+        &release,
+        &[],
+        Duration::from_secs(10),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let fds = std::fs::read_to_string(release.dir.join("fds.txt")).unwrap();
+    let open: Vec<i32> = fds.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    // 0-2 and the fd `ls` opened on /proc/self/fd itself.
+    assert!(open.len() <= 4, "the build saw {open:?}");
+    assert!(
+        !open.contains(&leaked.as_raw_fd()),
+        "fd {} leaked into the build: {open:?}",
+        leaked.as_raw_fd()
+    );
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched");
+    let log_meta = std::fs::symlink_metadata(release.build_log()).unwrap();
+    assert!(log_meta.is_file());
+    assert!(
+        std::fs::read_to_string(release.build_log())
+            .unwrap()
+            .contains("built")
+    );
 }

@@ -5,7 +5,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use baton_deploy::{Entry, History, Mirror, Outcome, Releases, Source, utc_now};
+use baton_clock::utc_now;
+use baton_deploy::{Entry, History, Mirror, Outcome, Releases, Source};
 use common::{TempDir, Upstream};
 
 fn local_source(repo: &str) -> Source {
@@ -50,9 +51,13 @@ impl Fixture {
         local_source(self.upstream.bare.to_str().unwrap())
     }
 
+    /// A release checked out, built and served through probation: a complete deploy.
     fn deploy(&self) -> baton_deploy::Release {
         let head = self.mirror.fetch(&self.source()).unwrap();
-        self.releases.checkout(&self.mirror, head).unwrap()
+        let release = self.releases.checkout(&self.mirror, head).unwrap();
+        self.releases.mark_built(&release).unwrap();
+        self.releases.mark_passed(&release).unwrap();
+        release
     }
 }
 
@@ -80,7 +85,7 @@ fn fetches_by_path_and_file_url_and_follows_the_branch() {
     // A missing branch is an error, not a silently stale head.
     let mut other = f.source();
     other.branch = "does-not-exist".into();
-    let err = f.mirror.fetch(&other).unwrap_err();
+    let err = f.mirror.fetch(&other).unwrap_err().to_string();
     assert!(err.contains("no branch `does-not-exist`"), "{err}");
 
     // A force-push (history rewrite) is followed: the refspec has a `+`.
@@ -99,7 +104,8 @@ fn fetches_by_path_and_file_url_and_follows_the_branch() {
         .fetch(&local_source(
             f.tmp.path().join("missing.git").to_str().unwrap(),
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("fetching main from "), "{err}");
     assert!(!err.contains('\n'), "{err}");
 }
@@ -167,7 +173,11 @@ fn shared_entries_are_linked_and_checked() {
         "instance/".to_string(),
         "config/secrets.py".to_string(),
     ];
-    let err = f.releases.link_shared(&release, &entries).unwrap_err();
+    let err = f
+        .releases
+        .link_shared(&release, &entries)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(".env") && err.contains("missing"), "{err}");
 
     std::fs::create_dir_all(shared.join("instance")).unwrap();
@@ -241,7 +251,8 @@ fn shared_links_never_pass_through_a_checked_out_symlink() {
     let err = f
         .releases
         .link_shared(&release, &["config/secrets.py".to_string()])
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a directory"), "{err}");
     assert_eq!(
         std::fs::read_to_string(outside.join("secrets.py")).unwrap(),
@@ -313,9 +324,10 @@ fn prune_keeps_newest_successful_and_never_current_or_previous() {
         ]
     );
 
-    // keep = 0 still keeps the live ones.
+    // keep = 0 still keeps the live ones, and the newest passed one (the rollback target).
     let deleted = f.releases.prune(0).unwrap();
-    assert_eq!(deleted, [r[3].id.clone(), r[4].id.clone()]);
+    assert_eq!(deleted, [r[3].id.clone()]);
+    assert_eq!(f.releases.last_passed().unwrap().id, r[4].id);
     assert_eq!(f.releases.current().unwrap().id, r[1].id);
     assert_eq!(f.releases.previous().unwrap().id, r[0].id);
     assert!(f.releases.prune(0).unwrap().is_empty());
@@ -371,14 +383,19 @@ fn history_round_trip_and_bound() {
     assert_eq!(all.last().unwrap().release, "r250");
     assert_eq!(all[0].release, "r51");
 
+    // A corrupt history is kept aside (never overwritten) and a new one started.
     std::fs::write(tmp.path().join("history.json"), "{not json").unwrap();
-    let err = history.append(entry(0)).unwrap_err();
-    assert!(err.contains("corrupt"), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(tmp.path().join("history.json")).unwrap(),
-        "{not json",
-        "a corrupt history is never overwritten"
-    );
+    history.append(entry(0)).unwrap();
+    let aside: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("history.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), "{not json");
+    let fresh = history.load().unwrap();
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(fresh[0].release, "r0");
 }
 
 #[test]
@@ -398,7 +415,7 @@ fn validate_reports_bad_sources_in_one_line() {
         host_fingerprints: vec![],
     };
     let check = |source: Source, needle: &str| {
-        let err = source.validate().unwrap_err();
+        let err = source.validate().unwrap_err().to_string();
         assert!(err.contains(needle), "{err:?} lacks {needle:?}");
         assert!(!err.contains('\n'), "{err}");
     };
@@ -432,4 +449,53 @@ fn validate_reports_bad_sources_in_one_line() {
     check(local_source("ssh://host"), "not a valid git URL");
     local_source("file:///srv/app.git").validate().unwrap();
     local_source("./app.git").validate().unwrap();
+}
+
+#[test]
+fn an_unfinished_release_counts_as_failed_and_a_legacy_one_as_passed() {
+    let f = Fixture::new("phases");
+    let good = f.deploy();
+    let head = f.mirror.fetch(&f.source()).unwrap();
+    let cut_short = f.releases.checkout(&f.mirror, head).unwrap();
+    assert!(!cut_short.built() && !cut_short.passed());
+    let why = cut_short
+        .failure()
+        .expect("a release whose build never completed failed");
+    assert!(why.contains("interrupted"), "{why}");
+    f.releases.mark_built(&cut_short).unwrap();
+    assert!(cut_short.built() && !cut_short.passed());
+    assert!(
+        cut_short.failure().is_some(),
+        "built but never served through probation"
+    );
+    assert_eq!(f.releases.last_passed(), Some(good.clone()));
+
+    // A release made before phases were recorded: no .state file.
+    let legacy = f.releases.checkout(&f.mirror, head).unwrap();
+    std::fs::remove_file(f.state().join(format!("release-state/{}.json", legacy.id))).unwrap();
+    assert!(legacy.passed() && legacy.failure().is_none());
+    assert_eq!(f.releases.get(&legacy.id).unwrap().commit, head.to_string());
+    std::fs::write(legacy.dir.join(".baton-failed"), "old failure\n").unwrap();
+    assert_eq!(legacy.failure().as_deref(), Some("old failure"));
+
+    // A repository that commits baton's file names cannot declare itself anything, nor make
+    // baton write through them.
+    let outside = f.tmp.path().join("outside.txt");
+    std::fs::write(&outside, "untouched").unwrap();
+    for name in [".baton-commit", "build.log"] {
+        std::os::unix::fs::symlink(&outside, f.upstream.work.join(name)).unwrap();
+    }
+    let evil = f.upstream.commit("main", &[("hello.txt", "evil\n")]);
+    let release = f
+        .releases
+        .checkout(&f.mirror, f.mirror.fetch(&f.source()).unwrap())
+        .unwrap();
+    assert_eq!(release.commit, evil);
+    assert!(release.failure().is_some());
+    let commit_file = std::fs::symlink_metadata(release.dir.join(".baton-commit")).unwrap();
+    assert!(
+        commit_file.is_file(),
+        "the committed symlink was replaced by baton's file"
+    );
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "untouched");
 }

@@ -217,7 +217,12 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         let started = Instant::now();
         std::thread::spawn(move || {
-            let _ = tx.send(mirror.fetch(&source).map(|oid| oid.to_string()));
+            let _ = tx.send(
+                mirror
+                    .fetch(&source)
+                    .map(|oid| oid.to_string())
+                    .map_err(|e| e.to_string()),
+            );
         });
         let result = rx
             .recv_timeout(Duration::from_secs(15))
@@ -292,7 +297,7 @@ fn unknown_host_key_is_rejected_with_its_fingerprint() {
     let mut source = server.source("deploy_key");
     source.known_hosts = Some(server.known_hosts_for("wrong_key"));
     let (result, _) = server.fetch(source);
-    let err = result.unwrap_err();
+    let err = result.unwrap_err().to_string();
     println!("mismatch: {err}");
     assert!(err.contains(&presented), "{err}");
     assert!(err.contains("does not match known_hosts"), "{err}");
@@ -302,7 +307,7 @@ fn unknown_host_key_is_rejected_with_its_fingerprint() {
     let mut source = server.source("deploy_key");
     source.host_fingerprints = vec![openssh_fingerprint(&server.dir().join("wrong_key.pub"))];
     let (result, _) = server.fetch(source);
-    let err = result.unwrap_err();
+    let err = result.unwrap_err().to_string();
     println!("unknown: {err}");
     assert!(
         err.contains(&format!(
@@ -329,7 +334,7 @@ fn wrong_deploy_key_fails_fast_after_bounded_attempts() {
     let mut source = server.source("wrong_key");
     source.host_fingerprints = vec![server.host_fingerprint()];
     let (result, elapsed) = server.fetch(source);
-    let err = result.unwrap_err();
+    let err = result.unwrap_err().to_string();
     println!("wrong key: {err} ({elapsed:?})");
     assert!(err.contains("rejected by 127.0.0.1:"), "{err}");
     assert!(err.contains("wrong_key"), "{err}");

@@ -34,12 +34,78 @@ const STRIPPED_VARS: &[&str] = &[
     SHIM_FDS_VAR,
 ];
 
+/// Variables an app supervised by baton gets from baton's environment; everything else is
+/// dropped (a service's environment holds whatever its unit, its shell or its deploy tooling
+/// put there: `AWS_SECRET_ACCESS_KEY`, `SSH_AUTH_SOCK`, `GIT_SSH_COMMAND`…). The app's own
+/// settings go in `[app] env`.
+const APP_PASSED_VARS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "JOURNAL_STREAM",
+    "INVOCATION_ID",
+];
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Which environment a generation starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppEnv {
+    /// The allow-listed part of baton's environment (`PATH`, `HOME`, `LANG`, `LC_*`…), then
+    /// these variables: for an app that baton supervises.
+    Clean(Vec<(String, String)>),
+    /// All of this process's environment except its supervision variables: for a program that
+    /// hands over to a new copy of itself (baton-kit), whose environment is its own.
+    Inherit,
+}
+
 /// What to run as a generation.
 #[derive(Debug, Clone)]
 pub struct AppCommand {
     pub argv: Vec<OsString>,
     /// Working directory; `None` keeps baton's.
     pub cwd: Option<PathBuf>,
+    pub env: AppEnv,
+}
+
+/// Whether `[app] env` may set these variables: not baton's supervision variables, and not
+/// the `BATON_` prefix, which baton reserves for what it sets itself.
+pub fn check_app_env(env: &[(String, String)]) -> Result<(), String> {
+    for (key, _) in env {
+        let reserved = STRIPPED_VARS.contains(&key.as_str())
+            || key.starts_with("LISTEN_")
+            || key.starts_with("WATCHDOG_")
+            || key.starts_with("BATON_");
+        if reserved {
+            return Err(format!(
+                "[app] env may not set {key}: baton sets or withholds it itself"
+            ));
+        }
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(format!("[app] env has an invalid variable name `{key}`"));
+        }
+    }
+    Ok(())
+}
+
+/// The allow-listed part of this process's environment, with a default `PATH`.
+fn passed_env() -> Vec<(OsString, OsString)> {
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| {
+            k.to_str()
+                .is_some_and(|k| APP_PASSED_VARS.contains(&k) || k.starts_with("LC_"))
+        })
+        .collect();
+    if !vars.iter().any(|(k, _)| k == "PATH") {
+        vars.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    vars
 }
 
 impl AppCommand {
@@ -104,8 +170,18 @@ pub fn spawn_with_env(
     if let Some(dir) = &cmd.cwd {
         command.current_dir(dir);
     }
-    for var in STRIPPED_VARS {
-        command.env_remove(var);
+    match &cmd.env {
+        AppEnv::Clean(extra) => {
+            command
+                .env_clear()
+                .envs(passed_env())
+                .envs(extra.iter().cloned());
+        }
+        AppEnv::Inherit => {
+            for var in STRIPPED_VARS {
+                command.env_remove(var);
+            }
+        }
     }
     let names: Vec<&str> = with.sockets.iter().map(|s| s.name.as_str()).collect();
     let fds: Vec<RawFd> = with.sockets.iter().map(|s| s.as_raw_fd()).collect();

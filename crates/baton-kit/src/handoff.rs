@@ -216,6 +216,7 @@ async fn start_and_wait(
             None => own_command()?,
         },
         cwd: None,
+        env: baton_handoff::spawn::AppEnv::Inherit,
     };
     command.check_executable().map_err(|e| e.to_string())?;
     let mut extra_env: Vec<(String, OsString)> = Vec::new();

@@ -211,6 +211,7 @@ impl Supervisor {
             return Ok(());
         }
         let (number, pid) = (generation.number, generation.pid.as_raw());
+        let generation_started_at = generation.started_at;
         let length = self.settings.probation;
         let beside = serving.as_ref().map_or(String::new(), |s| {
             format!(" next to generation {}", s.number)
@@ -234,13 +235,20 @@ impl Supervisor {
             stop,
             number,
             pid,
+            started_at: baton_clock::Utc::from_system(generation_started_at).rfc3339(),
             ready_ms,
             cutover_ms,
             began: Instant::now(),
             batch: start.batch,
         };
+        let alone = serving.is_none();
         self.phase = Phase::Probation { serving, trial };
-        upstream::status(&self.summary());
+        if alone {
+            // Nothing else serves: the service is up now, probation or not.
+            upstream::ready(&self.summary());
+        } else {
+            upstream::status(&self.summary());
+        }
         Ok(())
     }
 
@@ -420,24 +428,36 @@ impl Supervisor {
     }
 
     fn status(&self) -> StatusReport {
-        let cur = self.phase.serving();
-        StatusReport {
+        let mut report = StatusReport {
             baton_pid: std::process::id(),
             state: self.phase.state(),
-            generation: cur.map(|g| g.number),
-            app_pid: cur.map(|g| g.pid.as_raw()),
-            started_at: cur.map(|g| baton_clock::Utc::from_system(g.started_at).rfc3339()),
-            app_status: cur.and_then(|g| g.app_status.clone()),
+            generation: None,
+            app_pid: None,
+            started_at: None,
+            app_status: None,
             app_dir: self.app_dir.clone(),
-            probation: match &self.phase {
-                Phase::Probation { trial, .. } => Some(trial.number),
-                _ => None,
-            },
+            probation: None,
             retiring: self.retiring.len(),
             reloads_ok: self.reloads_ok,
             reloads_failed: self.reloads_failed,
             last_error: self.last_error.clone(),
+        };
+        if let Some(g) = self.phase.serving() {
+            report.generation = Some(g.number);
+            report.app_pid = Some(g.pid.as_raw());
+            report.started_at = Some(baton_clock::Utc::from_system(g.started_at).rfc3339());
+            report.app_status = g.app_status.clone();
         }
+        if let Phase::Probation { serving, trial } = &self.phase {
+            report.probation = Some(trial.number);
+            if serving.is_none() {
+                // Alone on probation, it is the one serving.
+                report.generation = Some(trial.number);
+                report.app_pid = Some(trial.pid);
+                report.started_at = Some(trial.started_at.clone());
+            }
+        }
+        report
     }
 
     /// Answers every waiter with `why`, drains what serves (a start or probation in flight is

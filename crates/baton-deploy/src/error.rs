@@ -1,0 +1,108 @@
+//! The one error type of this crate. Every variant displays as one line meant for a person
+//! (naming the file, setting or command and, where there is one, the fix); the variant tells a
+//! caller what kind of step failed without parsing that line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What went wrong in a deploy step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory could not be read, written, created or removed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// `read`, `write`, `create`, `remove`, `switch`, `delete release`…
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A shared entry could not be linked into a release.
+    #[error("cannot link {} -> {}: {source}", link.display(), target.display())]
+    Link {
+        link: PathBuf,
+        target: PathBuf,
+        source: std::io::Error,
+    },
+    /// A setting (`[source]`, `[build]`, shared entries, the deploy key, known_hosts, pinned
+    /// fingerprints) cannot work; the message names it and says what to do.
+    #[error("{0}")]
+    Config(String),
+    /// A git step (opening the mirror, fetching, resolving a revision, checking out) failed,
+    /// including a refused host key.
+    #[error("{0}")]
+    Git(String),
+    /// The build could not start, failed or timed out.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// A release that was asked for does not exist.
+    #[error("release {0} does not exist")]
+    NoRelease(String),
+    /// A state file (history) could not be encoded or is otherwise unusable.
+    #[error("{0}")]
+    State(String),
+}
+
+/// How a build failed. `log` is the release's `build.log`, named in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("build command is empty")]
+    EmptyCommand,
+    #[error("build command `{program}` could not start: {source}")]
+    NotStarted {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("waiting for the build failed: {0}")]
+    Wait(std::io::Error),
+    #[error("build exited with status {code} (see {})", log.display())]
+    Exited { code: i32, log: PathBuf },
+    #[error("build was killed by {signal} (see {})", log.display())]
+    Killed { signal: String, log: PathBuf },
+    #[error("build timed out after {} (see {})", human_duration(*after), log.display())]
+    TimedOut { after: Duration, log: PathBuf },
+    #[error("build ended without an exit status (see {})", log.display())]
+    NoStatus { log: PathBuf },
+}
+
+impl Error {
+    /// Shorthand for [`Error::Io`].
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// `20m`, `90s`, `1h`, `1500ms`: durations the way a config file writes them.
+pub(crate) fn human_duration(d: Duration) -> String {
+    if d.subsec_nanos() != 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let s = d.as_secs();
+    if s != 0 && s.rem_euclid(3600) == 0 {
+        format!("{}h", s / 3600)
+    } else if s != 0 && s.rem_euclid(60) == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(human_duration(Duration::from_secs(1200)), "20m");
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(human_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1500ms");
+    }
+}
