@@ -25,11 +25,8 @@ impl Phases {
 
     /// Milliseconds of `phase`; 0 when baton did not run it.
     pub fn ms(&self, phase: &str) -> f64 {
-        self.0
-            .iter()
-            .filter(|(p, _)| p == phase)
-            .map(|(_, ms)| ms)
-            .sum()
+        let mine = self.0.iter().filter(|(p, _)| p == phase);
+        mine.fold(0.0, |sum, (_, ms)| sum + ms)
     }
 
     /// All phases together: the deploy job from its start to the cutover (and probation).
