@@ -159,7 +159,7 @@ pub enum Request {
     },
     /// The upgrade did not happen: carry on.
     Thaw,
-    /// Drain the current generation and return from [`run`].
+    /// Drain the current generation and return from [`run`](super::run).
     Shutdown,
     /// Nothing can be served (e.g. the first deploy failed): stop and return this error.
     Fail {
