@@ -31,14 +31,32 @@ pub struct Baton {
 }
 
 impl Baton {
-    /// `baton run --control DIR/control.sock --runtime-dir DIR --probation 0s` plus what
+    /// `baton run --control DIR/control.sock --runtime-dir DIR --probation P` plus what
     /// `configure` adds (the listen address, the app after `--`), logging to `DIR/baton.log`.
-    /// Without probation a reload ends at the cutover: the benches measure the handoff itself.
-    pub fn spawn(dir: &Path, configure: impl FnOnce(&mut Command)) -> Result<Baton, String> {
+    /// With `probation` zero a reload ends at the cutover, which is what measures the handoff
+    /// itself; otherwise it ends when the probation does and the old generation is told to drain.
+    pub fn spawn(
+        dir: &Path,
+        probation: Duration,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<Baton, String> {
+        Baton::spawn_binary(Path::new(BATON), dir, probation, configure)
+    }
+
+    /// [`Baton::spawn`] from another copy of baton's executable (one a bench replaces on disk).
+    pub fn spawn_binary(
+        binary: &Path,
+        dir: &Path,
+        probation: Duration,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<Baton, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let (control, log) = (dir.join("control.sock"), dir.join("baton.log"));
-        let mut cmd = Command::new(BATON);
-        cmd.args(["run", "--probation", "0s", "--control"])
+        let mut cmd = Command::new(binary);
+        cmd.arg("run")
+            .arg("--probation")
+            .arg(format!("{}ms", probation.as_millis()))
+            .arg("--control")
             .arg(&control);
         cmd.arg("--runtime-dir").arg(dir);
         clean_env(&mut cmd);
@@ -54,10 +72,15 @@ impl Baton {
     /// [`Baton::spawn`], then waits until it serves; its log's tail says why it did not.
     pub async fn start(
         dir: &Path,
+        probation: Duration,
         limit: Duration,
         configure: impl FnOnce(&mut Command),
     ) -> Result<Baton, String> {
-        let baton = Baton::spawn(dir, configure)?;
+        Baton::serving(Baton::spawn(dir, probation, configure)?, limit).await
+    }
+
+    /// Waits until a spawned baton serves; stops it and says why when it does not.
+    pub async fn serving(baton: Baton, limit: Duration) -> Result<Baton, String> {
         if baton.wait_status(limit, |s| s["state"] == "serving").await {
             return Ok(baton);
         }
@@ -131,6 +154,17 @@ impl Baton {
         // Lets baton close the control connection the status call used before fds are counted.
         tokio::time::sleep(Duration::from_millis(100)).await;
         drained
+    }
+
+    pub fn control(&self) -> &Path {
+        &self.control
+    }
+
+    /// SIGKILL to baton alone (not its group): what a crash or the OOM killer does. Its app
+    /// generation is left running, for the next baton to take over.
+    pub async fn kill(mut self) {
+        self.process.signal(nix::sys::signal::Signal::SIGKILL);
+        self.process.wait_exit(Duration::from_secs(10)).await;
     }
 
     /// SIGTERM: baton drains its app and exits.

@@ -41,20 +41,26 @@ impl App {
         }
     }
 
-    /// The Flask example exactly as its `baton.toml` runs it; the restart approaches add `--bind`.
+    /// The Flask example exactly as its `baton.toml` runs it (gthread workers); the restart
+    /// approaches add `--bind`.
     pub fn flask(repo: &Path, bin: PathBuf) -> Result<App, String> {
         let dir = repo.join("examples/flask");
-        let text = std::fs::read_to_string(dir.join("baton.toml")).map_err(|e| e.to_string())?;
-        let doc: toml::Table = toml::from_str(&text).map_err(|e| e.to_string())?;
-        let command = doc["app"]["command"]
-            .as_array()
-            .ok_or("examples/flask/baton.toml has no [app] command")?
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect();
+        let command = example_command(&dir)?;
         Ok(App {
             key: "flask",
             title: "Flask (gunicorn)",
+            kind: Kind::Flask { bin, command, dir },
+        })
+    }
+
+    /// The same example with gunicorn's default sync workers (one request at a time each), the
+    /// prefork case where a worker short is a capacity lost.
+    pub fn flask_sync(repo: &Path, bin: PathBuf) -> Result<App, String> {
+        let dir = repo.join("examples/flask");
+        let command = sync_workers(example_command(&dir)?)?;
+        Ok(App {
+            key: "flask-sync",
+            title: "Flask (gunicorn, sync workers)",
             kind: Kind::Flask { bin, command, dir },
         })
     }
@@ -64,18 +70,34 @@ impl App {
         mode != Mode::Http2 || matches!(self.kind, Kind::Hello)
     }
 
+    /// The comparison's approaches; baton without probation, so a reload ends at its cutover
+    /// and ten of them fit the run (the `--probation` report measures the default).
     pub fn approaches(&self) -> Vec<Approach> {
         // The app alone first, next to baton in time: their throughput ratio is reported.
         let mut all = vec![
             Approach::Alone,
-            Approach::Baton,
+            Approach::Baton(Duration::ZERO),
             Approach::Restart,
             Approach::HeldSocket,
         ];
-        if matches!(self.kind, Kind::Flask { .. }) {
-            all.push(Approach::GunicornHup);
+        if self.is_gunicorn() {
+            all.extend([Approach::GunicornHup, Approach::GunicornUsr2]);
         }
         all
+    }
+
+    /// Worker processes the app runs (gunicorn's `--workers`; baton-hello is one process).
+    pub fn workers(&self) -> usize {
+        let Kind::Flask { command, .. } = &self.kind else {
+            return 1;
+        };
+        let at = command.iter().position(|a| a == "--workers");
+        at.and_then(|i| command.get(i + 1)?.parse().ok())
+            .unwrap_or(1)
+    }
+
+    pub fn is_gunicorn(&self) -> bool {
+        matches!(self.kind, Kind::Flask { .. })
     }
 
     /// The app's own command, taking its sockets from `LISTEN_FDS`.
@@ -107,17 +129,25 @@ impl App {
         let listen = ["--listen".into(), addr.to_string().into()];
         match &self.kind {
             Kind::Hello => [listen.to_vec(), vec!["--".into(), HELLO.into()]].concat(),
-            Kind::Flask { dir, .. } => {
+            // The config's readiness and drain settings; the command after `--` (the config's
+            // own, or the sync variant) overrides its `command`.
+            Kind::Flask { dir, command, .. } => {
                 let config = dir.join("baton.toml");
                 let head = vec!["-c".into(), config.into(), "--cwd".into(), dir.into()];
-                [head, listen.to_vec()].concat()
+                let app = std::iter::once("--".into()).chain(command.iter().map(OsString::from));
+                [head, listen.to_vec(), app.collect()].concat()
             }
         }
     }
 
     /// Approach (a): `baton run` holding the socket on `addr`, serving this app.
-    pub async fn under_baton(&self, addr: SocketAddr, dir: &Path) -> Result<Baton, String> {
-        Baton::start(dir, Duration::from_secs(90), |cmd| {
+    pub async fn under_baton(
+        &self,
+        addr: SocketAddr,
+        dir: &Path,
+        probation: Duration,
+    ) -> Result<Baton, String> {
+        Baton::start(dir, probation, Duration::from_secs(90), |cmd| {
             cmd.args(self.baton_args(addr)).env("PATH", self.path_env());
         })
         .await
@@ -147,8 +177,9 @@ impl App {
 /// What "a reload" means in each column of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Approach {
-    /// (a) `baton reload`: the next generation starts on the same sockets, then the old drains.
-    Baton,
+    /// (a) `baton reload` with this probation: the next generation starts on the same sockets,
+    /// serves next to the old one for the probation, then the old drains.
+    Baton(Duration),
     /// (b) The app exits and a supervisor starts it again; the new process binds the port.
     Restart,
     /// (c) The same, but the supervisor holds the socket and passes it in (`LISTEN_FDS`), as
@@ -156,35 +187,85 @@ pub enum Approach {
     HeldSocket,
     /// (d) gunicorn's own `kill -HUP`: new workers are forked, old ones stopped gracefully.
     GunicornHup,
-    /// (e) The app bound by itself, never reloaded: the throughput reference.
+    /// (e) gunicorn's binary upgrade by hand: USR2 to the master starts a new master and its
+    /// workers; once every new worker answers, TERM to the old master.
+    GunicornUsr2,
+    /// (f) The app bound by itself, never reloaded: the throughput reference.
     Alone,
 }
 
 impl Approach {
-    pub fn label(self) -> &'static str {
+    pub fn label(self) -> String {
         match self {
-            Approach::Baton => "(a) baton reload",
-            Approach::Restart => "(b) exit + restart, app re-binds",
-            Approach::HeldSocket => "(c) exit + restart, socket held",
-            Approach::GunicornHup => "(d) gunicorn kill -HUP",
-            Approach::Alone => "(e) app alone, no reloads",
+            Approach::Baton(p) => format!("(a) baton reload, probation {}", seconds(p)),
+            Approach::Restart => "(b) exit + restart, app re-binds".into(),
+            Approach::HeldSocket => "(c) exit + restart, socket held".into(),
+            Approach::GunicornHup => "(d) gunicorn kill -HUP".into(),
+            Approach::GunicornUsr2 => "(e) gunicorn USR2, then TERM to the old master".into(),
+            Approach::Alone => "(f) app alone, no reloads".into(),
         }
     }
 
     /// Short form for file names.
-    pub fn slug(self) -> &'static str {
+    pub fn slug(self) -> String {
         match self {
-            Approach::Baton => "baton",
-            Approach::Restart => "restart",
-            Approach::HeldSocket => "held-socket",
-            Approach::GunicornHup => "gunicorn-hup",
-            Approach::Alone => "alone",
+            Approach::Baton(p) if p.is_zero() => "baton".into(),
+            Approach::Baton(p) => format!("baton-probation-{}ms", p.as_millis()),
+            Approach::Restart => "restart".into(),
+            Approach::HeldSocket => "held-socket".into(),
+            Approach::GunicornHup => "gunicorn-hup".into(),
+            Approach::GunicornUsr2 => "gunicorn-usr2".into(),
+            Approach::Alone => "alone".into(),
         }
     }
 
     pub fn reloads(self) -> bool {
         self != Approach::Alone
     }
+
+    pub fn is_baton(self) -> bool {
+        matches!(self, Approach::Baton(_))
+    }
+}
+
+/// `0s`, `5s`, `1.5s`.
+pub fn seconds(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+/// The `[app] command` of `examples/flask/baton.toml`.
+fn example_command(dir: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(dir.join("baton.toml")).map_err(|e| e.to_string())?;
+    let doc: toml::Table = toml::from_str(&text).map_err(|e| e.to_string())?;
+    let command = doc["app"]["command"]
+        .as_array()
+        .ok_or("examples/flask/baton.toml has no [app] command")?;
+    Ok(command
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect())
+}
+
+/// The command with `--worker-class sync` and without `--threads N`.
+fn sync_workers(command: Vec<String>) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut args = command.into_iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--threads" => {
+                args.next();
+            }
+            "--worker-class" => {
+                args.next();
+                out.extend(["--worker-class".into(), "sync".into()]);
+            }
+            _ => out.push(a),
+        }
+    }
+    if !out.iter().any(|a| a == "sync") {
+        return Err("examples/flask/baton.toml: no --worker-class to replace".into());
+    }
+    Ok(out)
 }
 
 /// The `bin` directory holding gunicorn, or why there is none (the Flask rows say so).

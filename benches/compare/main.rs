@@ -1,18 +1,23 @@
 //! Reload-under-load benches: baton's reload next to the ways people replace a running app
 //! without it, under the same load, in one run; baton's reloads alone, steady next to
-//! reloading; and a soak of many reloads in a row.
+//! reloading; a soak of many reloads in a row; probation's effect on prefork servers and on a
+//! release that dies after READY; and baton's own restarts (kill -9, upgrade in place).
 //!
 //! For baton-hello and for the Flask example under gunicorn, in each client mode (keep-alive,
 //! connection per request, HTTP/2 where the app speaks h2c), it loads the app for a fixed time
 //! while replacing it K times by (a) `baton reload`, (b) SIGTERM + restart with the app binding
 //! the port, (c) SIGTERM + restart with the socket held by the bench (systemd socket activation
-//! without baton), (d) gunicorn's own `kill -HUP`, and measures (e) the app alone for the
-//! throughput ratio. Everything runs on 127.0.0.1 and stops processes it started by their pid.
+//! without baton), (d) gunicorn's own `kill -HUP`, (e) gunicorn's USR2 binary upgrade, and
+//! measures (f) the app alone for the throughput ratio. `--apps flask-sync` adds the Flask app
+//! with sync workers. Everything runs on 127.0.0.1 and stops processes it started by their pid.
 //!
 //! ```sh
 //! cargo bench --bench compare                 # the comparison
 //! cargo bench --bench compare -- --reload     # baton alone: steady vs reloading, per mode
 //! cargo bench --bench compare -- --soak 1000  # many reloads in a row
+//! cargo bench --bench compare -- --probation  # gunicorn: probation 0 / default / USR2
+//! cargo bench --bench compare -- --post-ready-crash  # a release dying after READY
+//! cargo bench --bench compare -- --baton-restarts    # kill -9, upgrade, restart of baton
 //! ```
 //!
 //! Scale with `BATON_BENCH_SECONDS` (per run, default 10; 5 with `--reload`),
@@ -29,12 +34,16 @@
 mod common;
 
 mod apps;
+mod baton_restarts;
 #[path = "../../tests/common/http.rs"]
 mod http;
 mod plot;
+mod post_ready;
+mod probation;
 mod reload;
 mod report;
 mod restart;
+mod restarts_systemd;
 mod run;
 mod settings;
 mod soak;
@@ -64,6 +73,18 @@ fn main() {
             runtime.block_on(reload::run(&settings, &dir)),
         ),
         Bench::Compare => ("compare-bench", runtime.block_on(compare(&settings, &dir))),
+        Bench::Probation => (
+            "probation-bench",
+            runtime.block_on(probation::run(&settings, &dir)),
+        ),
+        Bench::PostReadyCrash => (
+            "post-ready-crash-bench",
+            runtime.block_on(post_ready::run(&settings, &dir)),
+        ),
+        Bench::BatonRestarts => (
+            "baton-restarts-bench",
+            runtime.block_on(baton_restarts::run(&settings, &dir)),
+        ),
     };
     match outcome {
         Ok(markdown) => {
@@ -99,7 +120,7 @@ async fn compare(settings: &Settings, dir: &Path) -> Result<String, String> {
             }
         }
     }
-    // Tables list (a) to (e) in order, whatever order they ran in.
+    // Tables list (a) to (f) in order, whatever order they ran in.
     let app_index = |r: &RunResult| apps.iter().position(|a| a.key == r.app);
     runs.sort_by_key(|r| (app_index(r), r.mode as u8, r.approach));
     let ctx = report::Context {
@@ -115,17 +136,24 @@ async fn compare(settings: &Settings, dir: &Path) -> Result<String, String> {
     Ok(report::render(&ctx, &runs))
 }
 
-/// baton-hello always; the Flask app when gunicorn can be found or installed.
-fn resolve_apps(settings: &Settings) -> (Vec<App>, Vec<String>) {
+type Flask = fn(&Path, std::path::PathBuf) -> Result<App, String>;
+
+/// The apps asked for (`hello`, `flask` with gthread workers, `flask-sync`); the Flask ones
+/// when gunicorn can be found or installed.
+pub fn resolve_apps(settings: &Settings) -> (Vec<App>, Vec<String>) {
     let mut apps = Vec::new();
     let mut skipped = Vec::new();
     if settings.wants("hello") {
         apps.push(App::hello());
     }
-    if settings.wants("flask") {
-        match apps::gunicorn_bin(repo()).and_then(|bin| App::flask(repo(), bin)) {
+    let flasks = [
+        ("flask", App::flask as Flask),
+        ("flask-sync", App::flask_sync),
+    ];
+    for (key, make) in flasks.into_iter().filter(|(key, _)| settings.wants(key)) {
+        match apps::gunicorn_bin(repo()).and_then(|bin| make(repo(), bin)) {
             Ok(app) => apps.push(app),
-            Err(e) => skipped.push(format!("Flask app: {e}")),
+            Err(e) => skipped.push(format!("Flask app ({key}): {e}")),
         }
     }
     (apps, skipped)
@@ -147,7 +175,8 @@ fn load_line(settings: &Settings, apps: &[App]) -> String {
 }
 
 fn gunicorn_version(app: &App) -> Option<String> {
-    (app.key == "flask").then(|| tools::version(&app.argv()[0], &["--version"]))
+    app.is_gunicorn()
+        .then(|| tools::version(&app.argv()[0], &["--version"]))
 }
 
 /// One SVG per app and approach under `docs/bench/`; returns (title, link from the doc).

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use baton_load::{Mode, Report};
 
@@ -33,7 +34,11 @@ pub async fn run(settings: &Settings, dir: &Path) -> Result<String, String> {
     let sub = dir.join("alone");
     let alone = run::measure(&hello, Mode::KeepAlive, Approach::Alone, settings, &sub).await?;
     let addr = crate::common::tools::free_addr()?;
-    let mut baton = Subject::Baton(hello.under_baton(addr, &dir.join("baton")).await?);
+    let mut baton = Subject::Baton(
+        hello
+            .under_baton(addr, &dir.join("baton"), Duration::ZERO)
+            .await?,
+    );
     let mut modes = Vec::new();
     for mode in MODES {
         let before = baton.facts().unwrap_or_default();
@@ -49,7 +54,7 @@ pub async fn run(settings: &Settings, dir: &Path) -> Result<String, String> {
         let reload = RunResult {
             app: hello.key,
             mode,
-            approach: Approach::Baton,
+            approach: Approach::Baton(Duration::ZERO),
             planned: k,
             report,
             events,

@@ -47,16 +47,19 @@ fn header(out: &mut String, ctx: &Context) {
     let _ = writeln!(out, "- Load: {}", ctx.load);
     let _ = writeln!(
         out,
-        "- Approaches: (a) `baton reload` (control socket, `--probation 0s`); (b) SIGTERM, wait for exit, start \
-         again — the app binds the port itself; (c) the same, but the bench holds the socket and \
-         passes it as `LISTEN_FDS=1` through baton's exec shim (what systemd socket activation + \
-         restart gives); (d) gunicorn's own `kill -HUP`; (e) the app bound by itself, no reloads."
+        "- Approaches: (a) `baton reload` (control socket, `--probation 0s`: the reload ends at \
+         the cutover; the probation report below measures the default); (b) SIGTERM, wait for \
+         exit, start again — the app binds the port itself; (c) the same, but the bench holds the \
+         socket and passes it as `LISTEN_FDS=1` through baton's exec shim (what systemd socket \
+         activation + restart gives); (d) gunicorn's own `kill -HUP`; (e) gunicorn's binary \
+         upgrade: USR2 to the master, TERM to the old master once every new worker answers; (f) \
+         the app bound by itself, no reloads."
     );
     let _ = writeln!(
         out,
         "- \"During reloads\": requests started between a reload's start and its end + {} ms; \
          \"steady\": all others of the same run. A reload ends when baton answers (a) or when a \
-         new process first answers a probe (b–d).",
+         new process first answers a probe (b–d) or when the old master has exited (e).",
         WINDOW_TAIL.as_millis()
     );
     let _ = writeln!(
@@ -217,7 +220,7 @@ fn overhead(out: &mut String, runs: &[RunResult]) {
         "### Supervisor overhead: steady throughput under baton / app alone\n\n| App | Mode | alone rps | baton steady rps | ratio |\n|---|---|---:|---:|---:|"
     );
     for alone in runs.iter().filter(|r| r.approach == Approach::Alone) {
-        let Some(baton) = find(runs, alone.app, alone.mode, Approach::Baton) else {
+        let Some(baton) = find(runs, alone.app, alone.mode, Approach::Baton(Duration::ZERO)) else {
             continue;
         };
         let _ = writeln!(
@@ -251,7 +254,7 @@ fn better(out: &mut String, runs: &[RunResult]) {
     let _ = writeln!(out, "### Where an alternative does better than baton\n");
     let lines: Vec<String> = runs
         .iter()
-        .filter(|r| r.approach == Approach::Baton)
+        .filter(|r| r.approach.is_baton())
         .flat_map(|b| crate::verdict::beaten(b, runs))
         .collect();
     if lines.is_empty() {
@@ -263,7 +266,7 @@ fn better(out: &mut String, runs: &[RunResult]) {
     let _ = writeln!(
         out,
         "\nRead reload times with the gaps: under baton the old generation serves until the new \
-         one is ready, so a longer reload costs no availability, while in (b)–(d) most of the \
+         one is ready, so a longer reload costs no availability, while in (b)–(e) most of the \
          reload time is a gap. Differences of a few ms, and anything in a run whose steady gap is \
          large (the host stalled), are within this machine's noise.\n"
     );

@@ -1,4 +1,4 @@
-//! Approaches (b), (c), (d) and (e): the bench itself is the supervisor that restarts the app.
+//! Approaches (b) to (f): the bench itself is the supervisor that restarts or signals the app.
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use crate::apps::App;
 use crate::common::baton::{BATON, clean_env};
@@ -26,6 +27,8 @@ pub struct Supervised {
     /// `Some`: the bench holds the listening socket across restarts (approach c).
     held: Option<TcpListener>,
     current: Owned,
+    /// gunicorn's master after a USR2 upgrade: started by the old master, not by the bench.
+    adopted: Option<i32>,
     log: PathBuf,
 }
 
@@ -50,6 +53,7 @@ impl Supervised {
             addr,
             held,
             current,
+            adopted: None,
             log,
         })
     }
@@ -73,9 +77,81 @@ impl Supervised {
         wait_new_pid(self.addr, &old, LIMIT).await.map(drop)
     }
 
-    pub async fn stop(self) {
-        self.current.stop(LIMIT).await;
+    /// gunicorn's binary upgrade, the way its docs describe it: USR2 makes the master start a
+    /// new master (its child, inheriting the sockets), which forks new workers; once every new
+    /// worker has answered, TERM to the old master stops it and its workers gracefully. Done
+    /// when the old master has exited.
+    pub async fn usr2(&mut self) -> Result<(), String> {
+        let master = self.master();
+        let old: Vec<i32> = children(master).iter().map(|c| c.0).collect();
+        signal(master, Signal::SIGUSR2);
+        let deadline = std::time::Instant::now() + LIMIT;
+        let new_master = loop {
+            let kids = children(master);
+            if let Some(&(pid, _)) = kids.iter().find(|(pid, _)| !old.contains(pid)) {
+                break pid;
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("gunicorn {master} started no new master on USR2"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let mut answered = old.clone();
+        for _ in 0..self.app.workers() {
+            let limit = deadline.saturating_duration_since(std::time::Instant::now());
+            answered.push(wait_new_pid(self.addr, &answered, limit).await?);
+        }
+        signal(master, Signal::SIGTERM);
+        let exited = match self.adopted {
+            None => self.current.wait_exit(LIMIT).await,
+            Some(pid) => gone(pid, LIMIT).await,
+        };
+        self.adopted = Some(new_master);
+        if exited {
+            Ok(())
+        } else {
+            Err(format!(
+                "the old gunicorn master {master} did not exit within {LIMIT:?}"
+            ))
+        }
     }
+
+    /// The gunicorn master now serving.
+    fn master(&self) -> i32 {
+        self.adopted.unwrap_or(self.current.pid())
+    }
+
+    pub async fn stop(self) {
+        let Some(master) = self.adopted else {
+            return self.current.stop(LIMIT).await;
+        };
+        signal(master, Signal::SIGTERM);
+        if !gone(master, LIMIT).await {
+            eprintln!("gunicorn master {master} ignored SIGTERM for {LIMIT:?}; killing its group");
+        }
+        // The bench's first child led the group; every later master and worker is in it.
+        let _ = kill(Pid::from_raw(-self.current.pid()), Signal::SIGKILL);
+    }
+}
+
+fn signal(pid: i32, signal: Signal) {
+    let _ = kill(Pid::from_raw(pid), signal);
+}
+
+/// Waits until `pid` (not our child, so not ours to reap) has exited or is a zombie.
+async fn gone(pid: i32, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].trim_start().chars().next());
+        if matches!(state, None | Some('Z')) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    false
 }
 
 /// Starts the app binding `addr` itself, or through baton's exec shim with `held` as fd 3.

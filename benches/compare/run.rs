@@ -40,16 +40,28 @@ pub async fn measure(
     settings: &Settings,
     dir: &Path,
 ) -> Result<RunResult, String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let addr = free_addr()?;
-    let mut subject = Subject::start(approach, app, addr, dir).await?;
-    let before = subject.facts();
     let planned = if approach.reloads() {
         reload_count(app, settings)
     } else {
         0
     };
-    let (report, events) = load_with_reloads(&mut subject, addr, mode, settings, planned).await;
+    let schedule = Schedule::even(settings.run_length(), planned, settings.concurrency);
+    measure_on(app, mode, approach, &schedule, dir).await
+}
+
+/// [`measure`] with the reloads where `schedule` puts them.
+pub async fn measure_on(
+    app: &App,
+    mode: Mode,
+    approach: Approach,
+    schedule: &Schedule,
+    dir: &Path,
+) -> Result<RunResult, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let addr = free_addr()?;
+    let mut subject = Subject::start(approach, app, addr, dir).await?;
+    let before = subject.facts();
+    let (report, events) = load_on_schedule(&mut subject, addr, mode, schedule).await;
     let drained = subject.settle().await;
     let after = subject.facts();
     subject.stop().await;
@@ -57,7 +69,7 @@ pub async fn measure(
         app: app.key,
         mode,
         approach,
-        planned,
+        planned: schedule.due.len() as u32,
         report,
         events,
         before,
@@ -67,7 +79,7 @@ pub async fn measure(
 }
 
 fn reload_count(app: &App, settings: &Settings) -> u32 {
-    if app.key == "flask" {
+    if app.is_gunicorn() {
         settings.flask_reloads
     } else {
         settings.reloads
@@ -85,28 +97,70 @@ pub async fn load_with_reloads(
     settings: &Settings,
     k: u32,
 ) -> (Report, Vec<Event>) {
-    let length = settings.run_length();
+    let schedule = Schedule::even(settings.run_length(), k, settings.concurrency);
+    load_on_schedule(subject, addr, mode, &schedule).await
+}
+
+/// When the reloads of one load run are due, relative to its start.
+pub struct Schedule {
+    pub length: Duration,
+    pub due: Vec<Duration>,
+    /// No reload starts later than this before the end.
+    pub guard: Duration,
+    pub concurrency: usize,
+}
+
+impl Schedule {
+    /// `k` reloads, reload `i` due at `i / (k + 1)` of `length`.
+    pub fn even(length: Duration, k: u32, concurrency: usize) -> Schedule {
+        Schedule {
+            length,
+            due: (1..=k).map(|i| length * i / (k + 1)).collect(),
+            guard: WINDOW_TAIL.min(length / (2 * (k + 1))),
+            concurrency,
+        }
+    }
+
+    /// `lead` without reloads, then `k` reloads `every` apart, then `every` more to see the
+    /// last one out.
+    pub fn spaced(lead: Duration, every: Duration, k: u32, concurrency: usize) -> Schedule {
+        Schedule {
+            length: lead + every * k,
+            due: (0..k).map(|i| lead + every * i).collect(),
+            guard: WINDOW_TAIL,
+            concurrency,
+        }
+    }
+}
+
+/// Loads `addr` for the schedule's length, reloading `subject` one at a time as it says.
+pub async fn load_on_schedule(
+    subject: &mut Subject,
+    addr: SocketAddr,
+    mode: Mode,
+    schedule: &Schedule,
+) -> (Report, Vec<Event>) {
     let t0 = Instant::now();
-    let guard = WINDOW_TAIL.min(length / (2 * (k + 1)));
     let driver = async {
         let mut events = Vec::new();
-        for i in 1..=k {
-            tokio::time::sleep_until(t0 + length * i / (k + 1)).await;
-            if t0.elapsed() + guard > length {
+        for &due in &schedule.due {
+            tokio::time::sleep_until(t0 + due).await;
+            if t0.elapsed() + schedule.guard > schedule.length {
                 break;
             }
             events.push(subject.reload(t0).await);
         }
         events
     };
-    tokio::join!(load(addr, mode, settings), driver)
+    let load = load(addr, mode, schedule.concurrency, schedule.length);
+    tokio::join!(load, driver)
 }
 
-async fn load(addr: SocketAddr, mode: Mode, settings: &Settings) -> Report {
+async fn load(addr: SocketAddr, mode: Mode, concurrency: usize, length: Duration) -> Report {
     let mut config = LoadConfig::new(addr);
     config.mode = mode;
-    config.concurrency = settings.concurrency;
-    config.duration = settings.run_length();
+    config.concurrency = concurrency;
+    config.duration = length;
     config.tag = Some(baton_load::tag_after("pid="));
     baton_load::run(config, std::future::pending()).await
 }
@@ -134,7 +188,9 @@ impl Subject {
         dir: &Path,
     ) -> Result<Subject, String> {
         Ok(match approach {
-            Approach::Baton => Subject::Baton(app.under_baton(addr, dir).await?),
+            Approach::Baton(probation) => {
+                Subject::Baton(app.under_baton(addr, dir, probation).await?)
+            }
             Approach::HeldSocket => {
                 Subject::Supervised(Supervised::start(app, addr, true, dir).await?, approach)
             }
@@ -147,6 +203,7 @@ impl Subject {
         let outcome = match self {
             Subject::Baton(b) => b.reload().await.map(Some),
             Subject::Supervised(s, Approach::GunicornHup) => s.hup().await.map(|_| None),
+            Subject::Supervised(s, Approach::GunicornUsr2) => s.usr2().await.map(|_| None),
             Subject::Supervised(s, _) => s.restart().await.map(|_| None),
         };
         Event {

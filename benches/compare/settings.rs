@@ -13,6 +13,14 @@ pub enum Bench {
     Reload,
     /// `n` baton reloads back to back (the `soak-bench` section).
     Soak(u32),
+    /// gunicorn's reloads with and without probation, next to its USR2 upgrade
+    /// (`probation-bench`).
+    Probation,
+    /// A release that dies after READY, with and without probation (`post-ready-crash-bench`).
+    PostReadyCrash,
+    /// baton's own restarts: kill -9 + takeover, `baton upgrade`, a plain restart
+    /// (`baton-restarts-bench`).
+    BatonRestarts,
 }
 
 /// Everything that scales the run; see `main.rs` for the variables and their defaults.
@@ -36,9 +44,13 @@ const SOAK_DEFAULT: u32 = 1000;
 impl Settings {
     pub fn load() -> Settings {
         let args = cli::args();
+        let given = |flag: &str| args.iter().any(|a| a == flag);
         let bench = match soak_request(&args) {
             Some(n) => Bench::Soak(n),
-            None if args.iter().any(|a| a == "--reload") => Bench::Reload,
+            None if given("--reload") => Bench::Reload,
+            None if given("--probation") => Bench::Probation,
+            None if given("--post-ready-crash") => Bench::PostReadyCrash,
+            None if given("--baton-restarts") => Bench::BatonRestarts,
             None => Bench::Compare,
         };
         // The reload report puts two runs per mode back to back, each half as long.

@@ -37,7 +37,7 @@ struct Soak {
 pub async fn run(reloads: u32, dir: &Path) -> Result<String, String> {
     let header = Header::begin();
     let addr = crate::common::tools::free_addr()?;
-    let baton = App::hello().under_baton(addr, dir).await?;
+    let baton = App::hello().under_baton(addr, dir, Duration::ZERO).await?;
     let mut config = LoadConfig::new(addr);
     config.mode = Mode::KeepAlive;
     config.concurrency = CONCURRENCY;

@@ -62,10 +62,7 @@ fn msf(d: Option<Duration>) -> Option<f64> {
 /// Every figure on which an alternative of the same app and mode beat `baton`.
 pub fn beaten(baton: &RunResult, runs: &[RunResult]) -> Vec<String> {
     let rivals = runs.iter().filter(|r| {
-        r.app == baton.app
-            && r.mode == baton.mode
-            && r.approach.reloads()
-            && r.approach != Approach::Baton
+        r.app == baton.app && r.mode == baton.mode && r.approach.reloads() && !r.approach.is_baton()
     });
     let mut lines = Vec::new();
     for rival in rivals {
