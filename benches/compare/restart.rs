@@ -84,17 +84,26 @@ impl Supervised {
     pub async fn usr2(&mut self) -> Result<(), String> {
         let master = self.master();
         let old: Vec<i32> = children(master).iter().map(|c| c.0).collect();
-        signal(master, Signal::SIGUSR2);
         let deadline = std::time::Instant::now() + LIMIT;
-        let new_master = loop {
-            let kids = children(master);
-            if let Some(&(pid, _)) = kids.iter().find(|(pid, _)| !old.contains(pid)) {
-                break pid;
+        let mut sent = 0;
+        let new_master = 'found: loop {
+            // A master started by USR2 ignores USR2 ("Parent exists") until its main loop, about
+            // once a second, notices the old master is gone and promotes itself: send it again.
+            signal(master, Signal::SIGUSR2);
+            sent += 1;
+            let resend = std::time::Instant::now() + Duration::from_millis(1500);
+            while std::time::Instant::now() < resend {
+                let kids = children(master);
+                if let Some(&(pid, _)) = kids.iter().find(|(pid, _)| !old.contains(pid)) {
+                    break 'found pid;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             if std::time::Instant::now() > deadline {
-                return Err(format!("gunicorn {master} started no new master on USR2"));
+                return Err(format!(
+                    "gunicorn {master} started no new master after {sent} USR2 signals"
+                ));
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         };
         let mut answered = old.clone();
         for _ in 0..self.app.workers() {
