@@ -266,8 +266,9 @@ fn better(out: &mut String, runs: &[RunResult]) {
     let _ = writeln!(
         out,
         "\nRead reload times with the gaps: under baton the old generation serves until the new \
-         one is ready, so a longer reload costs no availability, while in (b)–(e) most of the \
-         reload time is a gap. Differences of a few ms, and anything in a run whose steady gap is \
+         one is ready, so a longer reload costs no availability, while in (b)–(d) most of the \
+         reload time is a gap; in (e), as under baton, the old master serves until the new \
+         workers answer. Differences of a few ms, and anything in a run whose steady gap is \
          large (the host stalled), are within this machine's noise.\n"
     );
 }
