@@ -257,6 +257,7 @@ async fn supervise(
             config: verify,
             deliveries: Arc::new(Mutex::new(deliveries)),
             front: front.clone(),
+            budget: webhook::budget::Budget::new(webhook::BODY_BUDGET),
         });
         let listener = kit_listener(socket)?;
         tokio::spawn(webhook::serve(

@@ -45,6 +45,15 @@ pub fn check_route(config: &Config, method: &str, path: &str) -> Result<(), Reje
     Ok(())
 }
 
+/// The checks that need headers but no body (401): a forge's event header, and its signature
+/// header present and well-formed (a GitLab token is compared in full). The HTTP layer calls
+/// this after [`check_route`] so that a body that cannot authenticate is never buffered.
+pub fn check_headers(config: &Config, headers: &[(&str, &[u8])]) -> Result<(), Rejection> {
+    let headers = Headers::new(headers);
+    let hook = forge::detect(&headers).map_err(Rejection::Unauthorized)?;
+    verify::precheck(&hook, &headers, &config.secret).map_err(Rejection::Unauthorized)
+}
+
 fn decide(config: &Config, request: &Request<'_>) -> Result<Verdict, Rejection> {
     check_route(config, request.method, request.path)?;
     if request.body.len() > crate::MAX_BODY {

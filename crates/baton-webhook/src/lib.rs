@@ -40,7 +40,7 @@ mod verdict;
 mod verify;
 
 pub use config::Config;
-pub use evaluate::{Request, check_route, evaluate};
+pub use evaluate::{Request, check_headers, check_route, evaluate};
 pub use forge::{DeliveryKey, Forge};
 pub use rejection::{AuthError, PayloadError, Rejection};
 pub use secret::{InvalidSecret, Secret};
