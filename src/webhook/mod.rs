@@ -32,7 +32,7 @@ const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: usize = 32;
 /// Connections one peer may hold, so it cannot take every slot. Behind a reverse proxy all
 /// deliveries share the proxy's allowance (see docs/webhooks.md).
-const MAX_CONNECTIONS_PER_PEER: usize = 8;
+const MAX_CONNECTIONS_PER_PEER: usize = 16;
 /// Forges send one delivery per connection; a few streams leave room for retries.
 const MAX_STREAMS_PER_CONNECTION: u32 = 4;
 /// Unread HTTP/2 bytes buffered per stream and per connection: 32 connections at most hold
