@@ -20,6 +20,8 @@ use crate::paths;
 pub struct FileConfig {
     pub state_dir: Option<PathBuf>,
     pub control: Option<PathBuf>,
+    /// Members of this group may use the control socket too (it becomes 0660, this group's).
+    pub control_group: Option<String>,
     pub runtime_dir: Option<PathBuf>,
     #[serde(default)]
     pub app: AppSection,
@@ -100,6 +102,9 @@ pub struct RunFlags {
     /// Control socket for `baton reload` / `baton status`.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Let members of this group use the control socket too (default: root and baton's uid).
+    #[arg(long, value_name = "NAME")]
+    pub control_group: Option<String>,
     /// Directory for baton's persistent state.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -165,6 +170,7 @@ pub struct RunFlags {
 pub struct Config {
     pub listen: Vec<ListenSpec>,
     pub control: PathBuf,
+    pub control_access: crate::control_access::ControlAccess,
     pub runtime_dir: PathBuf,
     pub state_dir: PathBuf,
     pub command: AppCommand,
@@ -287,6 +293,10 @@ impl Config {
             .clone()
             .or(file.control)
             .unwrap_or_else(|| paths::control_in(&runtime_dir));
+        let control_access = match flags.control_group.clone().or(file.control_group) {
+            Some(name) => crate::control_access::ControlAccess::with_group(&name)?,
+            None => crate::control_access::ControlAccess::owner_only(),
+        };
         let pick = |flag: &Option<String>, file: Option<String>, default: &str| {
             flag.clone().or(file).unwrap_or_else(|| default.to_string())
         };
@@ -315,6 +325,7 @@ impl Config {
             readiness,
             ready_timeout,
             control,
+            control_access,
             runtime_dir,
             state_dir,
             deploy,

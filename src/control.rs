@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::build_info::BuildInfo;
+use crate::control_access::ControlAccess;
 use crate::deploy::{self, Trigger};
 use crate::trigger::{Action, Dispatcher, Done};
 use crate::upgrade::Upgrader;
@@ -20,6 +21,9 @@ use std::sync::Arc;
 
 /// Longest request line we read; anything longer is not a control command.
 const MAX_LINE: u64 = 4096;
+/// Control connections served at once. Each waits at most 10 s for its command, but a deploy or
+/// reload keeps its connection until done; more than this at once is a runaway client.
+const MAX_CONNECTIONS: usize = 16;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "lowercase")]
@@ -150,11 +154,34 @@ impl TryFrom<Wire> for Reply {
 }
 
 /// Serves control connections until the supervisor goes away.
-pub async fn serve(listener: UnixListener, front: Dispatcher, upgrader: Arc<Upgrader>) {
+pub async fn serve(
+    listener: UnixListener,
+    front: Dispatcher,
+    upgrader: Arc<Upgrader>,
+    access: ControlAccess,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(handle(stream, front.clone(), upgrader.clone()));
+            Ok((mut stream, _)) => {
+                if let Err(refusal) = admit(&stream, &access) {
+                    tracing::warn!("control socket: refused a connection: {refusal}");
+                    tokio::spawn(async move { refuse(&mut stream, refusal).await });
+                    continue;
+                }
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(
+                        "control socket: refused a connection: {MAX_CONNECTIONS} already open"
+                    );
+                    let refusal = format!("busy: {MAX_CONNECTIONS} control connections are open");
+                    tokio::spawn(async move { refuse(&mut stream, refusal).await });
+                    continue;
+                };
+                let (front, upgrader) = (front.clone(), upgrader.clone());
+                tokio::spawn(async move {
+                    handle(stream, front, upgrader).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 tracing::warn!("control socket accept failed: {e}");
@@ -162,6 +189,34 @@ pub async fn serve(listener: UnixListener, front: Dispatcher, upgrader: Arc<Upgr
             }
         }
     }
+}
+
+/// Checks the connecting process's credentials (SO_PEERCRED) against the access rule.
+fn admit(stream: &UnixStream, access: &ControlAccess) -> Result<(), String> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+    access
+        .check(cred.uid(), cred.gid())
+        .map_err(|reason| match cred.pid() {
+            Some(pid) => format!("{reason} (pid {pid})"),
+            None => reason,
+        })
+}
+
+/// Answers a refused connection with one error line. Its command is read (bounded) and thrown
+/// away, so the client's write does not fail before it can read why it was refused.
+async fn refuse(stream: &mut UnixStream, reason: String) {
+    let reply = Reply::Error(format!("refused: {reason}"));
+    let mut out = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
+    out.push('\n');
+    let answer = async {
+        let _ = stream.write_all(out.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        let mut sink = tokio::io::AsyncReadExt::take(&mut *stream, MAX_LINE);
+        let _ = tokio::io::copy(&mut sink, &mut tokio::io::sink()).await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
 }
 
 async fn handle(mut stream: UnixStream, front: Dispatcher, upgrader: Arc<Upgrader>) {

@@ -4,6 +4,7 @@ mod build_info;
 mod client;
 mod config;
 mod control;
+mod control_access;
 mod demo;
 mod deploy;
 mod paths;

@@ -1,7 +1,8 @@
 //! The webhook port under attack from the network (127.0.0.x only): connections that hold slots
 //! without making progress, and HTTP/2 floods of large unsigned (or forged) bodies. Each case
 //! checks that baton's memory stays bounded, that the app keeps serving and that a real signed
-//! push still gets through.
+//! push still gets through. And the control socket against other local users and runaway
+//! clients.
 //!
 //! All of 127.0.0.0/8 is loopback on Linux, so binding the client to 127.0.0.2… plays several
 //! peer addresses, one per attacker host.
@@ -331,5 +332,108 @@ fn idle_connections_cannot_lock_out_a_real_push() {
     assert_eq!(http_get(baton.addr, "/").unwrap().0, 200, "the app serves");
     eprintln!("the push waited {waited:?} behind 32 idle connections");
     drop(rss);
+    assert!(baton.stop().success());
+}
+
+/// `baton status` against `control` as uid `nobody` with primary group `gid` and supplementary
+/// `groups`: (exit success, stdout + stderr).
+fn status_as_nobody(control: &std::path::Path, gid: u32, groups: &[u32]) -> (bool, String) {
+    use std::os::unix::process::CommandExt;
+    let groups: Vec<nix::unistd::Gid> = groups
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    let mut cmd = std::process::Command::new(BATON);
+    cmd.args(["status", "--timeout", "5s", "--control"])
+        .arg(control);
+    // SAFETY: between fork and exec the child only makes these three syscalls, which allocate
+    // nothing and take no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::unistd::setgroups(&groups)?;
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))?;
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(common::hostile::NOBODY))?;
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_control_socket_admits_root_its_uid_and_its_group_only() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !common::hostile::is_root("connecting to the control socket as another uid") {
+        return;
+    }
+    const NOGROUP: u32 = 65_534;
+    // `daemon` (gid 1) has no members on Debian, so `nobody` is not in it.
+    let daemon = nix::unistd::Group::from_name("daemon")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+
+    // Default: the socket is 0600, so another uid cannot even connect.
+    let baton = BatonBuilder::new().start();
+    let meta = std::fs::metadata(&baton.control).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let (ok, text) = status_as_nobody(&baton.control, NOGROUP, &[NOGROUP]);
+    assert!(!ok && text.contains("ermission denied"), "{text}");
+    assert!(baton.stop().success());
+
+    // With a group the socket is 0660 and the group's; a process of that group may use it.
+    let baton = BatonBuilder::new()
+        .arg("--control-group")
+        .arg("daemon")
+        .start();
+    let meta = std::fs::metadata(&baton.control).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), daemon, "the socket file belongs to the group");
+    let (ok, text) = status_as_nobody(&baton.control, daemon, &[]);
+    assert!(ok, "a process whose gid is the group's may connect: {text}");
+
+    // A process that passes the file mode only through a supplementary group the user database
+    // does not give it is refused by the SO_PEERCRED check, with a reply and a log line.
+    let (ok, text) = status_as_nobody(&baton.control, NOGROUP, &[daemon]);
+    assert!(!ok, "refused: {text}");
+    assert!(
+        text.contains("uid 65534 may not use this control socket"),
+        "{text}"
+    );
+    eventually(
+        Duration::from_secs(5),
+        || baton.log_text(),
+        || {
+            baton
+                .log_text()
+                .contains("control socket: refused a connection: uid 65534")
+                .then_some(())
+        },
+    );
+
+    // 16 idle connections at once are the limit; the next is told so at once, and once they
+    // are gone (baton waits 10 s for a command) the socket answers again.
+    let idle: Vec<_> = (0..16)
+        .map(|_| std::os::unix::net::UnixStream::connect(&baton.control).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = std::os::unix::net::UnixStream::connect(&baton.control).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(
+        answer.contains("control connections are open"),
+        "{answer:?}"
+    );
+    drop(idle);
+    assert_eq!(baton.status().unwrap()["state"], "serving");
     assert!(baton.stop().success());
 }

@@ -233,7 +233,8 @@ async fn supervise(
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
 
-    let (control_listener, mut control_path) = open_control(&config.control, control_fd)?;
+    let (control_listener, mut control_path) =
+        open_control(&config.control, &config.control_access, control_fd)?;
     if let Some(r) = &resumed {
         // The image before created it: remove it when this one stops.
         control_path = r.control_path.clone();
@@ -291,6 +292,7 @@ async fn supervise(
         control_listener,
         front.clone(),
         upgrader.clone(),
+        config.control_access.clone(),
     ));
     tracing::info!("control socket {}", config.control.display());
     if let Some((socket, verify, deliveries)) = webhook {
