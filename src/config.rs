@@ -7,6 +7,7 @@ use std::time::Duration;
 use baton_handoff::duration;
 use baton_handoff::listen::ListenSpec;
 use baton_handoff::readiness::Readiness;
+use baton_handoff::run_as::RunAs;
 use baton_handoff::spawn::{AppCommand, AppEnv};
 use baton_handoff::supervisor::CrashLoop;
 use nix::sys::signal::Signal;
@@ -65,6 +66,9 @@ pub struct SourceSection {
 #[serde(deny_unknown_fields)]
 pub struct BuildSection {
     pub command: Option<Vec<String>>,
+    /// Run the build as this user (and group): see docs/systemd.md.
+    pub user: Option<String>,
+    pub group: Option<String>,
     pub timeout: Option<String>,
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -74,6 +78,9 @@ pub struct BuildSection {
 #[serde(deny_unknown_fields)]
 pub struct AppSection {
     pub command: Option<Vec<String>>,
+    /// Run the app as this user (and group): see docs/systemd.md.
+    pub user: Option<String>,
+    pub group: Option<String>,
     pub cwd: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
     pub ready: Option<String>,
@@ -332,6 +339,7 @@ impl Config {
             command: AppCommand {
                 argv,
                 cwd: flags.cwd.clone().or(app.cwd),
+                run_as: RunAs::configured("[app]", app.user, app.group)?,
                 env: AppEnv::Clean(app_env),
             },
             drain_signal: parse_signal(&pick(&flags.drain_signal, app.drain_signal, "SIGTERM"))?,
@@ -394,9 +402,10 @@ fn deploy_settings(
                     duration::parse(build.timeout.as_deref().unwrap_or("20m")),
                 )?,
                 env,
+                run_as: RunAs::configured("[build]", build.user, build.group)?,
             })
         }
-        None if build.timeout.is_some() || !build.env.is_empty() => {
+        None if build.timeout.is_some() || !build.env.is_empty() || build.user.is_some() => {
             return Err("[build] needs a command".into());
         }
         None => None,

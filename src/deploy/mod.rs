@@ -39,6 +39,8 @@ pub struct Build {
     pub command: Vec<String>,
     pub timeout: Duration,
     pub env: Vec<(String, String)>,
+    /// `[build] user`: who the build runs as (`None`: baton's uid).
+    pub run_as: Option<baton_handoff::run_as::RunAs>,
 }
 
 /// What a finished deploy or rollback reports.

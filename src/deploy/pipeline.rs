@@ -169,11 +169,12 @@ async fn prepare(
     if let Some(build) = &ctx.settings.build {
         let started = Instant::now();
         let id = release.id.clone();
-        let built = baton_deploy::build::run(
+        let built = baton_deploy::build::run_as(
             &build.command,
             &release,
             &build.env,
             build.timeout,
+            build.run_as.as_ref(),
             |line| tracing::info!("build {id}: {line}"),
         )
         .await;

@@ -15,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::time::Instant;
 
+use baton_handoff::run_as::RunAs;
+
 use crate::error::{BuildError, Error};
 use crate::releases::Release;
 use crate::state_file::create_in_release;
@@ -98,21 +100,41 @@ pub async fn run(
     timeout: Duration,
     log: impl Fn(&str),
 ) -> Result<(), Error> {
+    run_as(command, release, env, timeout, None, log).await
+}
+
+/// [`run`], as another user (`[build] user`) when `user` is given: the release is handed to
+/// that user first (see [`hand_over`]), and `HOME`, `USER` and `LOGNAME` are theirs.
+pub async fn run_as(
+    command: &[String],
+    release: &Release,
+    env: &[(String, String)],
+    timeout: Duration,
+    user: Option<&RunAs>,
+    log: impl Fn(&str),
+) -> Result<(), Error> {
     let Some((program, args)) = command.split_first() else {
         return Err(BuildError::EmptyCommand.into());
     };
     check_env(env)?;
+    if let Some(user) = user.filter(|u| !u.is_self()) {
+        hand_over(&release.dir, user)?;
+    }
     let log_path = release.build_log();
     // A checkout may have committed `build.log` as a symlink: never write through it.
     let mut log_file = File::from_std(create_in_release(&release.dir, "build.log")?);
 
     let mut command = Command::new(program);
     crate::fds::only_stdio(&mut command);
+    if let Some(user) = user {
+        user.apply(&mut command);
+    }
     let mut child = command
         .args(args)
         .current_dir(&release.dir)
         .env_clear()
         .envs(build_env(release, env))
+        .envs(user.iter().flat_map(|u| u.identity_env()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -287,6 +309,24 @@ fn describe_failure(status: ExitStatus, log: PathBuf) -> BuildError {
         // Neither an exit code nor a signal: not a status Linux reports for a waited child.
         (None, None) => BuildError::NoStatus { log },
     }
+}
+
+/// Gives the release checkout to the build user, so the build can write in it (and nowhere
+/// else of baton's). Symlinks are re-owned themselves, never followed; `build.log` stays
+/// baton's.
+pub fn hand_over(dir: &std::path::Path, user: &RunAs) -> Result<(), Error> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).map_err(Error::io("inspect", &path))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(Error::io("read", &path))? {
+                stack.push(entry.map_err(Error::io("read", &path))?.path());
+            }
+        }
+        std::os::unix::fs::lchown(&path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+            .map_err(Error::io("chown", &path))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
