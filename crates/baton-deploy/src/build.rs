@@ -129,6 +129,7 @@ pub async fn run_as(
     if let Some(user) = user {
         user.apply(&mut command);
     }
+    baton_handoff::run_as::no_inherited_capabilities(&mut command);
     let mut child = command
         .args(args)
         .current_dir(&release.dir)

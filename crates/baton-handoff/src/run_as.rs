@@ -82,15 +82,17 @@ impl RunAs {
         self.uid == Uid::effective() && self.gid == Gid::effective()
     }
 
-    /// One-line error unless baton may switch to this user: it is root, or has CAP_SETUID and
-    /// CAP_SETGID (e.g. from the unit's `AmbientCapabilities=`).
+    /// One-line error unless baton may switch to this user: it is root, or has CAP_SETUID,
+    /// CAP_SETGID and CAP_CHOWN (for the notify socket and the build's release), e.g. from the
+    /// unit's `AmbientCapabilities=`.
     pub fn check_can_switch(&self, section: &str) -> Result<(), String> {
-        if self.is_self() || Uid::effective().is_root() || has_setid_capabilities() {
+        if self.is_self() || Uid::effective().is_root() || has_switch_capabilities() {
             return Ok(());
         }
         Err(format!(
-            "{section} user {:?}: baton runs as uid {} without CAP_SETUID/CAP_SETGID; run it as root, \
-             grant AmbientCapabilities=CAP_SETUID CAP_SETGID, or remove the setting",
+            "{section} user {:?}: baton runs as uid {} without CAP_SETUID, CAP_SETGID and \
+             CAP_CHOWN; run it as root, grant AmbientCapabilities=CAP_SETUID CAP_SETGID \
+             CAP_CHOWN, or remove the setting",
             self.name,
             Uid::effective()
         ))
@@ -125,8 +127,32 @@ impl RunAs {
     }
 }
 
-/// CapEff from /proc/self/status holds both CAP_SETGID (bit 6) and CAP_SETUID (bit 7).
-fn has_setid_capabilities() -> bool {
+/// Makes `command`'s child drop the ambient capabilities baton may hold (the unit's
+/// `AmbientCapabilities=`) before exec, so no app or build inherits CAP_SETUID and friends —
+/// whether or not it switches user (a non-root setuid keeps capabilities).
+pub fn no_inherited_capabilities(command: &mut tokio::process::Command) {
+    // SAFETY: prctl(2) is async-signal-safe; nothing is allocated between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let r = nix::libc::prctl(
+                nix::libc::PR_CAP_AMBIENT,
+                nix::libc::PR_CAP_AMBIENT_CLEAR_ALL as nix::libc::c_ulong,
+                0 as nix::libc::c_ulong,
+                0 as nix::libc::c_ulong,
+                0 as nix::libc::c_ulong,
+            );
+            let error = io::Error::last_os_error();
+            // EINVAL: a kernel before 4.3 has no ambient capabilities to clear.
+            if r != 0 && error.raw_os_error() != Some(nix::libc::EINVAL) {
+                return Err(error);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// CapEff from /proc/self/status holds CAP_CHOWN (bit 0), CAP_SETGID (6) and CAP_SETUID (7).
+fn has_switch_capabilities() -> bool {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return false;
     };
@@ -134,7 +160,7 @@ fn has_setid_capabilities() -> bool {
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 6) != 0 && caps & (1 << 7) != 0)
+        .is_some_and(|caps| caps & 0b1100_0001 == 0b1100_0001)
 }
 
 #[cfg(test)]

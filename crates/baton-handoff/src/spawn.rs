@@ -220,6 +220,7 @@ pub fn spawn_with_env(
     if let Some(run_as) = &cmd.run_as {
         run_as.apply(&mut command);
     }
+    crate::run_as::no_inherited_capabilities(&mut command);
     command.spawn()
 }
 
