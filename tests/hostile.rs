@@ -750,6 +750,16 @@ fn the_app_and_the_build_run_as_their_users_and_cannot_reach_batons_secrets() {
         !app.contains("WROTE-RELEASE"),
         "the app cannot write its release: {app}"
     );
+    // After its build the release is baton's again, so baton can prune it later.
+    let release = std::fs::canonicalize(state.join("current")).unwrap();
+    for entry in [
+        &release,
+        &release.join("build-wrote-here"),
+        &release.join("run.sh"),
+    ] {
+        let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::symlink_metadata(entry).unwrap());
+        assert_eq!(owner, 0, "{} belongs to baton", entry.display());
+    }
     let status = std::fs::read_to_string(format!("/proc/{}/status", baton.app_pid())).unwrap();
     assert!(
         status

@@ -104,7 +104,8 @@ pub async fn run(
 }
 
 /// [`run`], as another user (`[build] user`) when `user` is given: the release is handed to
-/// that user first (see [`hand_over`]), and `HOME`, `USER` and `LOGNAME` are theirs.
+/// that user for the build and taken back afterwards (see [`give_tree`]), and `HOME`, `USER`
+/// and `LOGNAME` are theirs.
 pub async fn run_as(
     command: &[String],
     release: &Release,
@@ -117,8 +118,9 @@ pub async fn run_as(
         return Err(BuildError::EmptyCommand.into());
     };
     check_env(env)?;
-    if let Some(user) = user.filter(|u| !u.is_self()) {
-        hand_over(&release.dir, user)?;
+    let switched = user.filter(|u| !u.is_self());
+    if let Some(user) = switched {
+        give_tree(&release.dir, user.uid, user.gid)?;
     }
     let log_path = release.build_log();
     // A checkout may have committed `build.log` as a symlink: never write through it.
@@ -209,6 +211,15 @@ pub async fn run_as(
             .await;
     }
     let _ = log_file.flush().await;
+    if switched.is_some() {
+        // The build's process group is gone: from here on the release is baton's again, and
+        // neither the build's user nor the app's can change the code that is about to run.
+        give_tree(
+            &release.dir,
+            nix::unistd::Uid::effective(),
+            nix::unistd::Gid::effective(),
+        )?;
+    }
     outcome.map_err(Error::from)
 }
 
@@ -312,10 +323,14 @@ fn describe_failure(status: ExitStatus, log: PathBuf) -> BuildError {
     }
 }
 
-/// Gives the release checkout to the build user, so the build can write in it (and nowhere
-/// else of baton's). Symlinks are re-owned themselves, never followed; `build.log` stays
-/// baton's.
-pub fn hand_over(dir: &std::path::Path, user: &RunAs) -> Result<(), Error> {
+/// Gives everything under `dir` to `uid`/`gid`: the release to the build user, so the build can
+/// write in it (and nowhere else of baton's), and back to baton afterwards. Symlinks are
+/// re-owned themselves, never followed.
+pub fn give_tree(
+    dir: &std::path::Path,
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
+) -> Result<(), Error> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
         let meta = std::fs::symlink_metadata(&path).map_err(Error::io("inspect", &path))?;
@@ -324,7 +339,7 @@ pub fn hand_over(dir: &std::path::Path, user: &RunAs) -> Result<(), Error> {
                 stack.push(entry.map_err(Error::io("read", &path))?.path());
             }
         }
-        std::os::unix::fs::lchown(&path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        std::os::unix::fs::lchown(&path, Some(uid.as_raw()), Some(gid.as_raw()))
             .map_err(Error::io("chown", &path))?;
     }
     Ok(())
