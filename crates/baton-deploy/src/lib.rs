@@ -27,6 +27,7 @@ mod base64;
 pub mod build;
 mod error;
 mod fds;
+pub mod forge_keys;
 pub mod history;
 pub mod hostkey;
 mod libgit2;

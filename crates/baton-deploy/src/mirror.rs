@@ -177,11 +177,12 @@ fn install_ssh_callbacks<'a>(
         Some(path) => Some(KnownHosts::load(path)?),
         None => None,
     };
-    let pinned = source
+    let mut pinned = source
         .host_fingerprints
         .iter()
         .map(|f| Fingerprint::parse(f))
         .collect::<Result<Vec<_>, _>>()?;
+    pinned.extend(crate::forge_keys::pinned_for(host, port));
     let policy = HostKeyPolicy {
         host: host.to_string(),
         port,
