@@ -5,6 +5,8 @@ mod config;
 mod control;
 mod demo;
 mod deploy;
+mod forge_setup;
+mod init;
 mod paths;
 mod run;
 mod trigger;
@@ -74,6 +76,8 @@ enum Cmd {
         #[arg(value_name = "BODY_FILE")]
         body: Option<PathBuf>,
     },
+    /// Set up an app: config, deploy key, webhook secret, enabled sockets; prints the forge steps.
+    Init(init::InitArgs),
     /// Run baton with the reference app on localhost, reload it under load, and show the result.
     Demo(demo::DemoArgs),
 }
@@ -189,6 +193,7 @@ fn dispatch(command: Cmd) -> Result<(), String> {
             Ok(())
         }
         Cmd::Demo(args) => demo::run(&args),
+        Cmd::Init(args) => init::run(&args),
     }
 }
 

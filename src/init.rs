@@ -1,0 +1,512 @@
+//! `baton init`: one command from an installed package to a configured, enabled app — the
+//! config, a deploy key, the webhook secret, the socket drop-ins and `systemctl enable` — and
+//! the exact steps left to do at the forge. Re-running it changes nothing: existing keys and
+//! secrets are kept, and a config that differs from what it would write is refused, not
+//! overwritten.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+
+use crate::forge_setup::Site;
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// The app's name: /etc/baton/NAME.toml, baton@NAME.service.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Repository to deploy (git@host:owner/name.git or ssh://...).
+    #[arg(long, value_name = "URL")]
+    pub repo: String,
+    /// Branch whose pushes deploy.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// Where the app socket listens (host:port); default: the unit's /run/baton/NAME.app.sock.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Where the webhook socket listens (host:port); default /run/baton/NAME.webhook.sock.
+    #[arg(long, value_name = "ADDR")]
+    pub webhook_listen: Option<String>,
+    /// The public URL the forge will POST to (its path becomes the webhook path).
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// The repository host's key fingerprint (SHA256:...), needed for hosts other than
+    /// github.com and gitlab.com. Repeatable.
+    #[arg(long, value_name = "SHA256:...")]
+    pub host_fingerprint: Vec<String>,
+    /// Build command, run with `sh -c` in each new release.
+    #[arg(long, value_name = "SHELL COMMAND")]
+    pub build: Option<String>,
+    /// Print what would be done, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not run systemctl (daemon-reload, enable --now).
+    #[arg(long)]
+    pub no_enable: bool,
+    /// The account the service runs as; it owns the deploy key.
+    #[arg(long, default_value = "baton", value_name = "USER")]
+    pub user: String,
+    /// Directory for configs, keys and secrets (the units read /etc/baton).
+    #[arg(long, default_value = "/etc/baton", value_name = "DIR")]
+    pub etc_dir: PathBuf,
+    /// Directory for the socket drop-ins.
+    #[arg(long, default_value = "/etc/systemd/system", value_name = "DIR")]
+    pub unit_dir: PathBuf,
+    /// The app's command line, relative to the release directory.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// What a step did (or, with --dry-run, would do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Created,
+    Unchanged,
+}
+
+/// Who owns a file init writes.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+pub fn run(args: &InitArgs) -> Result<(), String> {
+    check_name(&args.name)?;
+    let site = Site::from_repo(&args.repo);
+    let service_user = lookup_user(&args.user)?;
+    let me = Owner {
+        uid: nix::unistd::geteuid().as_raw(),
+        gid: nix::unistd::getegid().as_raw(),
+    };
+    let name = &args.name;
+    let etc = &std::path::absolute(&args.etc_dir)
+        .map_err(|e| format!("--etc-dir {}: {e}", args.etc_dir.display()))?;
+    let key_path = etc.join(format!("{name}.deploy_key"));
+    let secret_path = etc.join(format!("{name}.secret"));
+    let config_path = etc.join(format!("{name}.toml"));
+    let webhook_path = webhook_path(args.webhook_url.as_deref())?;
+    let config = config_text(args, site.as_ref(), &key_path, &webhook_path);
+    check_config(&config, site.as_ref(), args)?;
+
+    let dropins: Vec<(PathBuf, String)> = [
+        (format!("baton@{name}.socket"), &args.listen),
+        (format!("baton-webhook@{name}.socket"), &args.webhook_listen),
+    ]
+    .into_iter()
+    .filter_map(|(unit, addr)| {
+        let text = format!(
+            "# Written by `baton init {name}`.\n[Socket]\nListenStream=\nListenStream={}\n",
+            addr.as_ref()?
+        );
+        Some((args.unit_dir.join(format!("{unit}.d/listen.conf")), text))
+    })
+    .collect();
+    // Refuse a conflicting config or drop-in before writing anything.
+    for (path, text) in
+        std::iter::once((&config_path, &config)).chain(dropins.iter().map(|(p, t)| (p, t)))
+    {
+        ensure_file(path, text, 0o644, me, Existing::MustMatch, true)?;
+    }
+
+    let mut changed = false;
+    let mut report = |what: &str, path: &Path, change: Change| {
+        let verb = match (change, args.dry_run) {
+            (Change::Unchanged, _) => "unchanged",
+            (Change::Created, true) => "would create",
+            (Change::Created, false) => "created",
+        };
+        changed |= change == Change::Created;
+        println!("{verb:>12}  {what} {}", path.display());
+    };
+
+    ensure_dir(etc, 0o755, args.dry_run)?;
+    let public_key = ensure_deploy_key(&key_path, name, service_user, args.dry_run)?;
+    report("deploy key", &key_path, public_key.1);
+    let public_key = match (public_key, args.dry_run) {
+        ((_, Change::Created), true) => "<the public half of the new key>".to_string(),
+        ((line, _), _) => line,
+    };
+    let pub_path = etc.join(format!("{name}.deploy_key.pub"));
+    let change = ensure_file(
+        &pub_path,
+        &public_key,
+        0o644,
+        me,
+        Existing::Keep,
+        args.dry_run,
+    )?;
+    report("public key", &pub_path, change);
+    let change = ensure_secret(&secret_path, me, args.dry_run)?;
+    report("webhook secret", &secret_path, change);
+    let change = ensure_file(
+        &config_path,
+        &config,
+        0o644,
+        me,
+        Existing::MustMatch,
+        args.dry_run,
+    )?;
+    report("config", &config_path, change);
+
+    let mut dropins_changed = false;
+    for (path, text) in &dropins {
+        if let Some(dir) = path.parent() {
+            ensure_dir(dir, 0o755, args.dry_run)?;
+        }
+        let change = ensure_file(path, text, 0o644, me, Existing::MustMatch, args.dry_run)?;
+        dropins_changed |= change == Change::Created;
+        report("drop-in", path, change);
+    }
+
+    if !args.no_enable {
+        enable(name, dropins_changed, args.dry_run)?;
+    }
+    if !changed {
+        println!("nothing to do: baton init {name} was already done");
+    }
+    println!();
+    let payload_url = match &args.webhook_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "https://YOUR-SERVER{webhook_path} (a reverse proxy in front of the webhook \
+             socket: docs/proxy.md)"
+        ),
+    };
+    match &site {
+        Some(site) => print!(
+            "{}",
+            site.instructions(
+                public_key.trim(),
+                &payload_url,
+                &secret_path.display().to_string()
+            )
+        ),
+        None => println!("The repository is local: no deploy key or webhook to set up."),
+    }
+    println!("Then check everything with: baton doctor {name}");
+    Ok(())
+}
+
+/// An app name ends up in unit names and file names: keep it to what both accept plainly.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "app name `{}` must be 1-64 of a-z, 0-9, `-`, `_` (it names units and files)",
+            name.escape_debug()
+        ))
+    }
+}
+
+fn lookup_user(user: &str) -> Result<Owner, String> {
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(u)) => Ok(Owner {
+            uid: u.uid.as_raw(),
+            gid: u.gid.as_raw(),
+        }),
+        Ok(None) => Err(format!(
+            "user `{user}` does not exist: the baton package creates it (or \
+             `useradd --system --user-group --home-dir /var/lib/baton --shell /usr/sbin/nologin {user}`)"
+        )),
+        Err(e) => Err(format!("cannot look up user `{user}`: {e}")),
+    }
+}
+
+/// The path part of `--webhook-url` (default `/webhook`).
+fn webhook_path(url: Option<&str>) -> Result<String, String> {
+    let Some(url) = url else {
+        return Ok("/webhook".to_string());
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("--webhook-url {url} must start with https:// (or http://)"))?;
+    match rest.find('/') {
+        Some(i) if rest.len() > i + 1 => Ok(rest[i..]
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("/")
+            .to_string()),
+        _ => Ok("/webhook".to_string()),
+    }
+}
+
+/// A TOML string: `toml` quotes and escapes it.
+fn quoted(value: &str) -> String {
+    toml::Value::String(value.to_string()).to_string()
+}
+
+fn quoted_list(values: &[String]) -> String {
+    let items: Vec<String> = values.iter().map(|v| quoted(v)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn config_text(args: &InitArgs, site: Option<&Site>, key: &Path, webhook_path: &str) -> String {
+    let mut out = format!(
+        "# Written by `baton init {}`. Edit freely; `baton check -c` this file afterwards.\n",
+        args.name
+    );
+    out.push_str("[app]\n");
+    out.push_str(&format!("command = {}\n\n", quoted_list(&args.command)));
+    out.push_str("[webhook]\n");
+    out.push_str(&format!("path = {}\n", quoted(webhook_path)));
+    if let Some(repository) = site.and_then(Site::repository) {
+        out.push_str(&format!("repository = {}\n", quoted(repository)));
+    }
+    out.push_str("\n[source]\n");
+    out.push_str(&format!("repo = {}\n", quoted(&args.repo)));
+    out.push_str(&format!("branch = {}\n", quoted(&args.branch)));
+    if site.is_some() {
+        out.push_str(&format!(
+            "deploy_key = {}\n",
+            quoted(&key.display().to_string())
+        ));
+    }
+    if !args.host_fingerprint.is_empty() {
+        out.push_str(&format!(
+            "host_fingerprints = {}\n",
+            quoted_list(&args.host_fingerprint)
+        ));
+    }
+    if let Some(build) = &args.build {
+        out.push_str("\n[build]\n");
+        out.push_str(&format!(
+            "command = {}\n",
+            quoted_list(&["sh".into(), "-c".into(), build.clone()])
+        ));
+    }
+    out
+}
+
+/// Refuses what `baton run` would refuse, before anything is written: the config must parse,
+/// the repository URL and branch must be valid, and the host must be trusted (a pinned forge
+/// or `--host-fingerprint`).
+fn check_config(text: &str, site: Option<&Site>, args: &InitArgs) -> Result<(), String> {
+    toml::from_str::<crate::config::FileConfig>(text)
+        .map_err(|e| format!("internal error: generated config: {e}"))?;
+    for fp in &args.host_fingerprint {
+        baton_deploy::Fingerprint::parse(fp).map_err(|e| e.to_string())?;
+    }
+    let source = baton_deploy::Source {
+        repo: args.repo.clone(),
+        branch: args.branch.clone(),
+        host_fingerprints: args.host_fingerprint.clone(),
+        ..baton_deploy::Source::default()
+    };
+    // The key does not exist yet, so the one complaint about it is expected; for ssh the
+    // host-key rule is checked here instead.
+    match source.validate() {
+        Err(e) if !e.to_string().contains("no deploy_key is set") => return Err(e.to_string()),
+        _ => {}
+    }
+    if let Some(site) = site {
+        let pinned = baton_deploy::forge_keys::forge_for(&site.host, site.port).is_some();
+        if !pinned && args.host_fingerprint.is_empty() {
+            return Err(format!(
+                "{} is not github.com or gitlab.com, whose host keys baton knows: pass \
+                 --host-fingerprint SHA256:... as the server's owner gives it \
+                 (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` on the server)",
+                site.host
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// Keys and secrets: an existing file is never replaced.
+    Keep,
+    /// Configs and drop-ins: an existing file must say the same, or init refuses.
+    MustMatch,
+}
+
+/// Writes `path` unless it exists. A symlink is refused rather than followed.
+fn ensure_file(
+    path: &Path,
+    contents: &str,
+    mode: u32,
+    owner: Owner,
+    existing: Existing,
+    dry_run: bool,
+) -> Result<Change, String> {
+    if let Some(old) = read_existing(path)? {
+        if existing == Existing::MustMatch && old != contents.as_bytes() {
+            return Err(format!(
+                "{} exists and differs from what baton init would write: edit it by hand, \
+                 or remove it and run baton init again",
+                path.display()
+            ));
+        }
+        return Ok(Change::Unchanged);
+    }
+    if !dry_run {
+        write_new(path, contents.as_bytes(), mode, owner)?;
+    }
+    Ok(Change::Created)
+}
+
+/// The file's bytes, `None` when it does not exist; an error for a symlink or a non-file.
+fn read_existing(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+        Ok(meta) if !meta.file_type().is_file() => Err(format!(
+            "{} exists and is not a regular file (a symlink?): remove it",
+            path.display()
+        )),
+        Ok(_) => std::fs::read(path)
+            .map(Some)
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Creates `path` with `mode` and `owner` from the first byte on (never world-readable in
+/// between): a temporary file beside it, then rename.
+fn write_new(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> Result<(), String> {
+    let shown = path.display();
+    let tmp = path.with_extension(format!("baton-init-{}", std::process::id()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let result = (|| {
+        std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))
+            .map_err(|e| format!("cannot chown {shown}: {e}"))?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(|e| format!("cannot chmod {shown}: {e}"))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("cannot write {shown}: {e}"))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("cannot create {shown}: {e}"))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn ensure_dir(dir: &Path, mode: u32, dry_run: bool) -> Result<(), String> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(format!("{} exists and is not a directory", dir.display())),
+        Err(_) if dry_run => Ok(()),
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display())),
+    }
+}
+
+/// The deploy key's public half, generating the key (ed25519, OpenSSH format, 0600, owned by
+/// the service user) unless it exists. An existing key is read, never replaced.
+fn ensure_deploy_key(
+    path: &Path,
+    name: &str,
+    owner: Owner,
+    dry_run: bool,
+) -> Result<(String, Change), String> {
+    if let Some(existing) = read_existing(path)? {
+        let text = String::from_utf8(existing)
+            .map_err(|_| format!("deploy key {} is not an OpenSSH key", path.display()))?;
+        let key = PrivateKey::from_openssh(&text)
+            .map_err(|e| format!("deploy key {} cannot be read: {e}", path.display()))?;
+        let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+        if meta.mode() & 0o077 != 0 || meta.uid() != owner.uid {
+            return Err(format!(
+                "deploy key {0} must be mode 0600 and owned by uid {1}: run `chown {1} {0} && chmod 600 {0}`",
+                path.display(),
+                owner.uid
+            ));
+        }
+        return Ok((public_line(&key)?, Change::Unchanged));
+    }
+    let mut key = PrivateKey::random(&mut ssh_key::rand_core::OsRng, Algorithm::Ed25519)
+        .map_err(|e| format!("cannot generate a deploy key: {e}"))?;
+    key.set_comment(format!("baton {name} deploy key"));
+    let text = key
+        .to_openssh(LineEnding::LF)
+        .map_err(|e| format!("cannot encode the deploy key: {e}"))?;
+    if !dry_run {
+        write_new(path, text.as_bytes(), 0o600, owner)?;
+    }
+    Ok((public_line(&key)?, Change::Created))
+}
+
+fn public_line(key: &PrivateKey) -> Result<String, String> {
+    key.public_key()
+        .to_openssh()
+        .map(|line| format!("{line}\n"))
+        .map_err(|e| format!("cannot encode the public key: {e}"))
+}
+
+/// 32 random bytes as hex, root-only: systemd hands it to the service as a credential.
+fn ensure_secret(path: &Path, owner: Owner, dry_run: bool) -> Result<Change, String> {
+    if read_existing(path)?.is_some() {
+        return Ok(Change::Unchanged);
+    }
+    let mut bytes = [0u8; 32];
+    ssh_key::rand_core::RngCore::try_fill_bytes(&mut ssh_key::rand_core::OsRng, &mut bytes)
+        .map_err(|e| format!("no randomness for the webhook secret: {e}"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if !dry_run {
+        write_new(path, format!("{hex}\n").as_bytes(), 0o600, owner)?;
+    }
+    Ok(Change::Created)
+}
+
+/// `systemctl daemon-reload` when drop-ins changed, then `enable --now` the app socket (its
+/// `Also=` enables the webhook socket) unless it is enabled already.
+fn enable(name: &str, reload: bool, dry_run: bool) -> Result<(), String> {
+    let unit = format!("baton@{name}.socket");
+    let enabled = Command::new("systemctl")
+        .args(["is-enabled", "--quiet", &unit])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut steps: Vec<Vec<&str>> = Vec::new();
+    if reload {
+        steps.push(vec!["daemon-reload"]);
+    }
+    if !enabled || reload {
+        steps.push(vec!["enable", "--now", &unit]);
+    }
+    if steps.is_empty() {
+        println!("{:>12}  {unit} enabled", "unchanged");
+    }
+    for step in steps {
+        let shown = format!("systemctl {}", step.join(" "));
+        if dry_run {
+            println!("{:>12}  {shown}", "would run");
+            continue;
+        }
+        let out = Command::new("systemctl")
+            .args(&step)
+            .output()
+            .map_err(|e| format!("cannot run systemctl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{shown} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        println!("{:>12}  {shown}", "ran");
+    }
+    Ok(())
+}
