@@ -33,6 +33,7 @@ pub mod hostkey;
 mod libgit2;
 mod mirror;
 pub mod private_file;
+pub mod probe;
 mod release_state;
 mod releases;
 mod source;

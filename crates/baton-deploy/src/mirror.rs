@@ -166,7 +166,7 @@ impl Mirror {
 
 /// Host key check and deploy-key authentication. Both callbacks only ever answer from
 /// `source`: `$HOME/.ssh` and ssh-agent are never consulted.
-fn install_ssh_callbacks<'a>(
+pub(crate) fn install_ssh_callbacks<'a>(
     callbacks: &mut RemoteCallbacks<'a>,
     source: &Source,
     host: &str,
