@@ -5,6 +5,7 @@ mod config;
 mod control;
 mod demo;
 mod deploy;
+mod doctor;
 mod forge_setup;
 mod init;
 mod paths;
@@ -78,6 +79,8 @@ enum Cmd {
     },
     /// Set up an app: config, deploy key, webhook secret, enabled sockets; prints the forge steps.
     Init(init::InitArgs),
+    /// Check an installed app live: config, keys, forge access, units, webhook, last deploy.
+    Doctor(doctor::DoctorArgs),
     /// Run baton with the reference app on localhost, reload it under load, and show the result.
     Demo(demo::DemoArgs),
 }
@@ -194,6 +197,7 @@ fn dispatch(command: Cmd) -> Result<(), String> {
         }
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Init(args) => init::run(&args),
+        Cmd::Doctor(args) => doctor::run(&args),
     }
 }
 
