@@ -4,15 +4,16 @@
 //! secrets are kept, and a config that differs from what it would write is refused, not
 //! overwritten.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
 use crate::forge_setup::Site;
+
+mod files;
+use files::{Change, Existing, Owner, ensure_dir, ensure_file, read_existing, write_new};
 
 #[derive(clap::Args, Debug)]
 pub struct InitArgs {
@@ -59,20 +60,6 @@ pub struct InitArgs {
     /// The app's command line, relative to the release directory.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
-}
-
-/// What a step did (or, with --dry-run, would do).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Change {
-    Created,
-    Unchanged,
-}
-
-/// Who owns a file init writes.
-#[derive(Debug, Clone, Copy)]
-struct Owner {
-    uid: u32,
-    gid: u32,
 }
 
 pub fn run(args: &InitArgs) -> Result<(), String> {
@@ -323,95 +310,6 @@ fn check_config(text: &str, site: Option<&Site>, args: &InitArgs) -> Result<(), 
         }
     }
     Ok(())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Existing {
-    /// Keys and secrets: an existing file is never replaced.
-    Keep,
-    /// Configs and drop-ins: an existing file must say the same, or init refuses.
-    MustMatch,
-}
-
-/// Writes `path` unless it exists. A symlink is refused rather than followed.
-fn ensure_file(
-    path: &Path,
-    contents: &str,
-    mode: u32,
-    owner: Owner,
-    existing: Existing,
-    dry_run: bool,
-) -> Result<Change, String> {
-    if let Some(old) = read_existing(path)? {
-        if existing == Existing::MustMatch && old != contents.as_bytes() {
-            return Err(format!(
-                "{} exists and differs from what baton init would write: edit it by hand, \
-                 or remove it and run baton init again",
-                path.display()
-            ));
-        }
-        return Ok(Change::Unchanged);
-    }
-    if !dry_run {
-        write_new(path, contents.as_bytes(), mode, owner)?;
-    }
-    Ok(Change::Created)
-}
-
-/// The file's bytes, `None` when it does not exist; an error for a symlink or a non-file.
-fn read_existing(path: &Path) -> Result<Option<Vec<u8>>, String> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-        Ok(meta) if !meta.file_type().is_file() => Err(format!(
-            "{} exists and is not a regular file (a symlink?): remove it",
-            path.display()
-        )),
-        Ok(_) => std::fs::read(path)
-            .map(Some)
-            .map_err(|e| format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-/// Creates `path` with `mode` and `owner` from the first byte on (never world-readable in
-/// between): a temporary file beside it, then rename.
-fn write_new(path: &Path, bytes: &[u8], mode: u32, owner: Owner) -> Result<(), String> {
-    let shown = path.display();
-    let tmp = path.with_extension(format!("baton-init-{}", std::process::id()));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&tmp)
-        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
-    let result = (|| {
-        std::os::unix::fs::fchown(&file, Some(owner.uid), Some(owner.gid))
-            .map_err(|e| format!("cannot chown {shown}: {e}"))?;
-        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .map_err(|e| format!("cannot chmod {shown}: {e}"))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| format!("cannot write {shown}: {e}"))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("cannot create {shown}: {e}"))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn ensure_dir(dir: &Path, mode: u32, dry_run: bool) -> Result<(), String> {
-    match std::fs::symlink_metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(format!("{} exists and is not a directory", dir.display())),
-        Err(_) if dry_run => Ok(()),
-        Err(_) => std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(mode)
-            .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display())),
-    }
 }
 
 /// The deploy key's public half, generating the key (ed25519, OpenSSH format, 0600, owned by
