@@ -69,10 +69,17 @@ pub fn run(args: &DoctorArgs) -> Result<(), String> {
     }
     let mut checks = Vec::new();
     for app in &apps {
-        checks.extend(as_service_user(args, app)?);
+        let service_side = as_service_user(args, app)?;
+        // A first start deploys the branch: with the repository unreadable it would only fail,
+        // so the ping (which starts baton through its socket) waits until that is fixed.
+        let repo_ok = service_side
+            .iter()
+            .filter(|c| c.check == "repository")
+            .all(|c| c.ok);
+        checks.extend(service_side);
         checks.push(secret_check(args, app));
         if !args.no_systemd {
-            checks.extend(systemd::checks(args, app));
+            checks.extend(systemd::checks(args, app, repo_ok));
         }
     }
     if args.json {

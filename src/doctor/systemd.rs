@@ -11,7 +11,7 @@ use super::{Check, DoctorArgs, check};
 /// Long enough for socket activation to start baton (its first deploy runs in the background).
 const PING_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn checks(args: &DoctorArgs, app: &str) -> Vec<Check> {
+pub fn checks(args: &DoctorArgs, app: &str, repo_ok: bool) -> Vec<Check> {
     let mut checks = Vec::new();
     for unit in [
         format!("baton@{app}.socket"),
@@ -21,7 +21,15 @@ pub fn checks(args: &DoctorArgs, app: &str) -> Vec<Check> {
     }
     let service = format!("baton@{app}.service");
     checks.push(check(app, &service, service_unit(&service)));
-    checks.push(check(app, "webhook", ping(args, app)));
+    let webhook = if repo_ok {
+        ping(args, app)
+    } else {
+        Err((
+            "not pinged: the repository is not readable yet".to_string(),
+            "fix the repository check first (baton's first start deploys the branch)".to_string(),
+        ))
+    };
+    checks.push(check(app, "webhook", webhook));
     checks.push(check(app, "version", running_version(&service)));
     checks
 }

@@ -369,8 +369,8 @@ fn ensure_secret(path: &Path, owner: Owner, dry_run: bool) -> Result<Change, Str
     Ok(Change::Created)
 }
 
-/// `systemctl daemon-reload` when drop-ins changed, then `enable --now` the app socket (its
-/// `Also=` enables the webhook socket) unless it is enabled already.
+/// `systemctl daemon-reload` when drop-ins changed, then `enable --now` both sockets unless
+/// they are enabled already.
 fn enable(name: &str, reload: bool, dry_run: bool) -> Result<(), String> {
     let unit = format!("baton@{name}.socket");
     let enabled = Command::new("systemctl")
@@ -382,8 +382,11 @@ fn enable(name: &str, reload: bool, dry_run: bool) -> Result<(), String> {
     if reload {
         steps.push(vec!["daemon-reload"]);
     }
+    // Both sockets listen from now on: the webhook one too, so that the forge's first
+    // delivery (and `baton doctor`'s ping) reach baton.
+    let webhook = format!("baton-webhook@{name}.socket");
     if !enabled || reload {
-        steps.push(vec!["enable", "--now", &unit]);
+        steps.push(vec!["enable", "--now", &unit, &webhook]);
     }
     if steps.is_empty() {
         println!("{:>12}  {unit} enabled", "unchanged");

@@ -14,13 +14,16 @@ pub struct Forge {
     pub dir: PathBuf,
     pub port: u16,
     pub user: String,
-    child: Child,
+    /// `None` when sshd runs (daemonized) inside a systemd test namespace, which ends it.
+    child: Option<Child>,
 }
 
 impl Drop for Forge {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -52,11 +55,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-impl Forge {
-    /// Starts sshd for the current user with an empty authorized_keys in `dir`.
-    pub fn start(dir: &Path) -> Forge {
-        std::fs::create_dir_all(dir).unwrap();
-        let host_key = dir.join("host_key");
+fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .unwrap()
+        .name
+}
+
+/// Host key, empty authorized_keys and sshd_config for `port` in `dir`; returns the config.
+fn prepare(dir: &Path, port: u16, user: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let host_key = dir.join("host_key");
+    if !host_key.exists() {
         let out = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(&host_key)
@@ -68,28 +78,33 @@ impl Forge {
             String::from_utf8_lossy(&out.stderr)
         );
         std::fs::write(dir.join("authorized_keys"), "").unwrap();
+    }
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
+             AuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
+             AllowUsers {user}\nLogLevel VERBOSE\n",
+            host_key.display(),
+            dir.join("sshd.pid").display(),
+            dir.join("authorized_keys").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+impl Forge {
+    /// Starts sshd on this host's 127.0.0.1 for the current user, authorized_keys empty.
+    pub fn start(dir: &Path) -> Forge {
         let _ = std::fs::create_dir_all("/run/sshd");
-        let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .unwrap()
-            .unwrap()
-            .name;
+        let user = current_user();
         for _ in 0..5 {
             let port = free_port();
-            let config = dir.join("sshd_config");
-            std::fs::write(
-                &config,
-                format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
-                     AuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n\
-                     PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                     PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
-                     AllowUsers {user}\nLogLevel VERBOSE\n",
-                    host_key.display(),
-                    dir.join("sshd.pid").display(),
-                    dir.join("authorized_keys").display(),
-                ),
-            )
-            .unwrap();
+            let config = prepare(dir, port, &user);
             let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
             let mut child = Command::new(SSHD)
                 .args(["-D", "-e", "-f"])
@@ -106,7 +121,7 @@ impl Forge {
                         dir: dir.to_path_buf(),
                         port,
                         user,
-                        child,
+                        child: Some(child),
                     };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
@@ -121,6 +136,38 @@ impl Forge {
             "sshd would not start: {}",
             std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
         );
+    }
+
+    /// Starts sshd on `port` through `run` (e.g. inside a namespace with its own network),
+    /// daemonized; it ends with that namespace.
+    pub fn start_via(
+        dir: &Path,
+        port: u16,
+        run: impl Fn(&[&str]) -> std::process::Output,
+    ) -> Forge {
+        let user = current_user();
+        let config = prepare(dir, port, &user);
+        let log = dir.join("sshd.log");
+        let out = run(&[
+            "sh",
+            "-c",
+            "mkdir -p /run/sshd && exec \"$0\" -f \"$1\" -E \"$2\"",
+            SSHD,
+            config.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "sshd: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Forge {
+            dir: dir.to_path_buf(),
+            port,
+            user,
+            child: None,
+        }
     }
 
     /// `SHA256:...` of the host key, as its owner would read it off the server.
