@@ -11,34 +11,42 @@
 //! - Part B: a small hyper web app built by baton with `cargo build --release` and copied into
 //!   the release, (ii) without and (i) with a shared `CARGO_TARGET_DIR` in `[build] env`.
 //!
-//! Run with `cargo bench --bench deploy`. Tune with `BATON_BENCH_PUSHES` (part A, default 15),
-//! `BATON_BENCH_RUST_PUSHES` (part B, per setup, default 3; 0 skips part B) and
-//! `BATON_BENCH_NO_WRITE=1` (report on stdout only); `BATON_BENCH_KEEP=1` keeps the scratch
-//! directory (logs, state) for a look afterwards. The markdown report goes to stdout and into
+//! Run with `cargo bench --bench deploy`. Tune with `BATON_BENCH_PUSHES` or `--pushes` (part A,
+//! default 15), `BATON_BENCH_RUST_PUSHES` or `--rust-pushes` (part B, per setup, default 3; 0
+//! skips part B) and `BATON_BENCH_NO_WRITE=1` (report on stdout only); `BATON_BENCH_KEEP=1`
+//! keeps the scratch directory (logs, state) for a look afterwards. The markdown report goes to stdout and into
 //! `docs/benchmarks.md` between the deploy-bench markers. Without `/usr/sbin/sshd` it says why
 //! and exits 0.
 
 #[path = "deploy/baton.rs"]
 mod baton;
+#[path = "common/mod.rs"]
+mod common;
 #[path = "deploy/gitrepo.rs"]
 mod gitrepo;
+#[path = "../tests/common/http.rs"]
+mod http;
+#[path = "deploy/phases.rs"]
+mod phases;
 #[path = "deploy/rustapp.rs"]
 mod rustapp;
 #[path = "deploy/sshd.rs"]
 mod sshd;
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baton::{Baton, Launch, Phases};
+use baton::Deployer;
+use common::baton::HELLO;
+use common::cli::{self, number};
+use common::report::{self as doc, Header, mib};
+use common::stats::{nearest_rank, sorted};
+use common::tools::{self, output};
 use gitrepo::Repo;
+use phases::Phases;
 use sshd::Sshd;
-
-const HELLO: &str = env!("CARGO_BIN_EXE_baton-hello");
-const MARK_START: &str = "<!-- deploy-bench:start -->";
-const MARK_END: &str = "<!-- deploy-bench:end -->";
 const TARGET_MEDIAN_MS: f64 = 300.0;
 /// Part A polls `GET /` this often while waiting for the new message.
 const POLL_A: Duration = Duration::from_millis(2);
@@ -50,39 +58,10 @@ fn run_sh() -> String {
     format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n")
 }
 
+/// How many pushes: part A, and part B per setup (0 skips part B).
 struct Settings {
     pushes: usize,
     rust_pushes: usize,
-    write_docs: bool,
-}
-
-impl Settings {
-    fn load() -> Settings {
-        let number = |name: &str, default: usize| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(default)
-        };
-        Settings {
-            pushes: number("BATON_BENCH_PUSHES", 15).max(1),
-            rust_pushes: number("BATON_BENCH_RUST_PUSHES", 3),
-            write_docs: std::env::var_os("BATON_BENCH_NO_WRITE").is_none(),
-        }
-    }
-}
-
-/// The bench's scratch directory, removed when dropped (after the processes in it stopped).
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::env::var_os("BATON_BENCH_KEEP").is_some() {
-            eprintln!("deploy bench: kept {}", self.0.display());
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// One measured push.
@@ -120,38 +99,44 @@ struct RustRun {
 }
 
 fn main() {
-    let settings = Settings::load();
+    let args = cli::args();
+    let settings = Settings {
+        pushes: number(&args, "--pushes", "BATON_BENCH_PUSHES", 15).max(1) as usize,
+        rust_pushes: number(&args, "--rust-pushes", "BATON_BENCH_RUST_PUSHES", 3) as usize,
+    };
     if let Some(why) = sshd::unavailable() {
         println!("SKIPPED: the deploy bench needs an ssh server of its own: {why}");
         return;
     }
-    let load_before = load_average();
+    let header = Header::begin();
     let started = Instant::now();
-    let scratch =
-        Scratch(std::env::temp_dir().join(format!("baton-deploybench-{}", std::process::id())));
-    let result = run(&settings, &scratch.0);
-    let load_after = load_average();
-    drop(scratch);
+    let dir = std::env::temp_dir().join(format!("baton-deploybench-{}", std::process::id()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    // Every process in the scratch directory has stopped once `run` returns.
+    let result = runtime.block_on(run(&settings, &dir));
+    if std::env::var_os("BATON_BENCH_KEEP").is_some() {
+        eprintln!("deploy bench: kept {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     match result {
         Ok((a, b)) => {
-            let report = report(
-                &settings,
-                &a,
-                b.as_ref(),
-                load_before,
-                load_after,
-                started.elapsed(),
+            let command = format!(
+                "`{}` (took {:.0} s)",
+                cli::command_line("deploy", &["BATON_BENCH_PUSHES", "BATON_BENCH_RUST_PUSHES"]),
+                started.elapsed().as_secs_f64()
             );
-            println!("{report}");
-            if settings.write_docs {
-                match write_docs(&report) {
-                    Ok(path) => eprintln!("deploy bench: report written to {}", path.display()),
-                    Err(e) => {
-                        eprintln!("deploy bench: {e}");
-                        std::process::exit(1);
-                    }
-                }
-            }
+            let note = format!(
+                " (the machine is shared with other work); {}, {}",
+                tools::version(sshd::SSHD, &["-V"]),
+                tools::version("rustc", &["-V"]),
+            );
+            let title = "Deploy: push → new generation serving";
+            let report = header.render(title, &command, &note) + &report(&a, b.as_ref());
+            doc::publish("deploy-bench", &report);
         }
         Err(e) => {
             eprintln!("deploy bench failed: {e}");
@@ -160,14 +145,14 @@ fn main() {
     }
 }
 
-fn run(settings: &Settings, dir: &Path) -> Result<(PartA, Option<PartB>), String> {
+async fn run(settings: &Settings, dir: &Path) -> Result<(PartA, Option<PartB>), String> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let sshd = Sshd::start(&dir.join("sshd"))?;
     eprintln!("deploy bench: sshd on 127.0.0.1:{}", sshd.port);
-    let a = part_a(settings, &sshd, &dir.join("a"))?;
+    let a = part_a(settings, &sshd, &dir.join("a")).await?;
     let b = if settings.rust_pushes > 0 {
-        Some(part_b(settings, &sshd, &dir.join("b"))?)
+        Some(part_b(settings, &sshd, &dir.join("b")).await?)
     } else {
         None
     };
@@ -175,8 +160,8 @@ fn run(settings: &Settings, dir: &Path) -> Result<(PartA, Option<PartB>), String
 }
 
 /// Commits `message` into hello.txt, pushes, sends the webhook and waits for the message.
-fn measured_push(
-    baton: &mut Baton,
+async fn measured_push(
+    baton: &mut Deployer,
     repo: &Repo,
     message: &str,
     poll: Duration,
@@ -185,23 +170,16 @@ fn measured_push(
     repo.write(&[("hello.txt", message)])?;
     let sha = repo.commit(message)?;
     let push = repo.push()?;
-    let offset = baton.log_offset();
     let posted = Instant::now();
     let status = baton.post_push(&sha)?;
     let webhook = posted.elapsed();
     if status != 202 {
         return Err(format!("webhook answered {status}, not 202"));
     }
-    let visible = baton::wait_message(baton, message, posted, poll, timeout)?;
+    let visible = baton.wait_message(message, posted, poll, timeout).await?;
     // The deploy is recorded just after the cutover; wait for it before the next push.
-    baton.wait_log(offset, &["deploy of", "serving"], Duration::from_secs(30))?;
-    let log = baton.log_since(offset);
-    let phases = baton::phases(&log).ok_or_else(|| {
-        format!(
-            "could not split the deploy from baton's log:\n{}",
-            baton::tail(&log, 40)
-        )
-    })?;
+    let status = baton.wait_idle(Duration::from_secs(60)).await?;
+    let phases = Phases::of(&status, &sha)?;
     Ok(Sample {
         push,
         webhook,
@@ -210,26 +188,7 @@ fn measured_push(
     })
 }
 
-/// Waits until baton has no running or pending deploy.
-fn wait_idle(baton: &mut Baton, timeout: Duration) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        baton.check_alive()?;
-        if let Ok(s) = baton.status()
-            && s["deploys"]["running"].is_null()
-            && s["deploys"]["pending"].is_null()
-            && s["state"] == "serving"
-        {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err("baton did not become idle".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, String> {
+async fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, String> {
     eprintln!(
         "deploy bench: part A, {} pushes of baton-hello",
         settings.pushes
@@ -239,30 +198,21 @@ fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, String>
         "hello",
         sshd,
         &[("run.sh", &run_sh()), ("hello.txt", "first")],
-        &["run.sh"],
-        |_| Ok(()),
+        |work| {
+            use std::os::unix::fs::PermissionsExt;
+            let executable = std::fs::Permissions::from_mode(0o755);
+            std::fs::set_permissions(work.join("run.sh"), executable).map_err(|e| e.to_string())
+        },
     )?;
     let state = dir.join("state");
     let spawned = Instant::now();
-    let mut baton = Baton::spawn(&Launch {
-        dir: &dir.join("baton"),
-        state_dir: &state,
-        repo_url: &repo.url,
-        deploy_key: &sshd.deploy_key(),
-        known_hosts: &sshd.known_hosts(),
-        config: None,
-        env: vec![],
-        ready_timeout: "10s",
-        app: &["./run.sh"],
+    let mut baton = Deployer::spawn(&dir.join("baton"), &state, &repo, sshd, |cmd| {
+        cmd.args(["--ready-timeout", "10s", "--", "./run.sh"]);
     })?;
-    let startup = baton::wait_message(
-        &mut baton,
-        "first",
-        spawned,
-        POLL_A,
-        Duration::from_secs(60),
-    )?;
-    wait_idle(&mut baton, Duration::from_secs(30))?;
+    let startup = baton
+        .wait_message("first", spawned, POLL_A, Duration::from_secs(60))
+        .await?;
+    baton.wait_idle(Duration::from_secs(30)).await?;
 
     // For scale: the same ssh connection + ref advertisement with OpenSSH's own client.
     let ssh = sshd.ssh_command(&sshd.deploy_key());
@@ -276,35 +226,30 @@ fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, String>
     let mut samples = Vec::new();
     for i in 1..=settings.pushes {
         let message = format!("push-{i:03}-{}", std::process::id());
-        let sample = measured_push(&mut baton, &repo, &message, POLL_A, Duration::from_secs(30))?;
+        let sample =
+            measured_push(&mut baton, &repo, &message, POLL_A, Duration::from_secs(30)).await?;
         eprintln!(
-            "  push {i:>2}: git push {:.0} ms, POST → serving {:.1} ms (baton: fetch+checkout {:.1}, ready {:.1}, total {:.1})",
+            "  push {i:>2}: git push {:.0} ms, POST → serving {:.1} ms (baton: fetch {}, start {}, total {})",
             ms(sample.push),
             ms(sample.visible),
-            sample.phases.fetch_checkout,
-            sample.phases.ready,
-            sample.phases.total
+            sample.phases.ms("fetch"),
+            sample.phases.ms("start"),
+            sample.phases.total()
         );
         samples.push(sample);
-        wait_idle(&mut baton, Duration::from_secs(30))?;
         // Let the old generation finish draining so pushes do not overlap.
-        std::thread::sleep(Duration::from_millis(150));
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    let status = baton.status()?;
-    let history_ok = status["deploys"]["recent"]
-        .as_array()
-        .map(|r| {
-            r.iter()
-                .filter(|e| {
-                    e["outcome"] == "ok"
-                        && e["trigger"]
-                            .as_str()
-                            .is_some_and(|t| t.starts_with("webhook"))
-                })
-                .count()
-        })
-        .unwrap_or(0);
-    baton.stop()?;
+    let status = baton.wait_idle(Duration::from_secs(30)).await?;
+    let recent = status["deploys"]["recent"].as_array().into_iter().flatten();
+    let by_webhook = |e: &&serde_json::Value| {
+        e["outcome"] == "ok"
+            && e["trigger"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("webhook"))
+    };
+    let history_ok = recent.filter(by_webhook).count();
+    baton.baton.stop().await;
     Ok(PartA {
         samples,
         ls_remote,
@@ -313,7 +258,7 @@ fn part_a(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartA, String>
     })
 }
 
-fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, String> {
+async fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, String> {
     eprintln!("deploy bench: part B, a hyper app built by baton");
     let offline = std::cell::Cell::new(false);
     let repo = Repo::create(
@@ -326,7 +271,6 @@ fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, String>
             ("hello.txt", "rust-0"),
             (".gitignore", rustapp::GITIGNORE),
         ],
-        &[],
         |work| {
             offline.set(generate_lockfile(work)?);
             Ok(())
@@ -351,31 +295,18 @@ fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, String>
         std::fs::write(&config, rustapp::config(shared)).map_err(|e| e.to_string())?;
         let spawned = Instant::now();
         let app = format!("./{}", rustapp::NAME);
-        let mut baton = Baton::spawn(&Launch {
-            dir: &dir.join(format!("baton-{}", runs.len())),
-            state_dir: &state,
-            repo_url: &repo.url,
-            deploy_key: &sshd.deploy_key(),
-            known_hosts: &sshd.known_hosts(),
-            config: Some(&config),
-            env: Vec::new(),
-            ready_timeout: "30s",
-            app: &[&app],
+        let scratch = dir.join(format!("baton-{}", runs.len()));
+        let mut baton = Deployer::spawn(&scratch, &state, &repo, sshd, |cmd| {
+            cmd.arg("-c")
+                .arg(&config)
+                .args(["--ready-timeout", "30s", "--", &app]);
         })?;
-        let expected = if pushes == 0 {
-            "rust-0".to_string()
-        } else {
-            format!("rust-{pushes}")
-        };
-        let startup = baton::wait_message(
-            &mut baton,
-            &expected,
-            spawned,
-            POLL_B,
-            Duration::from_secs(600),
-        )?;
-        wait_idle(&mut baton, Duration::from_secs(60))?;
-        let startup_built = baton.log_text().contains("Finished `release` profile");
+        let expected = format!("rust-{pushes}");
+        let startup = baton
+            .wait_message(&expected, spawned, POLL_B, Duration::from_secs(600))
+            .await?;
+        let status = baton.wait_idle(Duration::from_secs(60)).await?;
+        let startup_built = phases::started_with_deploy(&status);
         eprintln!(
             "    start-up: serving after {:.1} s{}",
             startup.as_secs_f64(),
@@ -390,22 +321,18 @@ fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, String>
                 &format!("rust-{pushes}"),
                 POLL_B,
                 Duration::from_secs(600),
-            )?;
+            )
+            .await?;
             eprintln!(
-                "    push: POST → serving {:.1} s (build {:.1} s, cargo {})",
+                "    push: POST → serving {:.1} s (build {:.1} s)",
                 sample.visible.as_secs_f64(),
-                sample.phases.build / 1000.0,
-                sample
-                    .phases
-                    .cargo_secs
-                    .map_or("-".into(), |s| format!("{s:.2} s"))
+                sample.phases.ms("build") / 1000.0,
             );
             samples.push(sample);
-            wait_idle(&mut baton, Duration::from_secs(60))?;
         }
         let current = std::fs::canonicalize(state.join("current")).map_err(|e| e.to_string())?;
         let release_size = dir_size(&current);
-        baton.stop()?;
+        baton.baton.stop().await;
         runs.push(RustRun {
             label,
             startup,
@@ -426,22 +353,17 @@ fn part_b(settings: &Settings, sshd: &Sshd, dir: &Path) -> Result<PartB, String>
 /// committed with the app so every build resolves the same versions (`--locked`). True when
 /// offline sufficed.
 fn generate_lockfile(work: &Path) -> Result<bool, String> {
-    let mut last = String::new();
-    for offline in [true, false] {
+    let lock = |offline: bool| {
         let mut cmd = Command::new("cargo");
-        cmd.arg("generate-lockfile")
-            .current_dir(work)
-            .env_remove("CARGO_TARGET_DIR");
-        if offline {
-            cmd.arg("--offline");
-        }
-        let out = cmd.output().map_err(|e| format!("cargo: {e}"))?;
-        if out.status.success() {
-            return Ok(offline);
-        }
-        last = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    }
-    Err(format!("cargo generate-lockfile failed: {last}"))
+        cmd.arg("generate-lockfile").current_dir(work);
+        output(
+            cmd.env_remove("CARGO_TARGET_DIR")
+                .args(offline.then_some("--offline")),
+        )
+    };
+    lock(true)
+        .map(|_| true)
+        .or_else(|_| lock(false).map(|_| false))
 }
 
 fn dir_size(path: &Path) -> u64 {
@@ -460,112 +382,28 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Nearest-rank percentile of unsorted values.
-fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+/// Median, p90 and maximum (NaN when there are none).
+fn spread(values: &[f64]) -> [f64; 3] {
+    let v = sorted(values.to_vec());
+    let at = |p| nearest_rank(&v, p).unwrap_or(f64::NAN);
+    [at(50.0), at(90.0), at(100.0)]
+}
+
+fn fetch_checkout(phases: &Phases) -> f64 {
+    phases.ms("fetch") + phases.ms("checkout")
 }
 
 fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len();
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
+    spread(values)[0]
 }
 
-fn max(values: &[f64]) -> f64 {
-    values.iter().copied().fold(f64::NAN, f64::max)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
-fn tool_version(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stdout).to_string()
-                + &String::from_utf8_lossy(&o.stderr);
-            text.lines().next().map(|l| l.trim().to_string())
-        })
-        .unwrap_or_else(|| "?".into())
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-fn report(
-    settings: &Settings,
-    a: &PartA,
-    b: Option<&PartB>,
-    load_before: String,
-    load_after: String,
-    took: Duration,
-) -> String {
+/// Everything after the header.
+fn report(a: &PartA, b: Option<&PartB>) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let _ = writeln!(w, "{MARK_START}");
-    let _ = writeln!(w, "## Deploy: push → new generation serving\n");
-    let _ = writeln!(w, "- Date: {}", baton_clock::utc_now());
-    let mut command = String::new();
-    if settings.pushes != 15 {
-        let _ = write!(command, "BATON_BENCH_PUSHES={} ", settings.pushes);
-    }
-    if settings.rust_pushes != 3 {
-        let _ = write!(command, "BATON_BENCH_RUST_PUSHES={} ", settings.rust_pushes);
-    }
-    command.push_str("cargo bench --bench deploy");
     let _ = writeln!(
         w,
-        "- Command: `{command}` (took {:.0} s)",
-        took.as_secs_f64()
-    );
-    let _ = writeln!(
-        w,
-        "- Machine: nproc {}, {}; 1-min load average {load_before} before, {load_after} after (the machine is shared with other work); {}, {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        cpu_model(),
-        tool_version(sshd::SSHD, &["-V"]),
-        tool_version("rustc", &["-V"]),
-    );
-    let _ = writeln!(
-        w,
-        "- Setup: a bench-owned `sshd` on 127.0.0.1 (own host key; `authorized_keys` with a generated ed25519 deploy key for baton and a developer key for pushing) serving bare repositories, its sessions with a HOME of their own (bash sources `~/.bashrc` for commands run by sshd; this machine's root `.bashrc` runs `pyenv init`, which alone added 150–400 ms to every ssh fetch and push — a forge's endpoint runs no login shell); `baton run --repo ssh://USER@127.0.0.1:PORT/…/app.git --deploy-key … --known-hosts … --webhook-listen 127.0.0.1:… --webhook-secret-file …` (release build). Per push: commit `hello.txt`, `git push` over ssh (timed apart), then a signed GitHub `push` delivery to baton's webhook. **POST → serving** runs from that POST to the first `GET /` on a fresh connection that answers with the pushed message."
-    );
-    let _ = writeln!(
-        w,
-        "- baton's split comes from its log (microsecond timestamps): *fetch+checkout* = deploy job started → release checked out, split at baton-deploy's debug line `fetched` into *fetch* (open the mirror, ssh connect + authenticate, negotiate, download) and *checkout* (release directory, checkout, shared links, history entry); *build* = checked out → new generation started; *ready* = new generation started → `READY=1` (baton's figure); *handoff* = new generation started → baton reports it serving; *baton total* = webhook verified → serving. The deploy queue then switches `current` and records history (*finish*)."
+        "- Setup: a bench-owned `sshd` on 127.0.0.1 (own host key; `authorized_keys` with a generated ed25519 deploy key for baton and a developer key for pushing) serving bare repositories, its sessions with a HOME of their own (bash sources `~/.bashrc` for commands run by sshd; this machine's root `.bashrc` runs `pyenv init`, which alone added 150–400 ms to every ssh fetch and push — a forge's endpoint runs no login shell); `baton run --probation 0s --repo ssh://USER@127.0.0.1:PORT/…/app.git --deploy-key … --known-hosts … --webhook-listen 127.0.0.1:… --webhook-secret-file …` (release build). Per push: commit `hello.txt`, `git push` over ssh (timed apart), then a signed GitHub `push` delivery to baton's webhook. **POST → serving** runs from that POST to the first `GET /` on a fresh connection that answers with the pushed message.\n- baton's split is what it records itself, in whole milliseconds, in each deploy's history entry (`deploys.recent[N].phases` of `baton status --json`): *fetch* (open the mirror, ssh connect + authenticate, negotiate, download), *checkout* (release directory, checkout, shared links), *build* (none in part A), *start* (reload requested → new generation ready and the old one told to drain); *baton total* is their sum: deploy job started → cutover. Queueing after the webhook and the bookkeeping after the cutover are not among them."
     );
 
     // Part A.
@@ -574,36 +412,23 @@ fn report(
     let rows: Vec<(&str, Vec<f64>)> = vec![
         ("POST → serving (client)", visible.clone()),
         ("webhook answer (202)", col(&|s| ms(s.webhook))),
-        ("baton: queued", col(&|s| s.phases.queued)),
-        ("baton: fetch+checkout", col(&|s| s.phases.fetch_checkout)),
-        ("baton: ↳ fetch (ssh)", col(&|s| s.phases.fetch)),
-        ("baton: ↳ checkout", col(&|s| s.phases.checkout)),
-        ("baton: build (none)", col(&|s| s.phases.build)),
-        ("baton: ready", col(&|s| s.phases.ready)),
-        ("baton: handoff (incl. ready)", col(&|s| s.phases.handoff)),
-        ("baton total (webhook → serving)", col(&|s| s.phases.total)),
-        (
-            "baton: finish (current + history)",
-            col(&|s| s.phases.finish),
-        ),
+        ("baton: fetch+checkout", col(&|s| fetch_checkout(&s.phases))),
+        ("baton: ↳ fetch (ssh)", col(&|s| s.phases.ms("fetch"))),
+        ("baton: ↳ checkout", col(&|s| s.phases.ms("checkout"))),
+        ("baton: build (none)", col(&|s| s.phases.ms("build"))),
+        ("baton: start (incl. ready)", col(&|s| s.phases.ms("start"))),
+        ("baton total (job → cutover)", col(&|s| s.phases.total())),
         ("`git push` over ssh (not included)", col(&|s| ms(s.push))),
     ];
     let _ = writeln!(
         w,
-        "\n### A. No build step: baton-hello, {} pushes (poll every {} ms)\n",
+        "\n### A. No build step: baton-hello, {} pushes (poll every {} ms)\n\n| ms | median | p90 | max |\n|---|---:|---:|---:|",
         a.samples.len(),
         POLL_A.as_millis()
     );
-    let _ = writeln!(w, "| ms | median | p90 | max |");
-    let _ = writeln!(w, "|---|---:|---:|---:|");
     for (name, values) in &rows {
-        let _ = writeln!(
-            w,
-            "| {name} | {:.1} | {:.1} | {:.1} |",
-            median(values),
-            percentile(values, 90.0),
-            max(values)
-        );
+        let [median, p90, max] = spread(values);
+        let _ = writeln!(w, "| {name} | {median:.1} | {p90:.1} | {max:.1} |");
     }
     let ls: Vec<f64> = a.ls_remote.iter().map(|d| ms(*d)).collect();
     let _ = writeln!(
@@ -646,18 +471,13 @@ fn report(
         );
         let _ = writeln!(
             w,
-            "- Times in seconds; polled every {} ms.\n",
+            "- Times in seconds; polled every {} ms.\n\n| Setup | deploy | POST → serving | fetch+checkout | build | start |\n|---|---|---:|---:|---:|---:|",
             POLL_B.as_millis()
         );
-        let _ = writeln!(
-            w,
-            "| Setup | deploy | POST → serving | fetch+checkout | build | cargo `Finished in` | ready |"
-        );
-        let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|");
         for run in b {
             let _ = writeln!(
                 w,
-                "| {} | start-up{} | {:.2} (spawn → serving) | – | – | – | – |",
+                "| {} | start-up{} | {:.2} (spawn → serving) | – | – | – |",
                 run.label,
                 if run.startup_built {
                     " (builds, cold)"
@@ -674,16 +494,13 @@ fn report(
                 };
                 let _ = writeln!(
                     w,
-                    "| {} | push {} ({kind}) | {:.2} | {:.3} | {:.2} | {} | {:.3} |",
+                    "| {} | push {} ({kind}) | {:.2} | {:.3} | {:.2} | {:.3} |",
                     run.label,
                     i + 1,
                     s.visible.as_secs_f64(),
-                    s.phases.fetch_checkout / 1000.0,
-                    s.phases.build / 1000.0,
-                    s.phases
-                        .cargo_secs
-                        .map_or("–".into(), |c| format!("{c:.2}")),
-                    s.phases.ready / 1000.0,
+                    fetch_checkout(&s.phases) / 1000.0,
+                    s.phases.ms("build") / 1000.0,
+                    s.phases.ms("start") / 1000.0,
                 );
             }
         }
@@ -706,34 +523,13 @@ fn report(
                 w,
                 "\nMedian POST → serving: from scratch {from_scratch:.1} s, incremental with a shared target dir {incremental:.1} s ({:.1}× faster). Disk: a (ii) release directory with its own `target/` is {} (kept for every retained release); a (i) release directory is {}, next to a shared target dir of {}.",
                 from_scratch / incremental,
-                mib(scratch.release_size),
-                mib(shared.release_size),
-                shared.shared_target_size.map_or("?".into(), mib)
+                mib(scratch.release_size / 1024),
+                mib(shared.release_size / 1024),
+                shared
+                    .shared_target_size
+                    .map_or("?".into(), |s| mib(s / 1024))
             );
         }
     }
-    let _ = write!(w, "{MARK_END}");
     out
-}
-
-/// Replaces the deploy-bench section of docs/benchmarks.md (appended if absent).
-fn write_docs(report: &str) -> Result<PathBuf, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
-    let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let updated = match (text.find(MARK_START), text.find(MARK_END)) {
-        (Some(start), Some(end)) if end > start => format!(
-            "{}{report}{}",
-            &text[..start],
-            &text[end + MARK_END.len()..]
-        ),
-        _ => {
-            let mut t = text.trim_end().to_string();
-            t.push_str("\n\n");
-            t.push_str(report);
-            t.push('\n');
-            t
-        }
-    };
-    std::fs::write(&path, updated).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
 }

@@ -93,7 +93,7 @@ pub struct RunFlags {
     /// TOML configuration file.
     #[arg(short = 'c', long)]
     pub config: Option<PathBuf>,
-    /// Listen on [NAME=]ADDR (host:port, [v6]:port or a unix socket path) when not
+    /// Listen on [NAME=]ADDR (host:port, [ipv6-host]:port or a unix socket path) when not
     /// socket-activated. Repeatable.
     #[arg(long, value_name = "[NAME=]ADDR")]
     pub listen: Vec<String>,

@@ -86,7 +86,7 @@ enum Cmd {
 }
 
 #[derive(clap::Args)]
-pub struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// Control socket of the running baton.
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,

@@ -143,9 +143,8 @@ async fn first_deploy(answer: crate::trigger::Pending, supervisor: mpsc::Sender<
             () = tokio::time::sleep(std::time::Duration::from_secs(20)) => {}
         }
     };
-    let reason = match outcome {
-        Ok(_) => return,
-        Err(reason) => reason,
+    let Err(reason) = outcome else {
+        return;
     };
     let reason = format!("the first deploy failed: {reason}");
     let _ = supervisor.send(Request::Fail { reason }).await;
@@ -282,6 +281,7 @@ async fn supervise(
         crash_loop: config.crash_loop,
         notices: deploys.is_some().then_some(notices_tx),
         start_at_once: !deploy_first,
+        resume: None,
     };
     let mut lifecycle = tokio::spawn(supervisor::run(settings, rx));
     if let Some(answer) = startup_deploy {

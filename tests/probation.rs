@@ -163,7 +163,11 @@ fn probation_keeps_both_generations_serving_until_it_ends() {
     assert!(after["probation"].is_null(), "{after}");
 }
 
-const RUN_SH: &str = "#!/bin/sh\nexec \"$HELLO_BIN\" --idle-grace 100ms $(cat flags 2>/dev/null)\n";
+/// The release's launcher: baton-hello with the flags the release commits (names the binary by
+/// path: the app's environment is an allowlist).
+fn run_sh() -> String {
+    format!("#!/bin/sh\nexec {HELLO} --idle-grace 100ms $(cat flags 2>/dev/null)\n")
+}
 
 fn deploying(repo: &Repo, state: &Path) -> BatonBuilder {
     BatonBuilder::new()
@@ -172,7 +176,6 @@ fn deploying(repo: &Repo, state: &Path) -> BatonBuilder {
         .arg(repo.bare.to_str().unwrap())
         .arg("--ready-timeout")
         .arg("5s")
-        .env("HELLO_BIN", HELLO)
         .app(&["./run.sh"])
 }
 
@@ -198,7 +201,7 @@ fn a_release_that_crash_loops_after_probation_is_rolled_back_and_never_redeploye
     let scratch = Scratch::new("auto-rollback");
     let repo = Repo::new(
         &scratch,
-        &[("run.sh", RUN_SH), ("hello.txt", "good")],
+        &[("run.sh", &run_sh()), ("hello.txt", "good")],
         &["run.sh"],
     );
     let state = scratch.path("state");
@@ -269,7 +272,7 @@ fn a_release_that_fails_probation_is_marked_failed_and_not_rebuilt_by_the_poller
     let scratch = Scratch::new("probation-deploy");
     let repo = Repo::new(
         &scratch,
-        &[("run.sh", RUN_SH), ("hello.txt", "good")],
+        &[("run.sh", &run_sh()), ("hello.txt", "good")],
         &["run.sh"],
     );
     let state = scratch.path("state");

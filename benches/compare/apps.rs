@@ -1,15 +1,16 @@
-//! The apps under test and how each approach launches them.
+//! The apps under test, where gunicorn comes from (`$BATON_VENV`, else PATH, else a venv made
+//! for the bench), and how each approach launches them.
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
 
 use baton_load::Mode;
 
-use crate::approach::Approach;
-
-pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
-const HELLO: &str = env!("CARGO_BIN_EXE_baton-hello");
+use crate::common::baton::{Baton, HELLO};
+use crate::common::tools::{on_path, output};
 
 /// One app, with everything needed to start it under every approach.
 #[derive(Clone)]
@@ -114,6 +115,14 @@ impl App {
         }
     }
 
+    /// Approach (a): `baton run` holding the socket on `addr`, serving this app.
+    pub async fn under_baton(&self, addr: SocketAddr, dir: &Path) -> Result<Baton, String> {
+        Baton::start(dir, Duration::from_secs(90), |cmd| {
+            cmd.args(self.baton_args(addr)).env("PATH", self.path_env());
+        })
+        .await
+    }
+
     pub fn cwd(&self) -> Option<&Path> {
         match &self.kind {
             Kind::Hello => None,
@@ -133,4 +142,78 @@ impl App {
             }
         }
     }
+}
+
+/// What "a reload" means in each column of the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Approach {
+    /// (a) `baton reload`: the next generation starts on the same sockets, then the old drains.
+    Baton,
+    /// (b) The app exits and a supervisor starts it again; the new process binds the port.
+    Restart,
+    /// (c) The same, but the supervisor holds the socket and passes it in (`LISTEN_FDS`), as
+    /// systemd socket activation + restart does.
+    HeldSocket,
+    /// (d) gunicorn's own `kill -HUP`: new workers are forked, old ones stopped gracefully.
+    GunicornHup,
+    /// (e) The app bound by itself, never reloaded: the throughput reference.
+    Alone,
+}
+
+impl Approach {
+    pub fn label(self) -> &'static str {
+        match self {
+            Approach::Baton => "(a) baton reload",
+            Approach::Restart => "(b) exit + restart, app re-binds",
+            Approach::HeldSocket => "(c) exit + restart, socket held",
+            Approach::GunicornHup => "(d) gunicorn kill -HUP",
+            Approach::Alone => "(e) app alone, no reloads",
+        }
+    }
+
+    /// Short form for file names.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Approach::Baton => "baton",
+            Approach::Restart => "restart",
+            Approach::HeldSocket => "held-socket",
+            Approach::GunicornHup => "gunicorn-hup",
+            Approach::Alone => "alone",
+        }
+    }
+
+    pub fn reloads(self) -> bool {
+        self != Approach::Alone
+    }
+}
+
+/// The `bin` directory holding gunicorn, or why there is none (the Flask rows say so).
+pub fn gunicorn_bin(repo: &Path) -> Result<PathBuf, String> {
+    if let Some(v) = std::env::var_os("BATON_VENV") {
+        let bin = PathBuf::from(v).join("bin");
+        if bin.join("gunicorn").exists() {
+            return Ok(bin);
+        }
+    }
+    if let Some(bin) = on_path("gunicorn") {
+        return Ok(bin);
+    }
+    let venv = repo.join("target/bench-venv");
+    if !venv.join("bin/gunicorn").exists() {
+        create(&venv, &repo.join("examples/flask/requirements.txt"))?;
+    }
+    Ok(venv.join("bin"))
+}
+
+/// `python3 -m venv` + `pip install -r requirements.txt`.
+fn create(venv: &Path, requirements: &Path) -> Result<(), String> {
+    eprintln!("creating {} for gunicorn + Flask", venv.display());
+    output(Command::new("python3").arg("-m").arg("venv").arg(venv))?;
+    let pip = venv.join("bin/pip");
+    output(
+        Command::new(pip)
+            .args(["install", "-q", "-r"])
+            .arg(requirements),
+    )
+    .map(drop)
 }

@@ -1,5 +1,6 @@
-//! Comparison bench: baton's reload next to the ways people replace a running app without it,
-//! under the same load, in one run. Issue 7's harness and issue 6's measurement.
+//! Reload-under-load benches: baton's reload next to the ways people replace a running app
+//! without it, under the same load, in one run; baton's reloads alone, steady next to
+//! reloading; and a soak of many reloads in a row.
 //!
 //! For baton-hello and for the Flask example under gunicorn, in each client mode (keep-alive,
 //! connection per request, HTTP/2 where the app speaks h2c), it loads the app for a fixed time
@@ -9,75 +10,64 @@
 //! throughput ratio. Everything runs on 127.0.0.1 and stops processes it started by their pid.
 //!
 //! ```sh
-//! cargo bench --bench compare
+//! cargo bench --bench compare                 # the comparison
+//! cargo bench --bench compare -- --reload     # baton alone: steady vs reloading, per mode
+//! cargo bench --bench compare -- --soak 1000  # many reloads in a row
 //! ```
 //!
-//! Scale with `BATON_BENCH_SECONDS` (per run, default 10), `BATON_BENCH_RELOADS` (baton-hello,
-//! default 10), `BATON_BENCH_FLASK_RELOADS` (default 5), `BATON_BENCH_CONCURRENCY` (default 8),
-//! `BATON_BENCH_APPS` (default `hello,flask`), or the flags `--seconds`, `--reloads`,
-//! `--flask-reloads`, `--concurrency`, `--apps`. gunicorn comes from `$BATON_VENV/bin`, else
-//! PATH, else a venv created under `target/bench-venv`.
+//! Scale with `BATON_BENCH_SECONDS` (per run, default 10; 5 with `--reload`),
+//! `BATON_BENCH_RELOADS` (baton-hello, default 10), `BATON_BENCH_FLASK_RELOADS` (default 5),
+//! `BATON_BENCH_CONCURRENCY` (default 8), `BATON_BENCH_APPS` (default `hello,flask`), or the
+//! flags `--seconds`, `--reloads`, `--flask-reloads`, `--concurrency`, `--apps`. gunicorn comes
+//! from `$BATON_VENV/bin`, else PATH, else a venv created under `target/bench-venv`. The soak
+//! also runs with `BATON_BENCH_SOAK=1` (1000 reloads, or `BATON_BENCH_SOAK_RELOADS=N`).
 //!
-//! Soak instead: `BATON_BENCH_SOAK=1` (1000 reloads, or `BATON_BENCH_SOAK_RELOADS=N`), or
-//! `cargo bench --bench compare -- --soak N`.
-//!
-//! Results go to stdout, to `docs/benchmarks.md` between the `compare-bench` (or `soak-bench`)
-//! markers, and as SVG plots to `docs/bench/`.
+//! Results go to stdout and, unless `BATON_BENCH_NO_WRITE=1`, to `docs/benchmarks.md` between
+//! the `compare-bench` (`reload-bench`, `soak-bench`) markers, and as SVG plots to `docs/bench/`.
 
-mod approach;
+#[path = "../common/mod.rs"]
+mod common;
+
 mod apps;
-mod baton;
-#[path = "../common/cli.rs"]
-mod cli;
-#[path = "../common/control.rs"]
-mod control;
-mod doc;
+#[path = "../../tests/common/http.rs"]
+mod http;
 mod plot;
-mod probe;
-#[path = "../common/proc_facts.rs"]
-mod proc_facts;
-mod procs;
+mod reload;
 mod report;
 mod restart;
 mod run;
 mod settings;
 mod soak;
 mod stats;
-mod subject;
-mod venv;
 mod verdict;
 
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::Path;
 
 use baton_load::Mode;
 
 use crate::apps::App;
+use crate::common::report::{self as doc, Header, repo};
+use crate::common::tools;
 use crate::run::RunResult;
-use crate::settings::Settings;
+use crate::settings::{Bench, Settings};
 
 const MODES: [Mode; 3] = [Mode::KeepAlive, Mode::ConnectionPerRequest, Mode::Http2];
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn main() {
     let settings = Settings::load();
     let dir = std::env::temp_dir().join(format!("baton-compare-{}", std::process::id()));
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let (section, outcome) = match settings.soak {
-        Some(n) => ("soak-bench", runtime.block_on(soak_section(n, &dir))),
-        None => ("compare-bench", runtime.block_on(compare(&settings, &dir))),
+    let (section, outcome) = match settings.bench {
+        Bench::Soak(n) => ("soak-bench", runtime.block_on(soak::run(n, &dir))),
+        Bench::Reload => (
+            "reload-bench",
+            runtime.block_on(reload::run(&settings, &dir)),
+        ),
+        Bench::Compare => ("compare-bench", runtime.block_on(compare(&settings, &dir))),
     };
     match outcome {
         Ok(markdown) => {
-            println!("{markdown}");
-            let doc = repo().join("docs/benchmarks.md");
-            match doc::write_section(&doc, section, &markdown) {
-                Ok(()) => eprintln!("wrote {}", doc.display()),
-                Err(e) => eprintln!("cannot update {}: {e}", doc.display()),
-            }
+            doc::publish(section, &markdown);
             let _ = std::fs::remove_dir_all(&dir);
         }
         Err(e) => {
@@ -88,8 +78,7 @@ fn main() {
 }
 
 async fn compare(settings: &Settings, dir: &Path) -> Result<String, String> {
-    let started = SystemTime::now();
-    let load_before = loadavg();
+    let header = Header::begin();
     let (apps, mut skipped) = resolve_apps(settings);
     let mut runs = Vec::new();
     for app in &apps {
@@ -111,19 +100,14 @@ async fn compare(settings: &Settings, dir: &Path) -> Result<String, String> {
         }
     }
     // Tables list (a) to (e) in order, whatever order they ran in.
-    runs.sort_by_key(|r| {
-        (
-            apps.iter().position(|a| a.key == r.app),
-            r.mode as u8,
-            r.approach,
-        )
-    });
+    let app_index = |r: &RunResult| apps.iter().position(|a| a.key == r.app);
+    runs.sort_by_key(|r| (app_index(r), r.mode as u8, r.approach));
     let ctx = report::Context {
-        date: baton_clock::Utc::from_system(started).rfc3339(),
-        command: settings::command_line(),
-        machine: machine(),
-        load_before,
-        load_after: loadavg(),
+        header: header.render(
+            "baton vs the alternatives: reload under load",
+            &format!("`{}`", settings::command_line()),
+            " (other work shares the cores: compare rows of one run, not across runs)",
+        ),
         load: load_line(settings, &apps),
         skipped,
         plots: write_plots(&apps, &runs),
@@ -139,7 +123,7 @@ fn resolve_apps(settings: &Settings) -> (Vec<App>, Vec<String>) {
         apps.push(App::hello());
     }
     if settings.wants("flask") {
-        match venv::gunicorn_bin(repo()).and_then(|bin| App::flask(repo(), bin)) {
+        match apps::gunicorn_bin(repo()).and_then(|bin| App::flask(repo(), bin)) {
             Ok(app) => apps.push(app),
             Err(e) => skipped.push(format!("Flask app: {e}")),
         }
@@ -163,21 +147,12 @@ fn load_line(settings: &Settings, apps: &[App]) -> String {
 }
 
 fn gunicorn_version(app: &App) -> Option<String> {
-    let argv = app.argv();
-    if app.key != "flask" {
-        return None;
-    }
-    let out = std::process::Command::new(&argv[0])
-        .arg("--version")
-        .output()
-        .ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    (app.key == "flask").then(|| tools::version(&app.argv()[0], &["--version"]))
 }
 
 /// One SVG per app and approach under `docs/bench/`; returns (title, link from the doc).
 fn write_plots(apps: &[App], runs: &[RunResult]) -> Vec<(String, String)> {
     let out_dir = repo().join("docs/bench");
-    let _ = std::fs::create_dir_all(&out_dir);
     let mut links = Vec::new();
     for app in apps {
         for approach in app.approaches() {
@@ -190,62 +165,26 @@ fn write_plots(apps: &[App], runs: &[RunResult]) -> Vec<(String, String)> {
             }
             let title = format!("{}: {}", app.title, approach.label());
             let name = format!("compare-{}-{}.svg", app.key, approach.slug());
-            match std::fs::write(out_dir.join(&name), plot::svg(&title, &mine)) {
-                Ok(()) => links.push((title, format!("bench/{name}"))),
-                Err(e) => eprintln!("cannot write {name}: {e}"),
+            links.push((title.clone(), format!("bench/{name}")));
+            if doc::writes_docs() {
+                let written = std::fs::create_dir_all(&out_dir)
+                    .and_then(|()| std::fs::write(out_dir.join(&name), plot::svg(&title, &mine)));
+                if let Err(e) = written {
+                    eprintln!("cannot write {name}: {e}");
+                    links.pop();
+                }
             }
         }
     }
     links
 }
 
-async fn soak_section(reloads: u32, dir: &Path) -> Result<String, String> {
-    let started = SystemTime::now();
-    let before = loadavg();
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let body = soak::run(reloads, dir).await?;
-    Ok(format!(
-        "## Soak: {reloads} baton reloads under load\n\n- Date: {}\n- Command: `{}`\n- Machine: {}; \
-         1-min load average {before} before, {} after\n{body}",
-        baton_clock::Utc::from_system(started).rfc3339(),
-        settings::command_line(),
-        machine(),
-        loadavg()
-    ))
-}
-
 /// The last lines of every log in a run's directory, to say why it failed.
 fn log_tails(dir: &Path) -> String {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return String::new();
-    };
-    let logs = entries.flatten().map(|e| e.path());
-    let logs: Vec<PathBuf> = logs
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    logs.iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            format!("--- {} ---\n{}", p.display(), tail.join("\n"))
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn machine() -> String {
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown CPU".into(), |(_, m)| m.trim().to_string());
-    format!("nproc {nproc}, {model}")
-}
-
-fn loadavg() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().next().unwrap_or("?").to_string()
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    let logs = entries
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"));
+    let tails = logs.map(|p| format!("--- {} ---\n{}", p.display(), tools::tail(&p, 15)));
+    tails.collect::<Vec<_>>().join("\n")
 }

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::common::stats::nearest_rank;
 use crate::run::RunResult;
-use crate::stats::nearest_rank;
 
 const WIDTH: f64 = 900.0;
 const PANEL: f64 = 200.0;
@@ -26,11 +26,8 @@ struct Bucket {
 pub fn svg(title: &str, runs: &[&RunResult]) -> String {
     let buckets: Vec<Vec<Bucket>> = runs.iter().map(|r| buckets(r)).collect();
     let (lo, hi) = decades(&buckets);
-    let length = runs
-        .iter()
-        .map(|r| r.report.elapsed)
-        .max()
-        .unwrap_or_default();
+    let length = runs.iter().map(|r| r.report.elapsed).max();
+    let length = length.unwrap_or_default().as_secs_f64().max(1.0);
     let height = PANEL * runs.len() as f64 + 30.0;
     let mut out = String::new();
     let _ = writeln!(
@@ -49,7 +46,7 @@ pub fn svg(title: &str, runs: &[&RunResult]) -> String {
             top: 30.0 + PANEL * i as f64,
             lo,
             hi,
-            length: length.as_secs_f64().max(1.0),
+            length,
         };
         panel(&mut out, &frame, run, b);
     }

@@ -6,17 +6,16 @@ use std::time::Duration;
 
 use baton_load::Mode;
 
-use crate::approach::Approach;
+use crate::apps::Approach;
+use crate::common::report::mib;
+use crate::common::stats::median_max;
 use crate::run::RunResult;
-use crate::stats::{Latency, WINDOW_TAIL, failures_by_class, median_max};
+use crate::stats::{Latency, WINDOW_TAIL, failures_by_class};
 
 /// What the header needs besides the runs.
 pub struct Context {
-    pub date: String,
-    pub command: String,
-    pub machine: String,
-    pub load_before: String,
-    pub load_after: String,
+    /// Title, date, command and machine.
+    pub header: String,
     pub load: String,
     /// Apps or modes that could not run, with the reason.
     pub skipped: Vec<String>,
@@ -30,7 +29,13 @@ pub fn render(ctx: &Context, runs: &[RunResult]) -> String {
     failures(&mut out, runs);
     latency(&mut out, runs);
     reload_times(&mut out, runs);
-    footprint(&mut out, runs);
+    footprint(
+        &mut out,
+        "after start-up → after the reloads, once drained",
+        ("App | Mode", |r| format!("{} | {:?}", r.app, r.mode)),
+        runs.iter(),
+        "**no**",
+    );
     overhead(&mut out, runs);
     better(&mut out, runs);
     plots(&mut out, ctx);
@@ -38,19 +43,11 @@ pub fn render(ctx: &Context, runs: &[RunResult]) -> String {
 }
 
 fn header(out: &mut String, ctx: &Context) {
-    let _ = writeln!(out, "## baton vs the alternatives: reload under load\n");
-    let _ = writeln!(out, "- Date: {}", ctx.date);
-    let _ = writeln!(out, "- Command: `{}`", ctx.command);
-    let _ = writeln!(
-        out,
-        "- Machine: {}; 1-min load average {} before, {} after (other work shares the cores: \
-         compare rows of one run, not across runs)",
-        ctx.machine, ctx.load_before, ctx.load_after
-    );
+    out.push_str(&ctx.header);
     let _ = writeln!(out, "- Load: {}", ctx.load);
     let _ = writeln!(
         out,
-        "- Approaches: (a) `baton reload` (control socket); (b) SIGTERM, wait for exit, start \
+        "- Approaches: (a) `baton reload` (control socket, `--probation 0s`); (b) SIGTERM, wait for exit, start \
          again — the app binds the port itself; (c) the same, but the bench holds the socket and \
          passes it as `LISTEN_FDS=1` through baton's exec shim (what systemd socket activation + \
          restart gives); (d) gunicorn's own `kill -HUP`; (e) the app bound by itself, no reloads."
@@ -78,12 +75,10 @@ fn row_key(r: &RunResult) -> String {
 }
 
 fn failures(out: &mut String, runs: &[RunResult]) {
-    let _ = writeln!(out, "### Requests and failures\n");
     let _ = writeln!(
         out,
-        "| App | Mode | Approach | reloads | requests | failed (by class) | of those during reloads | steady rps |"
+        "### Requests and failures\n\n| App | Mode | Approach | reloads | requests | failed (by class) | of those during reloads | steady rps |\n|---|---|---|---:|---:|---|---:|---:|"
     );
-    let _ = writeln!(out, "|---|---|---|---:|---:|---|---:|---:|");
     for r in runs {
         let all = failures_by_class(r.report.records.iter());
         let during: usize = failures_by_class(r.reloading()).values().sum();
@@ -93,7 +88,7 @@ fn failures(out: &mut String, runs: &[RunResult]) {
             row_key(r),
             reloads_done(r),
             r.report.count(),
-            classes(&all),
+            classes(&all, "**"),
             during,
             r.steady_rps()
         );
@@ -115,26 +110,26 @@ fn reloads_done(r: &RunResult) -> String {
     format!("{ok}/{}", r.planned)
 }
 
-/// `0`, or `12 (refused=10 reset=2)`.
-fn classes(by_class: &BTreeMap<&'static str, usize>) -> String {
+/// `0`, or `12 (refused=10 reset=2)` with the total between `mark`s.
+pub fn classes(by_class: &BTreeMap<&'static str, usize>, mark: &str) -> String {
     let total: usize = by_class.values().sum();
     if total == 0 {
         return "0".into();
     }
     let parts: Vec<String> = by_class.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("**{total}** ({})", parts.join(" "))
+    format!("{mark}{total}{mark} ({})", parts.join(" "))
+}
+
+/// A load run's failures: `0`, or `3 (reset=2 refused=1)`.
+pub fn failed(report: &baton_load::Report) -> String {
+    classes(&failures_by_class(report.records.iter()), "")
 }
 
 fn latency(out: &mut String, runs: &[RunResult]) {
     let _ = writeln!(
         out,
-        "### Latency of successful requests (ms): steady / during reloads\n"
+        "### Latency of successful requests (ms): steady / during reloads\n\n| App | Mode | Approach | p50 | p99 | p99.9 | max | p99 ratio | max ratio |\n|---|---|---|---|---|---|---|---:|---:|"
     );
-    let _ = writeln!(
-        out,
-        "| App | Mode | Approach | p50 | p99 | p99.9 | max | p99 ratio | max ratio |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---:|---:|");
     for r in runs {
         let s = Latency::of(r.steady());
         let d = Latency::of(r.reloading());
@@ -157,32 +152,16 @@ fn latency(out: &mut String, runs: &[RunResult]) {
 fn reload_times(out: &mut String, runs: &[RunResult]) {
     let _ = writeln!(
         out,
-        "### Reload time, gaps and cutover (ms, median / max)\n"
+        "### Reload time, gaps and cutover (ms, median / max)\n\n| App | Mode | Approach | reload start → end | gap during reloads | gap steady | baton cutover | baton ready | processes answering |\n|---|---|---|---|---|---:|---|---|---:|"
     );
-    let _ = writeln!(
-        out,
-        "| App | Mode | Approach | reload start → end | gap during reloads | gap steady | baton cutover | baton ready | processes answering |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---:|---|---|---:|");
     for r in runs.iter().filter(|r| r.approach.reloads()) {
-        let span = r
-            .events
-            .iter()
-            .map(|e| (e.done - e.requested).as_secs_f64() * 1e3);
-        let gaps = r.gaps().into_iter().map(|g| g.as_secs_f64() * 1e3);
-        let baton = r
-            .events
-            .iter()
-            .filter_map(|e| e.outcome.as_ref().ok().copied().flatten());
-        let baton: Vec<_> = baton.collect();
-        let cut = median_max(baton.iter().map(|t| t.cutover_ms).collect());
-        let ready = median_max(baton.iter().map(|t| t.ready_ms).collect());
+        let [cut, ready] = r.baton_times();
         let _ = writeln!(
             out,
             "| {} | {} | {} | {:.1} | {} | {} | {} |",
             row_key(r),
-            pair_f(median_max(span.collect())),
-            pair_f(median_max(gaps.collect())),
+            pair_f(median_max(r.spans_ms())),
+            pair_f(median_max(r.gaps_ms())),
             r.steady_gap().as_secs_f64() * 1e3,
             pair_f(cut),
             pair_f(ready),
@@ -190,39 +169,43 @@ fn reload_times(out: &mut String, runs: &[RunResult]) {
         );
     }
     for r in runs {
-        for e in r.events.iter().filter_map(|e| e.outcome.as_ref().err()) {
+        for e in r.failed_reloads() {
             let _ = writeln!(out, "\n{}: reload failed: {e}", row_key(r));
         }
     }
     let _ = writeln!(out);
 }
 
-fn footprint(out: &mut String, runs: &[RunResult]) {
+/// baton's footprint before → after each run; `key` names the columns that say which run.
+pub fn footprint<'a>(
+    out: &mut String,
+    title: &str,
+    key: (&str, fn(&RunResult) -> String),
+    runs: impl Iterator<Item = &'a RunResult>,
+    not_drained: &str,
+) {
+    let (names, cells) = key;
+    let _ = writeln!(out, "### baton's footprint ({title})\n");
     let _ = writeln!(
         out,
-        "### baton's footprint (after start-up → after the reloads, once drained)\n"
+        "| {names} | RSS | fds | children after | zombies after | drained |\n{}|---|---|---:|---:|---|",
+        "|---".repeat(names.split('|').count())
     );
-    let _ = writeln!(
-        out,
-        "| App | Mode | RSS | fds | children after | zombies after | drained |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---:|---:|---|");
     for r in runs {
         let (Some(b), Some(a)) = (r.before, r.after) else {
             continue;
         };
         let _ = writeln!(
             out,
-            "| {} | {:?} | {} → {} | {} → {} | {} | {} | {} |",
-            r.app,
-            r.mode,
+            "| {} | {} → {} | {} → {} | {} | {} | {} |",
+            cells(r),
             mib(b.rss_kb),
             mib(a.rss_kb),
             b.fds,
             a.fds,
             a.children,
             a.zombies,
-            if r.drained { "yes" } else { "**no**" },
+            if r.drained { "yes" } else { not_drained },
         );
     }
     let _ = writeln!(out);
@@ -231,10 +214,8 @@ fn footprint(out: &mut String, runs: &[RunResult]) {
 fn overhead(out: &mut String, runs: &[RunResult]) {
     let _ = writeln!(
         out,
-        "### Supervisor overhead: steady throughput under baton / app alone\n"
+        "### Supervisor overhead: steady throughput under baton / app alone\n\n| App | Mode | alone rps | baton steady rps | ratio |\n|---|---|---:|---:|---:|"
     );
-    let _ = writeln!(out, "| App | Mode | alone rps | baton steady rps | ratio |");
-    let _ = writeln!(out, "|---|---|---:|---:|---:|");
     for alone in runs.iter().filter(|r| r.approach == Approach::Alone) {
         let Some(baton) = find(runs, alone.app, alone.mode, Approach::Baton) else {
             continue;
@@ -307,7 +288,7 @@ pub fn ms(d: Option<Duration>) -> String {
     d.map_or("–".into(), |d| format!("{:.2}", d.as_secs_f64() * 1e3))
 }
 
-fn pair_f((a, b): (Option<f64>, Option<f64>)) -> String {
+pub fn pair_f((a, b): (Option<f64>, Option<f64>)) -> String {
     let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
     format!("{} / {}", f(a), f(b))
 }
@@ -317,8 +298,4 @@ fn ratio(a: Option<Duration>, b: Option<Duration>) -> String {
         (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}", a.as_secs_f64() / b.as_secs_f64()),
         _ => "–".into(),
     }
-}
-
-pub fn mib(kb: u64) -> String {
-    format!("{:.1} MiB", kb as f64 / 1024.0)
 }

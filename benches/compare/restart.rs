@@ -10,9 +10,11 @@ use std::time::Duration;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::Signal;
 
-use crate::apps::{App, BATON};
-use crate::probe;
-use crate::procs::{Owned, children};
+use crate::apps::App;
+use crate::common::baton::{BATON, clean_env};
+use crate::common::child::Owned;
+use crate::common::proc_facts::children;
+use crate::http;
 
 /// How long an app may take to exit gracefully or to answer after a start.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -42,7 +44,7 @@ impl Supervised {
         };
         let log = dir.join("app.log");
         let current = spawn(app, addr, held.as_ref(), &log)?;
-        probe::wait_new_pid(addr, &[], LIMIT).await?;
+        wait_new_pid(addr, &[], LIMIT).await?;
         Ok(Supervised {
             app: app.clone(),
             addr,
@@ -61,16 +63,14 @@ impl Supervised {
             return Err(format!("pid {old} did not exit within {LIMIT:?}"));
         }
         self.current = spawn(&self.app, self.addr, self.held.as_ref(), &self.log)?;
-        probe::wait_new_pid(self.addr, &[old], LIMIT)
-            .await
-            .map(drop)
+        wait_new_pid(self.addr, &[old], LIMIT).await.map(drop)
     }
 
     /// gunicorn's own reload: SIGHUP to the arbiter; done when a worker it forked answers.
     pub async fn hup(&mut self) -> Result<(), String> {
         let old: Vec<i32> = children(self.current.pid()).iter().map(|c| c.0).collect();
         self.current.signal(Signal::SIGHUP);
-        probe::wait_new_pid(self.addr, &old, LIMIT).await.map(drop)
+        wait_new_pid(self.addr, &old, LIMIT).await.map(drop)
     }
 
     pub async fn stop(self) {
@@ -90,7 +90,7 @@ fn spawn(
             let argv = app.bound_argv(addr);
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
-            crate::subject::clean_env(&mut cmd);
+            clean_env(&mut cmd);
             cmd
         }
         Some(listener) => via_shim(app, listener),
@@ -110,7 +110,7 @@ fn via_shim(app: &App, listener: &TcpListener) -> Command {
     cmd.arg(baton_handoff::spawn::SHIM_ARG)
         .arg("--")
         .args(app.argv());
-    crate::subject::clean_env(&mut cmd);
+    clean_env(&mut cmd);
     cmd.env("BATON_SHIM_FDS", fd.to_string())
         .env("LISTEN_FDS", "1")
         .env("LISTEN_FDNAMES", "app");
@@ -126,4 +126,32 @@ fn via_shim(app: &App, listener: &TcpListener) -> Command {
         });
     }
     cmd
+}
+
+/// Polls `GET /` on fresh connections until a process not in `old` answers 200 with its pid
+/// (`pid=N ...` in the body, both apps); returns that pid.
+async fn wait_new_pid(addr: SocketAddr, old: &[i32], limit: Duration) -> Result<i32, String> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut last = String::from("never tried");
+    while std::time::Instant::now() < deadline {
+        // The probe blocks; on a thread of its own it cannot stall the load beside it.
+        let answer = tokio::task::spawn_blocking(move || http::get(addr, "/")).await;
+        let pid = match answer.map_err(|e| e.to_string()) {
+            Ok(Ok((200, body))) => baton_load::tag_after("pid=")(body.as_bytes())
+                .and_then(|p| p.parse::<i32>().ok())
+                .ok_or_else(|| "no pid in the body".to_string()),
+            Ok(Ok((status, _))) => Err(format!("status {status}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e),
+        };
+        match pid {
+            Ok(pid) if !old.contains(&pid) => return Ok(pid),
+            Ok(pid) => last = format!("old pid {pid} still answers"),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Err(format!(
+        "no new process answered on {addr} within {limit:?}: {last}"
+    ))
 }

@@ -1,17 +1,21 @@
-//! One measured run: the same load against one app under one approach, with K reloads.
+//! One measured run: the same load against one app under one approach, with K reloads, and
+//! the system under test whatever the approach.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use baton_load::{LoadConfig, Mode, Report};
 use tokio::time::Instant;
 
-use crate::approach::Approach;
 use crate::apps::App;
-use crate::procs::ProcFacts;
+use crate::apps::Approach;
+use crate::common::baton::{Baton, ReloadTimes};
+use crate::common::proc_facts::ProcFacts;
+use crate::common::tools::free_addr;
+use crate::restart::Supervised;
 use crate::settings::Settings;
 use crate::stats::WINDOW_TAIL;
-use crate::subject::{Event, Subject};
 
 /// Everything one run observed.
 pub struct RunResult {
@@ -70,9 +74,11 @@ fn reload_count(app: &App, settings: &Settings) -> u32 {
     }
 }
 
-/// Reload `i` of `k` is due at `i / (k + 1)` of the run; a reload that overruns its slot
-/// delays the next, and none starts when too little of the run is left to see its effect.
-async fn load_with_reloads(
+/// One load run of the run length; reload `i` of `k` is due at `i / (k + 1)` of it. A reload
+/// that overruns its slot delays the next, and none starts when too little of the run is left
+/// to see its effect (a window's tail, or half a slot if that is shorter, so that reloads on
+/// time always run).
+pub async fn load_with_reloads(
     subject: &mut Subject,
     addr: SocketAddr,
     mode: Mode,
@@ -81,11 +87,12 @@ async fn load_with_reloads(
 ) -> (Report, Vec<Event>) {
     let length = settings.run_length();
     let t0 = Instant::now();
+    let guard = WINDOW_TAIL.min(length / (2 * (k + 1)));
     let driver = async {
         let mut events = Vec::new();
         for i in 1..=k {
             tokio::time::sleep_until(t0 + length * i / (k + 1)).await;
-            if t0.elapsed() + WINDOW_TAIL > length {
+            if t0.elapsed() + guard > length {
                 break;
             }
             events.push(subject.reload(t0).await);
@@ -104,8 +111,71 @@ async fn load(addr: SocketAddr, mode: Mode, settings: &Settings) -> Report {
     baton_load::run(config, std::future::pending()).await
 }
 
-/// A free port on 127.0.0.1 (bound, then released for the server to take).
-pub fn free_addr() -> Result<SocketAddr, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    l.local_addr().map_err(|e| e.to_string())
+/// One reload/restart, with times relative to the load's start.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub requested: Duration,
+    /// When the supervisor considered it done (baton answered / the new process answered).
+    pub done: Duration,
+    /// `Ok(Some(..))` for baton, which reports its own timings.
+    pub outcome: Result<Option<ReloadTimes>, String>,
+}
+
+pub enum Subject {
+    Baton(Baton),
+    Supervised(Supervised, Approach),
+}
+
+impl Subject {
+    pub async fn start(
+        approach: Approach,
+        app: &App,
+        addr: SocketAddr,
+        dir: &Path,
+    ) -> Result<Subject, String> {
+        Ok(match approach {
+            Approach::Baton => Subject::Baton(app.under_baton(addr, dir).await?),
+            Approach::HeldSocket => {
+                Subject::Supervised(Supervised::start(app, addr, true, dir).await?, approach)
+            }
+            _ => Subject::Supervised(Supervised::start(app, addr, false, dir).await?, approach),
+        })
+    }
+
+    pub async fn reload(&mut self, t0: Instant) -> Event {
+        let requested = t0.elapsed();
+        let outcome = match self {
+            Subject::Baton(b) => b.reload().await.map(Some),
+            Subject::Supervised(s, Approach::GunicornHup) => s.hup().await.map(|_| None),
+            Subject::Supervised(s, _) => s.restart().await.map(|_| None),
+        };
+        Event {
+            requested,
+            done: t0.elapsed(),
+            outcome,
+        }
+    }
+
+    /// baton's footprint; `None` for the approaches without baton.
+    pub fn facts(&self) -> Option<ProcFacts> {
+        match self {
+            Subject::Baton(b) => Some(b.facts()),
+            Subject::Supervised(..) => None,
+        }
+    }
+
+    /// Lets old generations finish draining; false if they did not in time.
+    pub async fn settle(&self) -> bool {
+        match self {
+            Subject::Baton(b) => b.wait_drained(Duration::from_secs(40)).await,
+            Subject::Supervised(..) => true,
+        }
+    }
+
+    pub async fn stop(self) {
+        match self {
+            Subject::Baton(b) => b.stop().await,
+            Subject::Supervised(s, _) => s.stop().await,
+        }
+    }
 }

@@ -1,12 +1,24 @@
-//! How long, how hard and what to run: flags beat environment variables beat defaults.
+//! What to run, how long and how hard: flags beat environment variables beat defaults.
 
 use std::time::Duration;
 
-use crate::cli::flag_value;
+use crate::common::cli::{self, flag_value, number};
+
+/// Which report this run produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bench {
+    /// Every approach side by side (the `compare-bench` section).
+    Compare,
+    /// baton alone, steady next to reloading, per client mode (the `reload-bench` section).
+    Reload,
+    /// `n` baton reloads back to back (the `soak-bench` section).
+    Soak(u32),
+}
 
 /// Everything that scales the run; see `main.rs` for the variables and their defaults.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub bench: Bench,
     /// Length of every measured load run.
     pub seconds: u64,
     /// Reloads per run for baton-hello (cheap to restart).
@@ -16,33 +28,35 @@ pub struct Settings {
     pub concurrency: usize,
     /// Which apps to compare (`hello`, `flask`).
     pub apps: Vec<String>,
-    /// `Some(n)`: run only the soak, with `n` baton reloads.
-    pub soak: Option<u32>,
 }
 
 /// Reloads of the soak when none is given.
 const SOAK_DEFAULT: u32 = 1000;
 
 impl Settings {
-    /// Unknown args (cargo's `--bench`) are ignored so the bench runs under `cargo bench`.
     pub fn load() -> Settings {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let pick = |flag: &str, env: &str, default: u64| -> u64 {
-            flag_value(&args, flag)
-                .or_else(|| std::env::var(env).ok())
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(default)
+        let args = cli::args();
+        let bench = match soak_request(&args) {
+            Some(n) => Bench::Soak(n),
+            None if args.iter().any(|a| a == "--reload") => Bench::Reload,
+            None => Bench::Compare,
+        };
+        // The reload report puts two runs per mode back to back, each half as long.
+        let (seconds, least) = match bench {
+            Bench::Reload => (5, 1),
+            _ => (10, 2),
         };
         let apps = flag_value(&args, "--apps")
             .or_else(|| std::env::var("BATON_BENCH_APPS").ok())
             .unwrap_or_else(|| "hello,flask".into());
         Settings {
-            seconds: pick("--seconds", "BATON_BENCH_SECONDS", 10).max(2),
-            reloads: pick("--reloads", "BATON_BENCH_RELOADS", 10) as u32,
-            flask_reloads: pick("--flask-reloads", "BATON_BENCH_FLASK_RELOADS", 5) as u32,
-            concurrency: pick("--concurrency", "BATON_BENCH_CONCURRENCY", 8).max(1) as usize,
+            bench,
+            seconds: number(&args, "--seconds", "BATON_BENCH_SECONDS", seconds).max(least),
+            reloads: number(&args, "--reloads", "BATON_BENCH_RELOADS", 10) as u32,
+            flask_reloads: number(&args, "--flask-reloads", "BATON_BENCH_FLASK_RELOADS", 5) as u32,
+            concurrency: number(&args, "--concurrency", "BATON_BENCH_CONCURRENCY", 8).max(1)
+                as usize,
             apps: apps.split(',').map(|a| a.trim().to_string()).collect(),
-            soak: soak_request(&args),
         }
     }
 
@@ -74,7 +88,7 @@ fn soak_request(args: &[String]) -> Option<u32> {
 
 /// The variables this run was given, for the report's command line.
 pub fn command_line() -> String {
-    crate::cli::command_line(
+    cli::command_line(
         "compare",
         &[
             "BATON_BENCH_SECONDS",

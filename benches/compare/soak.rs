@@ -8,19 +8,22 @@ use std::time::{Duration, Instant};
 use baton_load::{LoadConfig, Mode, Report};
 
 use crate::apps::App;
-use crate::baton::{BatonRun, BatonTimes};
-use crate::procs::ProcFacts;
-use crate::report::{mib, ms};
-use crate::stats::{Latency, failures_by_class, median_max};
+use crate::common::baton::{Baton, ReloadTimes};
+use crate::common::proc_facts::ProcFacts;
+use crate::common::report::{Header, mib};
+use crate::common::stats::median_max;
+use crate::report::{failed, ms, pair_f};
+use crate::stats::Latency;
 
 /// Light load: two keep-alive clients.
 const CONCURRENCY: usize = 2;
 /// Footprint samples taken over the soak.
 const SAMPLES: u32 = 10;
 
+#[derive(Default)]
 struct Soak {
     reloads: u32,
-    times: Vec<BatonTimes>,
+    times: Vec<ReloadTimes>,
     failed: Vec<(u32, String)>,
     /// (reloads done, facts right after that reload).
     samples: Vec<(u32, ProcFacts)>,
@@ -30,49 +33,37 @@ struct Soak {
     report: Report,
 }
 
-/// Runs the soak and returns its markdown tables.
+/// Runs the soak and returns its report.
 pub async fn run(reloads: u32, dir: &Path) -> Result<String, String> {
-    let addr = crate::run::free_addr()?;
-    let baton = BatonRun::start(&App::hello(), addr, dir).await?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let load = tokio::spawn(baton_load::run(config(addr), async {
-        let _ = stop_rx.await;
-    }));
-    let soak = reload_loop(&baton, reloads).await;
-    let _ = stop_tx.send(());
-    let report = load.await.map_err(|e| e.to_string())?;
-    let drained = baton.wait_drained(Duration::from_secs(60)).await;
-    let end = baton.facts();
-    baton.stop().await;
-    let soak = Soak {
-        drained,
-        end,
-        report,
-        ..soak
-    };
-    Ok(render(&soak))
-}
-
-fn config(addr: std::net::SocketAddr) -> LoadConfig {
+    let header = Header::begin();
+    let addr = crate::common::tools::free_addr()?;
+    let baton = App::hello().under_baton(addr, dir).await?;
     let mut config = LoadConfig::new(addr);
     config.mode = Mode::KeepAlive;
     config.concurrency = CONCURRENCY;
     // Bounded even if the loop hangs; the stop signal normally ends it much sooner.
     config.duration = Duration::from_secs(3600);
-    config
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let load = tokio::spawn(baton_load::run(config, async {
+        let _ = stop_rx.await;
+    }));
+    let mut soak = reload_loop(&baton, reloads).await;
+    let _ = stop_tx.send(());
+    soak.report = load.await.map_err(|e| e.to_string())?;
+    soak.drained = baton.wait_drained(Duration::from_secs(60)).await;
+    soak.end = baton.facts();
+    baton.stop().await;
+    let title = format!("Soak: {reloads} baton reloads under load");
+    let command = format!("`{}`", crate::settings::command_line());
+    Ok(header.render(&title, &command, "") + &render(&soak))
 }
 
-async fn reload_loop(baton: &BatonRun, reloads: u32) -> Soak {
+async fn reload_loop(baton: &Baton, reloads: u32) -> Soak {
     let every = (reloads / SAMPLES).max(1);
     let mut soak = Soak {
         reloads,
-        times: Vec::new(),
-        failed: Vec::new(),
         samples: vec![(0, baton.facts())],
-        end: ProcFacts::default(),
-        drained: false,
-        elapsed: Duration::ZERO,
-        report: Report::default(),
+        ..Soak::default()
     };
     let started = Instant::now();
     for i in 1..=reloads {
@@ -95,32 +86,27 @@ fn render(s: &Soak) -> String {
     let _ = writeln!(
         out,
         "- Load: {CONCURRENCY} keep-alive clients against baton-hello under baton, reloads back \
-         to back over the control socket ({:.1} s in all).\n",
+         to back over the control socket (`--probation 0s`; {:.1} s in all).\n",
         s.elapsed.as_secs_f64()
     );
     let l = Latency::of(s.report.records.iter());
-    let by_class = failures_by_class(s.report.records.iter());
-    let classes: Vec<String> = by_class.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let cut = median_max(s.times.iter().map(|t| t.cutover_ms).collect());
-    let f = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
     let _ = writeln!(
         out,
-        "| reloads ok | requests | failed | p50 | p99 | p99.9 | max (ms) | cutover median / max (ms) |"
+        "| reloads ok | requests | failed | p50 | p99 | p99.9 | max (ms) | cutover median / max (ms) |\n|---:|---:|---|---:|---:|---:|---:|---|"
     );
-    let _ = writeln!(out, "|---:|---:|---|---:|---:|---:|---:|---|");
     let _ = writeln!(
         out,
-        "| {}/{} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
+        "| {}/{} | {} | {} | {} | {} | {} | {} | {} |\n",
         s.times.len(),
         s.reloads,
         s.report.count(),
-        failed_cell(s.report.failures(), &classes),
+        failed(&s.report),
         ms(l.p50),
         ms(l.p99),
         ms(l.p999),
         ms(l.max),
-        f(cut.0),
-        f(cut.1),
+        pair_f(cut),
     );
     footprint(&mut out, s);
     for (i, e) in s.failed.iter().take(10) {
@@ -129,23 +115,12 @@ fn render(s: &Soak) -> String {
     out
 }
 
-/// `0`, or `3 (reset=2 refused=1)`.
-fn failed_cell(total: usize, classes: &[String]) -> String {
-    if classes.is_empty() {
-        total.to_string()
-    } else {
-        format!("{total} ({})", classes.join(" "))
-    }
-}
-
 fn footprint(out: &mut String, s: &Soak) {
     let _ = writeln!(
         out,
         "baton's footprint, sampled right after a reload (the previous generation may still be \
-         draining), and at the end once drained:\n"
+         draining), and at the end once drained:\n\n| after reload | RSS | fds | children | zombies |\n|---:|---|---:|---:|---:|"
     );
-    let _ = writeln!(out, "| after reload | RSS | fds | children | zombies |");
-    let _ = writeln!(out, "|---:|---|---:|---:|---:|");
     let mut row = |label: String, p: &ProcFacts| {
         let _ = writeln!(
             out,

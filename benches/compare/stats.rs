@@ -1,5 +1,5 @@
 //! Figures computed from the per-request records: latency, failures and gaps, split into
-//! "steady" and "during reloads".
+//! "steady" and "during reloads" (percentiles as defined in `common::stats`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use baton_load::Record;
 
+use crate::common::stats::{median_max, nearest_rank};
 use crate::run::RunResult;
 
 /// A reload's window extends this far past "done", to catch the old process's drain.
@@ -15,6 +16,7 @@ pub const WINDOW_TAIL: Duration = Duration::from_millis(500);
 /// Latency summary of successful requests.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Latency {
+    pub count: usize,
     pub p50: Option<Duration>,
     pub p99: Option<Duration>,
     pub p999: Option<Duration>,
@@ -29,22 +31,13 @@ impl Latency {
             .collect();
         all.sort_unstable();
         Latency {
+            count: all.len(),
             p50: nearest_rank(&all, 50.0),
             p99: nearest_rank(&all, 99.0),
             p999: nearest_rank(&all, 99.9),
             max: all.last().copied(),
         }
     }
-}
-
-/// Nearest-rank percentile of a sorted slice (the definition baton-load uses).
-pub fn nearest_rank(sorted: &[Duration], p: f64) -> Option<Duration> {
-    let n = sorted.len();
-    if n == 0 {
-        return None;
-    }
-    let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, n) - 1])
 }
 
 impl RunResult {
@@ -55,15 +48,41 @@ impl RunResult {
     }
 
     pub fn steady(&self) -> impl Iterator<Item = &Record> {
-        let windows = self.windows();
-        let outside = move |r: &&Record| !windows.iter().any(|w| w.contains(&r.start));
-        self.report.records.iter().filter(outside)
+        self.by_window(false)
     }
 
     pub fn reloading(&self) -> impl Iterator<Item = &Record> {
+        self.by_window(true)
+    }
+
+    /// The records that started inside some reload window, or outside all of them.
+    fn by_window(&self, inside: bool) -> impl Iterator<Item = &Record> {
         let windows = self.windows();
-        let inside = move |r: &&Record| windows.iter().any(|w| w.contains(&r.start));
-        self.report.records.iter().filter(inside)
+        let keep = move |r: &&Record| windows.iter().any(|w| w.contains(&r.start)) == inside;
+        self.report.records.iter().filter(keep)
+    }
+
+    /// Reload start → end of every reload, in ms.
+    pub fn spans_ms(&self) -> Vec<f64> {
+        let spans = self.events.iter().map(|e| e.done - e.requested);
+        spans.map(|d| d.as_secs_f64() * 1e3).collect()
+    }
+
+    /// baton's own figures of its successful reloads: (median, max) of cutover and of ready.
+    pub fn baton_times(&self) -> [(Option<f64>, Option<f64>); 2] {
+        let events = self.events.iter();
+        let ok: Vec<_> = events
+            .filter_map(|e| e.outcome.clone().ok().flatten())
+            .collect();
+        [
+            median_max(ok.iter().map(|t| t.cutover_ms).collect()),
+            median_max(ok.iter().map(|t| t.ready_ms).collect()),
+        ]
+    }
+
+    pub fn failed_reloads(&self) -> Vec<&String> {
+        let events = self.events.iter();
+        events.filter_map(|e| e.outcome.as_ref().err()).collect()
     }
 
     /// Requests per second outside the reload windows (the whole run when there are none).
@@ -81,11 +100,11 @@ impl RunResult {
         }
     }
 
-    /// Longest time without a completed successful response, per reload window.
-    pub fn gaps(&self) -> Vec<Duration> {
+    /// Longest time without a completed successful response, per reload window, in ms.
+    pub fn gaps_ms(&self) -> Vec<f64> {
         let done = completions(&self.report.records);
-        let windows = self.windows();
-        windows.iter().map(|w| longest_gap(&done, w)).collect()
+        let gaps = self.windows().into_iter().map(|w| longest_gap(&done, &w));
+        gaps.map(|g| g.as_secs_f64() * 1e3).collect()
     }
 
     /// The same figure outside the windows, for reference.
@@ -139,11 +158,4 @@ fn merged(mut windows: Vec<Range<Duration>>) -> Vec<Range<Duration>> {
         }
     }
     out
-}
-
-/// Median (lower middle for even counts) and maximum.
-pub fn median_max(mut v: Vec<f64>) -> (Option<f64>, Option<f64>) {
-    v.sort_by(f64::total_cmp);
-    let median = (!v.is_empty()).then(|| v[(v.len() - 1) / 2]);
-    (median, v.last().copied())
 }

@@ -1,10 +1,12 @@
-//! Plain statements of where another approach beat baton in this run (issue 7 asks for them).
+//! Plain statements of where another approach beat baton in this run, so the report does not
+//! only show where baton wins.
 
 use std::time::Duration;
 
-use crate::approach::Approach;
+use crate::apps::Approach;
+use crate::common::stats::median_max;
 use crate::run::RunResult;
-use crate::stats::{Latency, median_max};
+use crate::stats::Latency;
 
 /// An alternative must be this much better before it is called better: the host is noisy.
 const MARGIN: f64 = 0.9;
@@ -35,26 +37,12 @@ const FIGURES: [Figure; 5] = [
     Figure {
         name: "median gap during reloads",
         unit: " ms",
-        of: |r| {
-            median_max(
-                r.gaps()
-                    .into_iter()
-                    .map(|g| g.as_secs_f64() * 1e3)
-                    .collect(),
-            )
-            .0
-        },
+        of: |r| median_max(r.gaps_ms()).0,
     },
     Figure {
         name: "median reload time (start → new process serving)",
         unit: " ms",
-        of: |r| {
-            let spans = r
-                .events
-                .iter()
-                .map(|e| (e.done - e.requested).as_secs_f64() * 1e3);
-            median_max(spans.collect()).0
-        },
+        of: |r| median_max(r.spans_ms()).0,
     },
 ];
 
@@ -108,7 +96,7 @@ pub fn beaten(baton: &RunResult, runs: &[RunResult]) -> Vec<String> {
     lines
 }
 
-/// The issue's target is ≥ 0.98 of the app alone; say so when baton's run fell short.
+/// baton's throughput target is ≥ 0.98 of the app alone; say so when its run fell short.
 fn overhead(baton: &RunResult, runs: &[RunResult]) -> Option<String> {
     let alone = crate::report::find(runs, baton.app, baton.mode, Approach::Alone)?;
     let ratio = baton.steady_rps() / alone.steady_rps();

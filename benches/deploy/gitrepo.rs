@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::tools::output;
 use crate::sshd::Sshd;
 
 pub struct Repo {
@@ -21,26 +22,18 @@ pub fn git(dir: &Path, args: &[&str], ssh: Option<&str>) -> Result<String, Strin
     if let Some(ssh) = ssh {
         cmd.env("GIT_SSH_COMMAND", ssh);
     }
-    let out = cmd.output().map_err(|e| format!("git {args:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "git {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    output(&mut cmd)
 }
 
 impl Repo {
     /// `<dir>/<name>.git` (bare) and `<dir>/<name>` (work tree) holding `files` in a first
-    /// commit, pushed; `executables` get mode 0755. `prepare` runs in the work tree before that
-    /// commit (e.g. to generate a lock file).
+    /// commit, pushed. `prepare` runs in the work tree before that commit (e.g. to make a
+    /// script executable or to generate a lock file).
     pub fn create(
         dir: &Path,
         name: &str,
         sshd: &Sshd,
         files: &[(&str, &str)],
-        executables: &[&str],
         prepare: impl FnOnce(&Path) -> Result<(), String>,
     ) -> Result<Repo, String> {
         let bare = dir.join(format!("{name}.git"));
@@ -58,14 +51,6 @@ impl Repo {
         };
         git(&repo.work, &["remote", "add", "origin", &repo.url], None)?;
         repo.write(files)?;
-        use std::os::unix::fs::PermissionsExt;
-        for script in executables {
-            std::fs::set_permissions(
-                repo.work.join(script),
-                std::fs::Permissions::from_mode(0o755),
-            )
-            .map_err(|e| e.to_string())?;
-        }
         prepare(&repo.work)?;
         repo.commit("first")?;
         repo.push()?;

@@ -2,15 +2,19 @@
 //! `authorized_keys` (a read-only deploy key for baton and a developer key for `git push`), and
 //! a `known_hosts` file for the clients. Killed by pid when dropped.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::common::child::Owned;
+use crate::common::tools::{free_addr, on_path, output, tail};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 
 pub struct Sshd {
-    child: Child,
+    /// Killed, with its whole process group, when dropped.
+    _process: Owned,
     pub port: u16,
     pub user: String,
     dir: PathBuf,
@@ -23,32 +27,16 @@ pub fn unavailable() -> Option<String> {
             "{SSHD} is missing (Debian: apt-get install openssh-server)"
         ));
     }
-    for tool in ["ssh-keygen", "ssh", "git"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Some(format!("`{tool}` is not installed"));
-        }
-    }
-    None
+    let missing = ["ssh-keygen", "ssh", "git"]
+        .into_iter()
+        .find(|t| on_path(t).is_none());
+    missing.map(|tool| format!("`{tool}` is not installed"))
 }
 
 fn new_key(path: &Path, comment: &str) -> Result<(), String> {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .output()
-        .map_err(|e| format!("ssh-keygen: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ssh-keygen failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]);
+    output(cmd.arg(path)).map(drop)
 }
 
 fn public_half(private: &Path) -> Result<String, String> {
@@ -56,21 +44,6 @@ fn public_half(private: &Path) -> Result<String, String> {
     std::fs::read_to_string(&path)
         .map(|s| s.trim().to_string())
         .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn unused_port() -> Result<u16, String> {
-    let probe = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(probe.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-fn current_user() -> String {
-    Command::new("id")
-        .arg("-un")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "root".into())
 }
 
 impl Sshd {
@@ -94,11 +67,11 @@ impl Sshd {
         // can cost more than the whole fetch. A forge's ssh endpoint runs no login shell.
         let home = dir.join("home");
         std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
-        let user = current_user();
+        let user = output(Command::new("id").arg("-un")).unwrap_or_else(|_| "root".into());
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
         let mut why = String::from("no attempt");
         for _ in 0..4 {
-            let port = unused_port()?;
+            let port = free_addr()?.port();
             let config = dir.join("sshd_config");
             let text = format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hostkey}\nPidFile {pidfile}\n\
@@ -112,20 +85,14 @@ impl Sshd {
                 authorized = dir.join("authorized_keys").display(),
             );
             std::fs::write(&config, text).map_err(|e| e.to_string())?;
-            let log = std::fs::File::create(dir.join("sshd.log")).map_err(|e| e.to_string())?;
-            let mut child = Command::new(SSHD)
-                .args(["-D", "-e", "-f"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().map_err(|e| e.to_string())?)
-                .stderr(log)
-                .spawn()
-                .map_err(|e| format!("{SSHD}: {e}"))?;
+            let mut cmd = Command::new(SSHD);
+            cmd.args(["-D", "-e", "-f"]).arg(&config);
+            let mut process = Owned::spawn(cmd, &dir.join("sshd.log"))?;
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     let sshd = Sshd {
-                        child,
+                        _process: process,
                         port,
                         user,
                         dir: dir.to_path_buf(),
@@ -133,16 +100,12 @@ impl Sshd {
                     sshd.write_known_hosts()?;
                     return Ok(sshd);
                 }
-                if let Ok(Some(status)) = child.try_wait() {
-                    why = format!(
-                        "sshd exited ({status}): {}",
-                        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-                    );
+                if let Some(status) = process.exit_status() {
+                    let log = tail(&dir.join("sshd.log"), 20);
+                    why = format!("sshd exited ({status}): {log}");
                     break; // the port was probably taken in between: try another one
                 }
                 if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
                     return Err(format!(
                         "sshd did not listen on 127.0.0.1:{port} within 5 s"
                     ));
@@ -157,21 +120,14 @@ impl Sshd {
         let host_key = public_half(&self.dir.join("ssh_host_ed25519_key"))?;
         let mut fields = host_key.split_whitespace();
         let (kind, blob) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""));
-        std::fs::write(
-            self.known_hosts(),
-            format!("[127.0.0.1]:{} {kind} {blob}\n", self.port),
-        )
-        .map_err(|e| e.to_string())
+        let line = format!("[127.0.0.1]:{} {kind} {blob}\n", self.port);
+        std::fs::write(self.known_hosts(), line).map_err(|e| e.to_string())
     }
 
     /// The `ssh://` URL of a repository at `path` on this server.
     pub fn url(&self, path: &Path) -> String {
-        format!(
-            "ssh://{}@127.0.0.1:{}{}",
-            self.user,
-            self.port,
-            path.display()
-        )
+        let (user, port) = (&self.user, self.port);
+        format!("ssh://{user}@127.0.0.1:{port}{}", path.display())
     }
 
     pub fn known_hosts(&self) -> PathBuf {
@@ -197,12 +153,5 @@ impl Sshd {
     /// `GIT_SSH_COMMAND` with the developer key (the one that may push).
     pub fn developer_ssh_command(&self) -> String {
         self.ssh_command(&self.dir.join("developer_key"))
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

@@ -143,6 +143,14 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
         match endpoint.front.already_there(&push.after).await {
             Some(AlreadyThere::Serving(c)) => {
                 tracing::info!("webhook: {c} already serves; not deploying again");
+                // Handled: a redelivery of it is a duplicate.
+                if let Some(key) = &key {
+                    let mut log = endpoint
+                        .deliveries
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    log.set(key, Outcome::Succeeded);
+                }
                 return reply(200, "commit already serving\n");
             }
             Some(AlreadyThere::Queued(c)) => {

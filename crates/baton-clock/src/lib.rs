@@ -15,10 +15,12 @@ pub struct Utc {
 }
 
 impl Utc {
+    /// The current time, for stamping releases and history entries as they happen.
     pub fn now() -> Utc {
         Utc::from_system(SystemTime::now())
     }
 
+    /// From a file time or similar; times before 1970 count backwards instead of failing.
     pub fn from_system(t: SystemTime) -> Utc {
         let secs = match t.duration_since(UNIX_EPOCH) {
             Ok(d) => d.as_secs() as i64,
@@ -27,6 +29,7 @@ impl Utc {
         Utc::from_unix(secs)
     }
 
+    /// From seconds since 1970-01-01T00:00:00Z; the form tests can pin down exactly.
     pub fn from_unix(secs: i64) -> Utc {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400) as u32;

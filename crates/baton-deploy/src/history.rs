@@ -52,7 +52,7 @@ pub struct Entry {
 /// One phase of a deploy and its duration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseTime {
-    /// `fetch`, `checkout`, `build`, `start` (spawn to READY), `probation`.
+    /// `fetch`, `checkout`, `build`, `start` (handoff asked for to the new generation ready), `probation`.
     pub phase: String,
     /// Milliseconds it took.
     pub ms: u64,

@@ -75,6 +75,9 @@ pub enum ReloadError {
     /// baton stopped before the reload finished.
     #[error("baton is shutting down")]
     ShuttingDown,
+    /// baton is replacing its own binary right now.
+    #[error("baton is upgrading itself; try again in a moment")]
+    Upgrading,
     /// baton was told to stop with this reason (e.g. the first deploy failed).
     #[error("{0}")]
     Stopped(String),

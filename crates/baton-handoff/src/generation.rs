@@ -11,6 +11,7 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::adopt::Leader;
 use crate::error::StartError;
 use crate::listen::Socket;
 use crate::notify::{NotifySocket, sender_belongs};
@@ -46,16 +47,19 @@ pub struct Generation {
     /// Working directory it runs in (`None`: baton's own).
     pub dir: Option<PathBuf>,
     /// Its private probe socket's address, when readiness is probed over HTTP.
-    probe: Option<SocketAddr>,
+    pub(crate) probe: Option<SocketAddr>,
     pub started: Instant,
     pub started_at: SystemTime,
     pub ready_at: Option<Instant>,
     pub app_status: Option<String>,
     /// Set once the leader has exited (the inner `None`: status unknown).
-    exit: Option<Option<ExitStatus>>,
-    events: mpsc::UnboundedReceiver<Event>,
+    pub(crate) exit: Option<Option<ExitStatus>>,
+    pub(crate) events: mpsc::UnboundedReceiver<Event>,
     /// Tells the watcher to close the notify socket (see [`Generation::detach`]).
-    detach: Option<oneshot::Sender<()>>,
+    pub(crate) detach: Option<oneshot::Sender<()>>,
+    /// A duplicate of its notify socket, handed to the next baton image on an upgrade.
+    pub(crate) notify_fd: std::os::fd::OwnedFd,
+    pub(crate) notify_path: PathBuf,
 }
 
 impl Generation {
@@ -130,9 +134,13 @@ impl Generation {
         // Our copies (and the probe listener) are closed here; the child holds its own.
         drop(sockets);
         let pid = Pid::from_raw(child.id().ok_or(StartError::NoPid)? as i32);
+        let notify_fd = notify
+            .try_clone_fd()
+            .map_err(sockets_error("keep the notify socket"))?;
+        let notify_path = notify.path().to_path_buf();
         let (tx, events) = mpsc::unbounded_channel();
         let (detach, detached) = oneshot::channel();
-        tokio::spawn(watch(child, notify, pid, tx, detached));
+        tokio::spawn(watch(Leader::Spawned(child), notify, pid, tx, detached));
         Ok(Generation {
             number,
             pid,
@@ -145,6 +153,8 @@ impl Generation {
             exit: None,
             events,
             detach: Some(detach),
+            notify_fd,
+            notify_path,
         })
     }
 
@@ -308,8 +318,8 @@ impl Drop for Generation {
 
 /// Owns the child and its notify socket for the generation's whole life: reaps the leader,
 /// kills what is left of its group, and turns datagrams into events.
-async fn watch(
-    mut child: tokio::process::Child,
+pub(crate) async fn watch(
+    mut leader: Leader,
     notify: NotifySocket,
     pid: Pid,
     tx: mpsc::UnboundedSender<Event>,
@@ -319,9 +329,9 @@ async fn watch(
     let mut detached = Some(detached);
     loop {
         tokio::select! {
-            status = child.wait() => {
+            status = leader.wait() => {
                 let status = match status {
-                    Ok(s) => Some(s),
+                    Ok(s) => s,
                     Err(e) => {
                         tracing::error!("waiting for pid {pid} failed: {e}");
                         None

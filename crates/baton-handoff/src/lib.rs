@@ -1,6 +1,7 @@
 //! The supervisor side of baton: listening sockets, spawning generations the way systemd would,
 //! their notify sockets, and the reload/drain lifecycle.
 
+pub mod adopt;
 pub mod duration;
 pub mod error;
 pub mod generation;

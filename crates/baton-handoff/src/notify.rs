@@ -75,6 +75,22 @@ impl NotifySocket {
         &self.path
     }
 
+    /// A duplicate of the socket's fd (close-on-exec), e.g. to hand to a new baton image.
+    pub fn try_clone_fd(&self) -> io::Result<OwnedFd> {
+        use std::os::fd::AsFd;
+        self.socket.as_fd().try_clone_to_owned()
+    }
+
+    /// Takes over a bound notify socket (from a previous baton image) at `path`.
+    pub fn from_fd(fd: OwnedFd, path: &Path) -> io::Result<NotifySocket> {
+        let std = std::os::unix::net::UnixDatagram::from(fd);
+        std.set_nonblocking(true)?;
+        Ok(NotifySocket {
+            socket: UnixDatagram::from_std(std)?,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// Waits for the next datagram. Any fds passed along (BARRIER=1 sends one) are closed at once,
     /// so a chatty app cannot make baton leak descriptors.
     pub async fn recv(&self) -> io::Result<Received> {

@@ -109,6 +109,7 @@ fn settings(dir: &Dir, script: &str, delay: Duration, probation: Duration) -> Se
         crash_loop: CrashLoop::off(),
         notices: None,
         start_at_once: true,
+        resume: None,
     }
 }
 

@@ -95,10 +95,12 @@ impl Sockets {
         Ok(Sockets(Arc::new(out)))
     }
 
+    /// How many sockets the successor will get (its `LISTEN_FDS`).
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// True when there is nothing to hand over.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -131,6 +133,7 @@ impl Default for Options {
 /// The process that now serves (and, under systemd, is the main process).
 #[derive(Debug, Clone)]
 pub struct Successor {
+    /// Its process id, now systemd's `MAINPID` (when `handed_over`).
     pub pid: u32,
     /// Its `BATON_GENERATION` (this process's plus one).
     pub generation: u64,
@@ -140,15 +143,48 @@ pub struct Successor {
     pub handed_over: bool,
 }
 
+/// Why [`replace`] left this process serving. No successor is left running, and except for
+/// [`UnderBaton`](Self::UnderBaton) systemd was told `READY=1` with this as `STATUS=`.
+///
+/// baton-handoff reports command, spawn and readiness failures as text; those variants carry
+/// that text unchanged, so the message a user sees is the same one baton itself would log.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplaceError {
+    /// This process is a baton generation: baton owns the sockets and the reload, and a
+    /// self-replacement would leave baton watching a process that is gone.
+    #[error("running as a baton generation: reload through baton instead")]
+    UnderBaton,
+    /// The successor's command line was not given and this program's own path is unknown.
+    #[error("cannot find this program's executable: {0}")]
+    OwnExecutable(#[source] io::Error),
+    /// The successor's program is missing or not executable.
+    #[error("{0}")]
+    Command(String),
+    /// The successor could not be started.
+    #[error("{0}")]
+    Spawn(String),
+    /// The successor exited or did not send `READY=1` within `ready_timeout`.
+    #[error("{0}")]
+    NotReady(String),
+    /// The successor was ready, but systemd could not be told to make it the main process.
+    #[error("cannot tell the service manager MAINPID={pid}: {source}")]
+    Handover {
+        /// The successor, already killed.
+        pid: u32,
+        /// Why the notify socket refused the message.
+        source: io::Error,
+    },
+}
+
 /// Starts a successor on `sockets`, waits for its `READY=1` and makes it the service's main
 /// process. On success, this process should drain and exit; it no longer sends notify messages.
 /// On failure the successor's whole process group was killed and reaped, systemd was told
 /// `READY=1` with the reason as `STATUS=`, and this process should keep serving.
 ///
 /// Must be called inside a tokio runtime.
-pub async fn replace(sockets: &Sockets, options: &Options) -> Result<Successor, String> {
+pub async fn replace(sockets: &Sockets, options: &Options) -> Result<Successor, ReplaceError> {
     if std::env::var_os(UPSTREAM_VAR).is_none() && std::env::var_os("BATON_GENERATION").is_some() {
-        return Err("running as a baton generation: reload through baton instead".into());
+        return Err(ReplaceError::UnderBaton);
     }
     let generation = std::env::var("BATON_GENERATION")
         .ok()
@@ -171,11 +207,11 @@ pub async fn replace(sockets: &Sockets, options: &Options) -> Result<Successor, 
             let handed_over = match &manager {
                 Some(m) => {
                     let msg = format!("MAINPID={pid}\nREADY=1\nSTATUS={status}");
-                    notify::send_to(m, msg.as_bytes()).map_err(|e| {
+                    notify::send_to(m, msg.as_bytes()).map_err(|source| {
                         // The successor serves, but systemd still thinks we are the main process:
                         // it must not be left running beside us.
                         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
-                        format!("cannot tell the service manager MAINPID={pid}: {e}")
+                        ReplaceError::Handover { pid, source }
                     })?;
                     barrier(m).await;
                     notify::detach();
@@ -209,7 +245,7 @@ async fn start_and_wait(
     options: &Options,
     generation: u64,
     manager: Option<&Path>,
-) -> Result<(u32, Duration, Option<String>), String> {
+) -> Result<(u32, Duration, Option<String>), ReplaceError> {
     let command = AppCommand {
         argv: match &options.command {
             Some(argv) => argv.clone(),
@@ -218,7 +254,9 @@ async fn start_and_wait(
         cwd: None,
         env: baton_handoff::spawn::AppEnv::Inherit,
     };
-    command.check_executable().map_err(|e| e.to_string())?;
+    command
+        .check_executable()
+        .map_err(|e| ReplaceError::Command(e.to_string()))?;
     let mut extra_env: Vec<(String, OsString)> = Vec::new();
     if let Some(m) = manager {
         extra_env.push((UPSTREAM_VAR.into(), m.as_os_str().to_owned()));
@@ -237,11 +275,11 @@ async fn start_and_wait(
         extra_env,
     };
     let mut successor = Generation::spawn(&spec, generation, None, &Readiness::Notify)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ReplaceError::Spawn(e.to_string()))?;
     successor
         .wait_ready(&Readiness::Notify, options.ready_timeout)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ReplaceError::NotReady(e.to_string()))?;
     let ready_in = successor.started.elapsed();
     let status = successor.app_status.clone();
     let pid = successor.detach();
@@ -286,9 +324,8 @@ async fn barrier(manager: &Path) {
 }
 
 /// This executable as it is on disk now, with this process's arguments.
-fn own_command() -> Result<Vec<OsString>, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find this program's executable: {e}"))?;
+fn own_command() -> Result<Vec<OsString>, ReplaceError> {
+    let exe = std::env::current_exe().map_err(ReplaceError::OwnExecutable)?;
     // /proc/self/exe of a binary replaced on disk reads "PATH (deleted)"; the new file at PATH
     // is the one to start.
     let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {

@@ -8,18 +8,23 @@ use listenfd::ListenFd;
 /// An inherited listening socket.
 #[derive(Debug)]
 pub enum Listener {
+    /// A TCP socket (`ListenStream=` with a port or address).
     Tcp(std::net::TcpListener),
+    /// A Unix stream socket, e.g. behind a reverse proxy on the same host.
     Unix(std::os::unix::net::UnixListener),
 }
 
 /// A listener with the name it was passed under (`app` when unnamed).
 #[derive(Debug)]
 pub struct Named {
+    /// From `LISTEN_FDNAMES` (`FileDescriptorName=`), so an app can tell its sockets apart.
     pub name: String,
+    /// The socket itself; [`serve`](crate::serve::serve) makes it non-blocking.
     pub listener: Listener,
 }
 
 impl Listener {
+    /// Address or path for log lines, so an operator can see which socket is which.
     pub fn describe(&self) -> String {
         match self {
             Listener::Tcp(l) => l

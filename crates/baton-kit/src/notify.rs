@@ -134,6 +134,7 @@ pub fn ready_with_status(text: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(text)]);
 }
 
+/// Free text shown by `systemctl status`, e.g. what the app is doing while it drains.
 pub fn status(text: &str) {
     send(&[NotifyState::Status(text)]);
 }

@@ -58,13 +58,16 @@ pub struct Limits {
 /// How to serve: drain behaviour and limits.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
+    /// How shutdown finishes the connections that are open.
     pub drain: Drain,
+    /// Bounds that protect the server while it runs.
     pub limits: Limits,
 }
 
 /// What happened while serving.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Report {
+    /// Connections accepted in total, to show a drain had work to do.
     pub connections: u64,
     /// Connections still busy at the drain deadline, dropped unfinished.
     pub forced: u64,

@@ -33,6 +33,7 @@ pub struct LoadConfig {
     pub addr: SocketAddr,
     /// Request target in origin form, e.g. `/` or `/health?x=1`.
     pub path: String,
+    /// Which connection pattern to exercise; see [`Mode`].
     pub mode: Mode,
     /// Number of workers, each with at most one request in flight.
     pub concurrency: usize,
@@ -60,6 +61,28 @@ impl LoadConfig {
             tag: None,
         }
     }
+
+    /// Checks that every request of a run can be built, so bad input is a clear error up front.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::conn::RequestTemplate::new(self).map(|_| ())
+    }
+}
+
+/// Why a [`LoadConfig`] cannot be turned into requests; [`LoadConfig::validate`] reports it
+/// before a run instead of [`run`](crate::run) panicking on it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `path` is not a valid request target.
+    #[error("bad path {path:?}: {source}")]
+    Path {
+        /// The target as it would be sent (with a leading `/`).
+        path: String,
+        /// What the URI parser objected to.
+        source: hyper::http::uri::InvalidUri,
+    },
+    /// `addr` does not make a valid `Host` header.
+    #[error(transparent)]
+    Host(#[from] hyper::header::InvalidHeaderValue),
 }
 
 impl fmt::Debug for LoadConfig {
@@ -113,5 +136,18 @@ mod tests {
         assert_eq!(tag(b"{\"x\":\"generation=7\"}").as_deref(), Some("7"));
         assert_eq!(tag(b"generation=").as_deref(), Some(""));
         assert_eq!(tag(b"no tag here"), None);
+    }
+
+    #[test]
+    fn validate_rejects_a_path_that_is_no_request_target() {
+        let mut config = LoadConfig::new(SocketAddr::from(([127, 0, 0, 1], 80)));
+        config.path = "health?x=1".into();
+        config
+            .validate()
+            .expect("a path without a leading slash gets one");
+        config.path = "/a b".into();
+        let err = config.validate().unwrap_err();
+        assert!(matches!(err, ConfigError::Path { .. }), "{err:?}");
+        assert!(err.to_string().starts_with("bad path \"/a b\": "), "{err}");
     }
 }

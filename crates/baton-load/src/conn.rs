@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use crate::config::{LoadConfig, Tagger};
+use crate::config::{ConfigError, LoadConfig, Tagger};
 use crate::outcome::Outcome;
 
 pub(crate) type Body = Empty<Bytes>;
@@ -95,20 +95,20 @@ pub(crate) struct RequestTemplate {
 }
 
 impl RequestTemplate {
-    pub fn new(config: &LoadConfig) -> Result<Self, String> {
+    pub fn new(config: &LoadConfig) -> Result<Self, ConfigError> {
         let path = if config.path.starts_with('/') {
             config.path.clone()
         } else {
             format!("/{}", config.path)
         };
         let host = config.addr.to_string();
-        let origin_form = path
-            .parse()
-            .map_err(|e| format!("bad path {path:?}: {e}"))?;
-        let absolute = format!("http://{host}{path}")
-            .parse()
-            .map_err(|e| format!("bad path {path:?}: {e}"))?;
-        let host = HeaderValue::from_str(&host).map_err(|e| e.to_string())?;
+        let bad_path = |source| ConfigError::Path {
+            path: path.clone(),
+            source,
+        };
+        let origin_form = path.parse().map_err(bad_path)?;
+        let absolute = format!("http://{host}{path}").parse().map_err(bad_path)?;
+        let host = HeaderValue::from_str(&host)?;
         Ok(RequestTemplate {
             origin_form,
             absolute,

@@ -24,7 +24,7 @@ mod per_request;
 mod report;
 mod run;
 
-pub use config::{HTTP2_WORKERS_PER_CONNECTION, LoadConfig, Mode, Tagger, tag_after};
+pub use config::{ConfigError, HTTP2_WORKERS_PER_CONNECTION, LoadConfig, Mode, Tagger, tag_after};
 pub use outcome::Outcome;
 pub use report::{Record, Report};
 pub use run::run;

@@ -21,6 +21,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// True only for a complete 2xx response; everything else is a failure to serve.
     pub fn is_ok(self) -> bool {
         self == Outcome::Ok
     }

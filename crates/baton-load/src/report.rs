@@ -13,6 +13,7 @@ pub struct Record {
     pub start: Duration,
     /// Until the response body was complete or the failure was seen; includes any connect.
     pub latency: Duration,
+    /// How it ended; only [`Outcome::Ok`] counts as served.
     pub outcome: Outcome,
     /// Which connection carried it (unique within one run, starting at 1).
     pub connection: u64,
@@ -23,6 +24,7 @@ pub struct Record {
 /// Everything one run observed. Records are sorted by `start`.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
+    /// One per request, failures included, so no failure can hide in an aggregate.
     pub records: Vec<Record>,
     /// Wall time of the whole run.
     pub elapsed: Duration,
@@ -34,10 +36,12 @@ impl Report {
         self.records.len()
     }
 
+    /// Requests answered with a complete 2xx response.
     pub fn ok_count(&self) -> usize {
         self.records.iter().filter(|r| r.outcome.is_ok()).count()
     }
 
+    /// Requests that were not served: the number a zero-downtime reload must keep at 0.
     pub fn failures(&self) -> usize {
         self.count() - self.ok_count()
     }

@@ -112,9 +112,10 @@ impl Shared {
 /// A `concurrency` of 0 is treated as 1. Must be called within a Tokio runtime.
 ///
 /// # Panics
-/// If `config.path` is not a valid request target.
+/// If `config` fails [`LoadConfig::validate`]; call that first when the config comes from input.
 pub async fn run(config: LoadConfig, stop: impl Future<Output = ()>) -> Report {
-    let template = RequestTemplate::new(&config).expect("invalid LoadConfig::path");
+    let template =
+        RequestTemplate::new(&config).unwrap_or_else(|e| panic!("invalid LoadConfig: {e}"));
     let start = Instant::now();
     let workers = config.concurrency.max(1);
     let mode = config.mode;

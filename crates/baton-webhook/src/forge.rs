@@ -9,13 +9,18 @@ use crate::rejection::AuthError;
 /// baton needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Forge {
+    /// HMAC-SHA256 in `X-Hub-Signature-256`.
     GitHub,
+    /// HMAC-SHA256 in `X-Gitea-Signature`, plus GitHub-style headers.
     Gitea,
+    /// HMAC-SHA256 in `X-Forgejo-Signature`, plus GitHub-style headers.
     Forgejo,
+    /// The shared secret itself in `X-Gitlab-Token`, no signature over the body.
     GitLab,
 }
 
 impl Forge {
+    /// Lower-case name, stable for logs and `baton status` output.
     pub fn as_str(self) -> &'static str {
         match self {
             Forge::GitHub => "github",
@@ -71,7 +76,9 @@ pub(crate) fn detect<'a>(headers: &Headers<'a>) -> Result<Hook<'a>, AuthError> {
 /// hooks subscribed to the event, hence the pair.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DeliveryKey {
+    /// The hook's id, when the forge sends one: tells apart hooks sharing a delivery id.
     pub hook_id: Option<String>,
+    /// The forge's id for this delivery, repeated on a redelivery.
     pub delivery_id: String,
 }
 
@@ -105,7 +112,7 @@ pub(crate) fn delivery_key(forge: Forge, headers: &Headers<'_>) -> Option<Delive
 
 /// Accepts short visible-ASCII ids only, so they are safe as map keys and in log lines.
 fn id_value(raw: &[u8]) -> Option<String> {
-    let ok = !raw.is_empty() && raw.len() <= 128 && raw.iter().all(|b| b.is_ascii_graphic());
+    let ok = !raw.is_empty() && raw.len() <= 128 && raw.iter().all(u8::is_ascii_graphic);
     if !ok {
         return None;
     }

@@ -12,11 +12,20 @@ use crate::text::Shown;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     /// 405: only POST is accepted. The HTTP layer should add `Allow: POST`.
-    MethodNotAllowed { method: String },
+    MethodNotAllowed {
+        /// Logged so a misconfigured hook (e.g. a GET health check) is recognisable.
+        method: String,
+    },
     /// 404: not the configured webhook path.
-    NotFound { path: String },
+    NotFound {
+        /// The path asked for, to spot a hook pointed at the wrong URL.
+        path: String,
+    },
     /// 413: larger than [`crate::MAX_BODY`].
-    TooLarge { length: u64 },
+    TooLarge {
+        /// The declared or received size in bytes, for the log.
+        length: u64,
+    },
     /// 401: authentication failed.
     Unauthorized(AuthError),
     /// 400: authenticated, but the payload could not be decoded.
@@ -30,26 +39,36 @@ pub enum AuthError {
     NoForgeHeaders,
     /// A header that decides authentication was sent more than once.
     RepeatedHeader {
+        /// Which header; two copies could let a proxy and baton check different values.
         header: &'static str,
     },
+    /// The forge's signature header is absent, so the body cannot be trusted.
     MissingSignature {
+        /// The header that was expected for this forge.
         header: &'static str,
     },
     /// GitHub sent only the legacy SHA-1 signature.
     Sha1Only,
     /// GitHub's signature does not start with `sha256=`.
     BadPrefix,
+    /// The signature has the wrong number of hex digits for its algorithm.
     BadLength {
+        /// The header holding the signature.
         header: &'static str,
     },
+    /// The signature contains something other than hex digits.
     BadHex {
+        /// The header holding the signature.
         header: &'static str,
     },
     /// Well-formed signature that does not match the body under our secret.
     SignatureMismatch {
+        /// The header holding the signature.
         header: &'static str,
     },
+    /// A token-authenticated forge (GitLab) sent no `X-Gitlab-Token`.
     MissingToken,
+    /// The token differs from the configured secret (compared in constant time).
     TokenMismatch,
 }
 
@@ -70,13 +89,16 @@ pub enum PayloadError {
     NotAnObject,
     /// serde_json's description (position and expected type; only ever in the log).
     Json(String),
+    /// A push payload without `ref`: the branch to deploy is unknown.
     MissingRef,
+    /// A push payload without `after`: the commit to deploy is unknown.
     MissingAfter,
     /// `after` is not a 40-hex-digit commit id.
     BadAfter,
 }
 
 impl Rejection {
+    /// The HTTP status; forges show it in their delivery logs, where a 4xx points at the hook.
     pub fn status(&self) -> u16 {
         match self {
             Rejection::MethodNotAllowed { .. } => 405,

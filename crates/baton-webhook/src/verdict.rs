@@ -13,13 +13,21 @@ pub enum Verdict {
     Deploy(Push),
     /// A verified GitHub ping; `warnings` point out hook settings that prevent deploys.
     Ping {
+        /// Who sent it, for the reply and the log.
         forge: Forge,
+        /// The hook's id from the payload, so the user can find which hook was tested.
         hook_id: Option<u64>,
+        /// Human-readable, each one a setting to change on the forge.
         warnings: Vec<String>,
     },
     /// Authenticated, but not something to deploy. Answered with 200 because forges (GitLab in
     /// particular) disable hooks that keep getting 4xx replies.
-    Ignored { forge: Forge, reason: IgnoreReason },
+    Ignored {
+        /// Who sent it, for the log.
+        forge: Forge,
+        /// Why nothing is deployed, so a user can tell a filter from a mistake.
+        reason: IgnoreReason,
+    },
     /// Refused; see [`Rejection::status`].
     Rejected(Rejection),
 }
@@ -27,6 +35,7 @@ pub enum Verdict {
 /// A verified push to the configured branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
+    /// Who sent it: the deploy log names the forge.
     pub forge: Forge,
     /// Full ref, e.g. `refs/heads/main`.
     pub git_ref: String,
@@ -45,30 +54,42 @@ pub struct Push {
 pub enum IgnoreReason {
     /// An event other than a push (or a GitHub ping).
     Event {
+        /// The event header's value, e.g. `issues`.
         event: String,
     },
+    /// A tag was pushed; baton deploys branches only.
     TagPush {
+        /// Full ref, e.g. `refs/tags/v1.0`.
         git_ref: String,
     },
     /// A ref that is neither a branch nor a tag (e.g. `refs/notes/...`).
     NotABranch {
+        /// Full ref as pushed.
         git_ref: String,
     },
+    /// A push to a branch other than the configured one.
     OtherBranch {
+        /// The branch pushed.
         branch: String,
+        /// The configured branch.
         wanted: String,
     },
     /// The branch was deleted, so there is nothing to deploy.
     Deleted {
+        /// The deleted branch.
         branch: String,
     },
+    /// A push from another repository than the configured one (one hook URL, many repos).
     OtherRepository {
+        /// `owner/repo` from the payload; `None` when it names none.
         repository: Option<String>,
+        /// The configured `owner/repo`.
         wanted: String,
     },
 }
 
 impl Verdict {
+    /// The HTTP status: 2xx for everything authenticated, so forges keep the hook enabled.
     pub fn status(&self) -> u16 {
         match self {
             Verdict::Deploy(_) => 202,

@@ -34,6 +34,21 @@ pub struct Settings {
     /// Start the first generation at once; when false, the first `Reload` starts it (baton
     /// does that after deploying a first release).
     pub start_at_once: bool,
+    /// Take over a serving generation from an earlier baton image instead of starting one.
+    pub resume: Option<Resume>,
+}
+
+/// The supervisor's state as an upgraded baton image takes it over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resume {
+    /// The serving generation.
+    pub generation: crate::adopt::Handover,
+    /// The number the next generation gets.
+    pub next_number: u64,
+    /// Counters carried on.
+    pub reloads_ok: u64,
+    /// Counters carried on.
+    pub reloads_failed: u64,
 }
 
 /// `deaths` deaths of a serving generation within `window` are a crash loop (`deaths` 0: never).
@@ -135,7 +150,16 @@ pub enum Request {
         /// Gets the report.
         reply: oneshot::Sender<StatusReport>,
     },
-    /// Drain the current generation and return from [`run`].
+    /// Hold still for an upgrade in place: no reload starts until `Thaw`, and the reply says
+    /// what the next image needs (the notify socket's fd travels beside it). Refused unless
+    /// exactly one generation serves and nothing is starting or draining.
+    Freeze {
+        /// Gets the state, or why an upgrade cannot happen now.
+        reply: oneshot::Sender<Result<(Resume, std::os::fd::OwnedFd), String>>,
+    },
+    /// The upgrade did not happen: carry on.
+    Thaw,
+    /// Drain the current generation and return from [`run`](super::run).
     Shutdown,
     /// Nothing can be served (e.g. the first deploy failed): stop and return this error.
     Fail {

@@ -19,7 +19,7 @@ use crate::generation::{Event, Generation, describe};
 use crate::upstream;
 use batch::Batch;
 pub use messages::{
-    CrashLoop, Notice, ReloadReport, ReloadResult, Request, Settings, StatusReport,
+    CrashLoop, Notice, ReloadReport, ReloadResult, Request, Resume, Settings, StatusReport,
 };
 pub use phase::State;
 use phase::{Happened, Phase, Start, Trial};
@@ -40,6 +40,8 @@ struct Supervisor {
     reloads_ok: u64,
     reloads_failed: u64,
     last_error: Option<String>,
+    /// Held still for an upgrade in place.
+    frozen: bool,
 }
 
 /// Runs the first generation and serves requests until shutdown. Fails only when the first
@@ -60,8 +62,11 @@ pub async fn run(
         reloads_ok: 0,
         reloads_failed: 0,
         last_error: None,
+        frozen: false,
     };
-    if sup.settings.start_at_once {
+    if let Some(resume) = sup.settings.resume.clone() {
+        sup.resume(resume);
+    } else if sup.settings.start_at_once {
         sup.begin(Batch::default());
     } else {
         upstream::status("waiting for the first release");
@@ -73,6 +78,14 @@ pub async fn run(
                 Some(Request::Fail { reason }) => Err(ReloadError::Stopped(reason)),
                 Some(Request::Reload { dir, reply }) => {
                     sup.request_reload(dir, reply);
+                    Ok(())
+                }
+                Some(Request::Freeze { reply }) => {
+                    let _ = reply.send(sup.freeze());
+                    Ok(())
+                }
+                Some(Request::Thaw) => {
+                    sup.frozen = false;
                     Ok(())
                 }
                 Some(Request::Status { reply }) => {
@@ -98,7 +111,9 @@ impl Supervisor {
         dir: Option<PathBuf>,
         reply: Option<oneshot::Sender<ReloadResult>>,
     ) {
-        if self.phase.is_busy() {
+        if self.frozen {
+            Batch::new(dir, reply).fail(ReloadError::Upgrading);
+        } else if self.phase.is_busy() {
             // Coalesce: everyone who asks during a start shares the one start after it.
             self.queued
                 .get_or_insert_with(Batch::default)
@@ -106,6 +121,48 @@ impl Supervisor {
         } else {
             self.begin(Batch::new(dir, reply));
         }
+    }
+
+    /// Takes over the generation an earlier baton image served with; if it is gone, starts a
+    /// fresh one where it ran.
+    fn resume(&mut self, resume: Resume) {
+        self.next_number = resume.next_number;
+        self.reloads_ok = resume.reloads_ok;
+        self.reloads_failed = resume.reloads_failed;
+        self.app_dir = resume.generation.dir.clone();
+        self.ever_served = true;
+        match Generation::adopt(&resume.generation) {
+            Ok(g) => {
+                tracing::info!("took over generation {} (pid {})", g.number, g.pid);
+                self.phase = Phase::Serving(g);
+                upstream::ready(&self.summary());
+            }
+            Err(e) => {
+                tracing::error!("cannot take over the serving generation: {e}; starting a new one");
+                self.begin(Batch::default());
+            }
+        }
+    }
+
+    /// Holds still for an upgrade and says what the next image needs.
+    fn freeze(&mut self) -> Result<(Resume, std::os::fd::OwnedFd), String> {
+        let Phase::Serving(g) = &self.phase else {
+            return Err(format!("cannot upgrade while {}", self.phase.state()));
+        };
+        if !self.retiring.is_empty() {
+            return Err("cannot upgrade while an old generation is still draining".into());
+        }
+        let (generation, fd) = g
+            .handover()
+            .map_err(|e| format!("cannot hand generation {} over: {e}", g.number))?;
+        self.frozen = true;
+        let resume = Resume {
+            generation,
+            next_number: self.next_number,
+            reloads_ok: self.reloads_ok,
+            reloads_failed: self.reloads_failed,
+        };
+        Ok((resume, fd))
     }
 
     /// Starts the next generation for `batch` (the phase is not busy).

@@ -40,15 +40,16 @@ impl Owned {
         let _ = kill(Pid::from_raw(self.pid()), signal);
     }
 
-    pub fn exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
+    /// The exit status once the process has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Waits up to `limit` for the process to exit on its own (after a signal we sent).
     pub async fn wait_exit(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if self.exited() {
+            if self.exit_status().is_some() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -77,5 +78,3 @@ impl Drop for Owned {
         }
     }
 }
-
-pub use crate::proc_facts::{ProcFacts, children};
