@@ -1,6 +1,6 @@
 //! What a person does at the forge to connect a repository to baton: where to paste the deploy
 //! key and how to create the webhook. Shared by `baton init` (prints it) and `baton doctor`
-//! (turns "Permission denied (publickey)" into "add this key at <URL>").
+//! (turns "Permission denied (publickey)" into "add this key at `<URL>`").
 
 /// The kinds of forge baton knows the web pages of. Any other host is assumed to be a
 /// self-hosted GitLab, Gitea or Forgejo, and gets those instructions.
