@@ -195,8 +195,13 @@ fn running_version(service: &str) -> Result<String, (String, String)> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    let name = service
+        .strip_prefix("baton@")
+        .and_then(|s| s.strip_suffix(".service"))
+        .unwrap_or_default();
     let restart = format!(
-        "systemctl restart {service} (the sockets stay open: clients wait, none is refused)"
+        "baton upgrade --control /run/baton/{name}/control.sock (in place: same pid, the app \
+         keeps serving)"
     );
     if target.ends_with(" (deleted)") {
         return Err((
