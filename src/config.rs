@@ -39,6 +39,9 @@ pub struct WebhookSection {
     pub secret_file: Option<PathBuf>,
     /// Only pushes to this repository (`owner/name`) deploy.
     pub repository: Option<String>,
+    /// PEM certificate chain and key: serve the webhook over TLS (see `crate::tls`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,6 +190,8 @@ pub struct WebhookConfig {
     pub secret_file: Option<PathBuf>,
     pub repository: Option<String>,
     pub branch: String,
+    /// (certificate, key) when the webhook serves TLS itself.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, String> {
@@ -241,6 +246,11 @@ impl Config {
                 .clone()
                 .or(file.source.branch.clone())
                 .unwrap_or_else(|| "main".into()),
+            tls: match (file.webhook.tls_cert, file.webhook.tls_key) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => return Err("[webhook] tls_cert and tls_key go together: set both".into()),
+            },
         };
         if !webhook.path.starts_with('/') {
             return Err(format!(

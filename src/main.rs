@@ -11,6 +11,7 @@ mod forge_setup;
 mod init;
 mod paths;
 mod run;
+mod tls;
 mod trigger;
 mod upgrade;
 mod webhook;
