@@ -108,10 +108,10 @@ fn from_the_package_to_push_to_deploy() {
     let baton = root.join("usr/bin/baton");
     let baton = baton.to_str().unwrap();
     let version = Command::new(baton).arg("--version").output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&version.stdout).trim(),
-        format!("baton {}", env!("CARGO_PKG_VERSION")),
-        "{} is another version's package: rebuild it with `cargo deb`",
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(
+        version.starts_with(&format!("baton {} ", env!("CARGO_PKG_VERSION"))),
+        "{} is another version's package ({version}): rebuild it with `cargo deb`",
         deb.display()
     );
     for unit in ["baton@.service", "baton@.socket", "baton-webhook@.socket"] {
@@ -265,4 +265,82 @@ fn from_the_package_to_push_to_deploy() {
             m.diagnostics()
         );
     }
+    // The deploy is done once its probation passed: a restart before that would cut it short
+    // (and count it as failed).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = m.run(&[
+            baton,
+            "status",
+            "--json",
+            "--control",
+            "/run/baton/app/control.sock",
+        ]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let last = status["deploys"]["recent"]
+            .as_array()
+            .and_then(|r| r.first().cloned()); // newest first
+        if last
+            .as_ref()
+            .is_some_and(|l| l["commit"] == commit.as_str() && l["outcome"] == "ok")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the push deploy did not finish: {last:?}\n{}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // TLS on the webhook (docs/proxy.md): after a restart baton serves it with the configured
+    // certificate, and doctor's ping speaks TLS, accepting only that certificate.
+    if !common::have_tool("openssl") {
+        return;
+    }
+    let (cert, key) = (etc.join("app.tls-cert.pem"), etc.join("app.tls-key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+    let owner = nix::unistd::User::from_name(&m.user).unwrap().unwrap();
+    nix::unistd::chown(&key, Some(owner.uid), Some(owner.gid)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config_path = etc.join("app.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap().replace(
+        "[webhook]\n",
+        &format!(
+            "[webhook]\ntls_cert = {:?}\ntls_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    std::fs::write(&config_path, config).unwrap();
+    m.systemctl(&["restart", "baton@app.service"]);
+    let with_tls = m.run(&doctor);
+    let shown = text(&with_tls);
+    assert!(with_tls.status.success(), "{shown}\n{}", m.diagnostics());
+    assert!(
+        shown.contains(&format!(
+            "https://127.0.0.1:{HOOK_PORT}/webhook answered a signed ping"
+        )),
+        "{shown}"
+    );
 }

@@ -14,6 +14,7 @@ use crate::forge_setup::Site;
 mod forge;
 mod state;
 mod systemd;
+mod tls_ping;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DoctorArgs {

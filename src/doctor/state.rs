@@ -58,16 +58,12 @@ fn last_deploy(app: &str, state_dir: &Path) -> Result<String, (String, String)> 
     let Some(last) = entries.last() else {
         return Ok("none yet".into());
     };
-    let what = format!(
-        "{} of {} at {}",
-        last.trigger,
-        if last.commit.is_empty() {
-            "?"
-        } else {
-            &last.commit[..last.commit.len().min(12)]
-        },
-        last.started_at
-    );
+    let short = &last.commit[..last.commit.len().min(12)];
+    let what = if short.is_empty() || last.trigger.contains(short) {
+        format!("{} at {}", last.trigger, last.started_at)
+    } else {
+        format!("{} of {short} at {}", last.trigger, last.started_at)
+    };
     match last.outcome {
         baton_deploy::Outcome::Ok => Ok(format!("{what}: ok")),
         baton_deploy::Outcome::Running => Ok(format!("{what}: running")),

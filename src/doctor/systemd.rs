@@ -134,7 +134,16 @@ fn ping(args: &DoctorArgs, app: &str) -> Result<String, (String, String)> {
         baton_webhook::sign_github(&secret, body.as_bytes()),
         body.len()
     );
-    let response = exchange(&addr, request.as_bytes()).map_err(|e| {
+    let tls_cert = file.webhook.tls_cert.clone();
+    let response = match &tls_cert {
+        Some(cert) => addr
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+            .and_then(|a| super::tls_ping::exchange(a, cert, request.as_bytes(), PING_TIMEOUT)),
+        None => exchange(&addr, request.as_bytes()),
+    };
+    let scheme = if tls_cert.is_some() { "https://" } else { "" };
+    let response = response.map_err(|e| {
         (
             format!("no answer on {addr}: {e}"),
             format!("`systemctl status baton@{app}` and its journal say why"),
@@ -144,7 +153,7 @@ fn ping(args: &DoctorArgs, app: &str) -> Result<String, (String, String)> {
     let code = status_line.split_whitespace().nth(1).unwrap_or("");
     if code.starts_with('2') {
         Ok(format!(
-            "{addr}{path} answered a signed ping: {status_line}"
+            "{scheme}{addr}{path} answered a signed ping: {status_line}"
         ))
     } else {
         Err((
@@ -189,7 +198,9 @@ fn running_version(service: &str) -> Result<String, (String, String)> {
     let target = std::fs::read_link(&exe)
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let installed = format!("baton {}", env!("CARGO_PKG_VERSION"));
+    // This doctor is the installed binary (as run from PATH); a build id tells two builds of
+    // one version apart.
+    let installed = format!("baton {}", crate::build_info::current());
     let running = Command::new(&exe)
         .arg("--version")
         .output()
