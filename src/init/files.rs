@@ -108,3 +108,27 @@ pub fn ensure_dir(dir: &Path, mode: u32, dry_run: bool) -> Result<(), String> {
             .map_err(|e| format!("cannot create {}: {e}", dir.display())),
     }
 }
+
+/// A directory owned by `owner` (the service's state), created with `mode` unless it exists;
+/// an existing one is left as it is (systemd fixes the state directory's owner at start).
+pub fn ensure_owned_dir(
+    dir: &Path,
+    mode: u32,
+    owner: Owner,
+    dry_run: bool,
+) -> Result<Change, String> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => return Ok(Change::Unchanged),
+        Ok(_) => return Err(format!("{} exists and is not a directory", dir.display())),
+        Err(_) if dry_run => return Ok(Change::Created),
+        Err(_) => {}
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::os::unix::fs::chown(dir, Some(owner.uid), Some(owner.gid))
+        .map_err(|e| format!("cannot chown {}: {e}", dir.display()))?;
+    Ok(Change::Created)
+}

@@ -42,6 +42,17 @@ pub struct InitArgs {
     /// Build command, run with `sh -c` in each new release.
     #[arg(long, value_name = "SHELL COMMAND")]
     pub build: Option<String>,
+    /// When a new generation counts as ready (`[app] ready`: notify, http:/PATH,
+    /// notify+http:/PATH, delay:D).
+    #[arg(long, value_name = "MODE")]
+    pub ready: Option<String>,
+    /// A path kept across releases (`[source] shared`; a trailing `/` makes it a directory),
+    /// created empty under the state directory's `shared/`. Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub shared: Vec<String>,
+    /// Parent of the apps' state directories (the unit's StateDirectory=baton/NAME).
+    #[arg(long, default_value = "/var/lib/baton", value_name = "DIR")]
+    pub state_root: PathBuf,
     /// Print what would be done, change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -139,6 +150,22 @@ pub fn run(args: &InitArgs) -> Result<(), String> {
         args.dry_run,
     )?;
     report("config", &config_path, change);
+    if !args.shared.is_empty() {
+        let shared = args.state_root.join(name).join("shared");
+        for dir in [args.state_root.join(name), shared.clone()] {
+            let change = files::ensure_owned_dir(&dir, 0o750, service_user, args.dry_run)?;
+            report("state directory", &dir, change);
+        }
+        for entry in &args.shared {
+            let path = shared.join(entry.trim_end_matches('/'));
+            let change = if entry.ends_with('/') {
+                files::ensure_owned_dir(&path, 0o750, service_user, args.dry_run)?
+            } else {
+                ensure_file(&path, "", 0o600, service_user, Existing::Keep, args.dry_run)?
+            };
+            report("shared", &path, change);
+        }
+    }
 
     let mut dropins_changed = false;
     for (path, text) in &dropins {
@@ -246,7 +273,11 @@ fn config_text(args: &InitArgs, site: Option<&Site>, key: &Path, webhook_path: &
         args.name
     );
     out.push_str("[app]\n");
-    out.push_str(&format!("command = {}\n\n", quoted_list(&args.command)));
+    out.push_str(&format!("command = {}\n", quoted_list(&args.command)));
+    if let Some(ready) = &args.ready {
+        out.push_str(&format!("ready = {}\n", quoted(ready)));
+    }
+    out.push('\n');
     out.push_str("[webhook]\n");
     out.push_str(&format!("path = {}\n", quoted(webhook_path)));
     if let Some(repository) = site.and_then(Site::repository) {
@@ -266,6 +297,9 @@ fn config_text(args: &InitArgs, site: Option<&Site>, key: &Path, webhook_path: &
             "host_fingerprints = {}\n",
             quoted_list(&args.host_fingerprint)
         ));
+    }
+    if !args.shared.is_empty() {
+        out.push_str(&format!("shared = {}\n", quoted_list(&args.shared)));
     }
     if let Some(build) = &args.build {
         out.push_str("\n[build]\n");
