@@ -5,7 +5,8 @@
 //! - an unchanged one reuses the venv (nothing installed: the build log says so);
 //! - requirements that cannot install fail the deploy, the old release keeps serving, and no
 //!   release links the half-made venv;
-//! all under load with no failed request.
+//!
+//! All of it under load, with no failed request.
 //!
 //! pip installs from a local wheelhouse (`$BATON_WHEELS`, else target/ci-wheels, which
 //! `.ci/run` fills with `pip download`), never from the network during the test.
