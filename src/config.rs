@@ -286,7 +286,7 @@ impl Config {
             );
         }
         let app_env: Vec<(String, String)> = app.env.into_iter().collect();
-        baton_handoff::spawn::check_app_env(&app_env)?;
+        baton_handoff::spawn::check_app_env(&app_env).map_err(|e| e.to_string())?;
         let runtime_dir = flags
             .runtime_dir
             .clone()

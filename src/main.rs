@@ -10,6 +10,7 @@ mod doctor;
 mod forge_setup;
 mod init;
 mod paths;
+mod reap;
 mod run;
 mod tls;
 mod trigger;
@@ -89,6 +90,10 @@ enum Cmd {
     Doctor(doctor::DoctorArgs),
     /// Run baton with the reference app on localhost, reload it under load, and show the result.
     Demo(demo::DemoArgs),
+    /// For the units' ExecStopPost=: after a real stop, kill what is left of the unit (after a
+    /// crash, leave the app serving for the restarted baton).
+    #[command(hide = true)]
+    ReapUnit,
 }
 
 #[derive(clap::Args)]
@@ -244,6 +249,7 @@ fn dispatch(command: Cmd) -> Result<(), String> {
         Cmd::Demo(args) => demo::run(&args),
         Cmd::Init(args) => init::run(&args),
         Cmd::Doctor(args) => doctor::run(&args),
+        Cmd::ReapUnit => reap::run(),
     }
 }
 

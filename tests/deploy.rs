@@ -225,6 +225,13 @@ fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_re
             wait_deploying(&baton);
         }
     }
+    // All 12 requests must have arrived before the first build finishes: one runs, one is
+    // pending, ten merged into it.
+    eventually(
+        Duration::from_secs(30),
+        || format!("the requests never all arrived:\n{}", baton.log_text()),
+        || (baton.log_text().matches("(merged)").count() >= 10).then_some(()),
+    );
     std::fs::write(&gate, "").unwrap();
     for w in waiters {
         let out = w.join().unwrap();

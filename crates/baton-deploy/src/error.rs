@@ -13,14 +13,19 @@ pub enum Error {
     Io {
         /// `read`, `write`, `create`, `remove`, `switch`, `delete release`…
         action: &'static str,
+        /// The path it was about.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
     /// A shared entry could not be linked into a release.
     #[error("cannot link {} -> {}: {source}", link.display(), target.display())]
     Link {
+        /// The symlink.
         link: PathBuf,
+        /// What it should point at.
         target: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
     /// A setting (`[source]`, `[build]`, shared entries, the deploy key, known_hosts, pinned
@@ -46,22 +51,49 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("build command is empty")]
+    /// The `[build] command` has no program.
     EmptyCommand,
     #[error("build command `{program}` could not start: {source}")]
+    /// The program could not be started.
     NotStarted {
+        /// The program.
         program: String,
+        /// The OS error.
         source: std::io::Error,
     },
     #[error("waiting for the build failed: {0}")]
+    /// Waiting for the build failed.
     Wait(std::io::Error),
     #[error("build exited with status {code} (see {})", log.display())]
-    Exited { code: i32, log: PathBuf },
+    /// The build exited non-zero; its output is in `log`.
+    Exited {
+        /// The exit code.
+        code: i32,
+        /// Where the build's output is.
+        log: PathBuf,
+    },
     #[error("build was killed by {signal} (see {})", log.display())]
-    Killed { signal: String, log: PathBuf },
+    /// The build was killed by a signal.
+    Killed {
+        /// The signal's name.
+        signal: String,
+        /// Where the build's output is.
+        log: PathBuf,
+    },
     #[error("build timed out after {} (see {})", human_duration(*after), log.display())]
-    TimedOut { after: Duration, log: PathBuf },
+    /// The build ran past its timeout and was killed.
+    TimedOut {
+        /// The timeout.
+        after: Duration,
+        /// Where the build's output is.
+        log: PathBuf,
+    },
     #[error("build ended without an exit status (see {})", log.display())]
-    NoStatus { log: PathBuf },
+    /// The build ended without an exit status.
+    NoStatus {
+        /// Where the build's output is.
+        log: PathBuf,
+    },
 }
 
 impl Error {

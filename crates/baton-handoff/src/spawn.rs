@@ -68,27 +68,38 @@ pub enum AppEnv {
 /// What to run as a generation.
 #[derive(Debug, Clone)]
 pub struct AppCommand {
+    /// Program and arguments.
     pub argv: Vec<OsString>,
     /// Working directory; `None` keeps baton's.
     pub cwd: Option<PathBuf>,
+    /// What environment it gets.
     pub env: AppEnv,
+}
+
+/// A variable `[app] env` may not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppEnvError {
+    /// One baton sets or withholds itself.
+    #[error("[app] env may not set {0}: baton sets or withholds it itself")]
+    Reserved(String),
+    /// Not a variable name.
+    #[error("[app] env has an invalid variable name `{0}`")]
+    BadName(String),
 }
 
 /// Whether `[app] env` may set these variables: not baton's supervision variables, and not
 /// the `BATON_` prefix, which baton reserves for what it sets itself.
-pub fn check_app_env(env: &[(String, String)]) -> Result<(), String> {
+pub fn check_app_env(env: &[(String, String)]) -> Result<(), AppEnvError> {
     for (key, _) in env {
         let reserved = STRIPPED_VARS.contains(&key.as_str())
             || key.starts_with("LISTEN_")
             || key.starts_with("WATCHDOG_")
             || key.starts_with("BATON_");
         if reserved {
-            return Err(format!(
-                "[app] env may not set {key}: baton sets or withholds it itself"
-            ));
+            return Err(AppEnvError::Reserved(key.clone()));
         }
         if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(format!("[app] env has an invalid variable name `{key}`"));
+            return Err(AppEnvError::BadName(key.clone()));
         }
     }
     Ok(())
@@ -149,8 +160,11 @@ fn is_executable(path: &Path) -> bool {
 
 /// Everything a generation inherits besides its command.
 pub struct Inheritance<'a> {
+    /// The sockets, laid out at fd 3..
     pub sockets: &'a [crate::listen::Socket],
+    /// Its private NOTIFY_SOCKET.
     pub notify_socket: &'a Path,
+    /// Its number (`BATON_GENERATION`).
     pub generation: u64,
 }
 
@@ -295,6 +309,7 @@ fn lay_out_fds(fds: &[RawFd]) -> io::Result<()> {
         // SAFETY: `target` is in the range reserved for the sockets; dup2 replaces it.
         let placed = unsafe { libc_dup2(copy.as_raw_fd(), target)? };
         fcntl(
+            // SAFETY: `placed` was just laid out by dup2 above and is open in this process.
             unsafe { BorrowedFd::borrow_raw(placed) },
             FcntlArg::F_SETFD(FdFlag::empty()),
         )?;
@@ -328,6 +343,7 @@ fn close_fds_from(first: RawFd) {
 
 /// dup2 onto a fixed number; nix's safe wrappers want an owned target we do not have.
 unsafe fn libc_dup2(src: RawFd, target: RawFd) -> io::Result<RawFd> {
+    // SAFETY: dup2(2) on plain fd numbers; async-signal-safe, no memory is touched.
     let r = unsafe { nix::libc::dup2(src, target) };
     if r < 0 {
         Err(io::Error::last_os_error())

@@ -3,8 +3,10 @@
 //! generations in it); everything else talks to it by [`Request`].
 
 mod batch;
+mod continuity;
 mod messages;
 mod phase;
+mod report;
 mod restart;
 
 use std::path::PathBuf;
@@ -42,6 +44,10 @@ struct Supervisor {
     last_error: Option<String>,
     /// Held still for an upgrade in place.
     frozen: bool,
+    /// A generation a crashed baton left serving, until a new one is in service.
+    orphans: Vec<crate::adopt::Record>,
+    /// What the record file says now.
+    recorded: Vec<crate::adopt::Record>,
 }
 
 /// Runs the first generation and serves requests until shutdown. Fails only when the first
@@ -63,7 +69,14 @@ pub async fn run(
         reloads_failed: 0,
         last_error: None,
         frozen: false,
+        orphans: Vec::new(),
+        recorded: Vec::new(),
     };
+    sup.orphans = sup.settings.orphans.clone();
+    if let Some(last) = sup.settings.orphans.iter().map(|o| o.number).max() {
+        // Numbers go on from the generations that still serve.
+        sup.next_number = last + 1;
+    }
     if let Some(resume) = sup.settings.resume.clone() {
         sup.resume(resume);
     } else if sup.settings.start_at_once {
@@ -121,48 +134,6 @@ impl Supervisor {
         } else {
             self.begin(Batch::new(dir, reply));
         }
-    }
-
-    /// Takes over the generation an earlier baton image served with; if it is gone, starts a
-    /// fresh one where it ran.
-    fn resume(&mut self, resume: Resume) {
-        self.next_number = resume.next_number;
-        self.reloads_ok = resume.reloads_ok;
-        self.reloads_failed = resume.reloads_failed;
-        self.app_dir = resume.generation.dir.clone();
-        self.ever_served = true;
-        match Generation::adopt(&resume.generation) {
-            Ok(g) => {
-                tracing::info!("took over generation {} (pid {})", g.number, g.pid);
-                self.phase = Phase::Serving(g);
-                upstream::ready(&self.summary());
-            }
-            Err(e) => {
-                tracing::error!("cannot take over the serving generation: {e}; starting a new one");
-                self.begin(Batch::default());
-            }
-        }
-    }
-
-    /// Holds still for an upgrade and says what the next image needs.
-    fn freeze(&mut self) -> Result<(Resume, std::os::fd::OwnedFd), String> {
-        let Phase::Serving(g) = &self.phase else {
-            return Err(format!("cannot upgrade while {}", self.phase.state()));
-        };
-        if !self.retiring.is_empty() {
-            return Err("cannot upgrade while an old generation is still draining".into());
-        }
-        let (generation, fd) = g
-            .handover()
-            .map_err(|e| format!("cannot hand generation {} over: {e}", g.number))?;
-        self.frozen = true;
-        let resume = Resume {
-            generation,
-            next_number: self.next_number,
-            reloads_ok: self.reloads_ok,
-            reloads_failed: self.reloads_failed,
-        };
-        Ok((resume, fd))
     }
 
     /// Starts the next generation for `batch` (the phase is not busy).
@@ -242,6 +213,7 @@ impl Supervisor {
         {
             self.begin(next);
         }
+        self.record();
         Ok(())
     }
 
@@ -346,6 +318,11 @@ impl Supervisor {
         self.phase = Phase::Serving(generation);
         upstream::ready(&self.summary());
         batch.answer(&Ok(report));
+        for orphan in std::mem::take(&mut self.orphans) {
+            let (signal, timeout) = (self.settings.drain_signal, self.settings.drain_timeout);
+            self.retiring
+                .spawn(crate::adopt::drain_orphan(orphan, signal, timeout));
+        }
     }
 
     /// A start or probation failed: the old generation (never signalled) keeps serving; with
@@ -465,58 +442,6 @@ impl Supervisor {
         });
     }
 
-    fn summary(&self) -> String {
-        let state = self.phase.state();
-        let mut s = match self.phase.serving() {
-            Some(g) => format!("generation {} pid {} {state}", g.number, g.pid),
-            None => state.to_string(),
-        };
-        if let Phase::Probation { trial, .. } = &self.phase {
-            s.push_str(&format!(
-                " (generation {} pid {} on probation)",
-                trial.number, trial.pid
-            ));
-        }
-        if let Some(app) = self.phase.serving().and_then(|g| g.app_status.as_ref()) {
-            s.push_str(": ");
-            s.push_str(app);
-        }
-        s
-    }
-
-    fn status(&self) -> StatusReport {
-        let mut report = StatusReport {
-            baton_pid: std::process::id(),
-            state: self.phase.state(),
-            generation: None,
-            app_pid: None,
-            started_at: None,
-            app_status: None,
-            app_dir: self.app_dir.clone(),
-            probation: None,
-            retiring: self.retiring.len(),
-            reloads_ok: self.reloads_ok,
-            reloads_failed: self.reloads_failed,
-            last_error: self.last_error.clone(),
-        };
-        if let Some(g) = self.phase.serving() {
-            report.generation = Some(g.number);
-            report.app_pid = Some(g.pid.as_raw());
-            report.started_at = Some(baton_clock::Utc::from_system(g.started_at).rfc3339());
-            report.app_status = g.app_status.clone();
-        }
-        if let Phase::Probation { serving, trial } = &self.phase {
-            report.probation = Some(trial.number);
-            if serving.is_none() {
-                // Alone on probation, it is the one serving.
-                report.generation = Some(trial.number);
-                report.app_pid = Some(trial.pid);
-                report.started_at = Some(trial.started_at.clone());
-            }
-        }
-        report
-    }
-
     /// Answers every waiter with `why`, drains what serves (a start or probation in flight is
     /// killed: dropping a generation kills its group) and waits for all generations to exit.
     async fn shutdown(mut self, why: ReloadError) {
@@ -545,6 +470,10 @@ impl Supervisor {
             Phase::Idle | Phase::Down { .. } => {}
         }
         while self.retiring.join_next().await.is_some() {}
+        if let Some(path) = &self.settings.record {
+            // Nothing serves any more: a later baton must not look for a survivor.
+            let _ = std::fs::remove_file(path);
+        }
         tracing::info!("all generations have exited");
     }
 }
