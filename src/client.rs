@@ -49,6 +49,9 @@ pub fn deployed(reply: Reply, done: &str, action: &str) -> Result<(), String> {
                 d.generation,
                 d.app_pid
             );
+            if let Some(why) = &d.warning {
+                println!("warning: {why}");
+            }
             Ok(())
         }
         other => Err(format!("{action} failed: {}", reason(other))),
@@ -85,6 +88,43 @@ pub fn print_deploys(d: &deploy::Status) {
             e.trigger,
             e.reason.as_deref().unwrap_or("")
         );
+    }
+}
+
+/// One line per deploy: when, outcome, release, trigger, then each phase's duration.
+pub fn print_history(entries: &[baton_deploy::Entry]) {
+    if entries.is_empty() {
+        println!("no deploys yet");
+    }
+    for e in entries {
+        let outcome = format!("{:?}", e.outcome).to_lowercase();
+        let release = if e.release.is_empty() {
+            "-"
+        } else {
+            &e.release
+        };
+        println!("{}  {outcome:<7} {release:<28} {}", e.started_at, e.trigger);
+        if !e.phases.is_empty() {
+            let phases: Vec<String> = e
+                .phases
+                .iter()
+                .map(|p| format!("{} {}", p.phase, format_ms(p.ms)))
+                .collect();
+            println!("    {}", phases.join(", "));
+        }
+        if let Some(reason) = &e.reason {
+            let phase = e.failed_phase.as_deref().unwrap_or("?");
+            println!("    failed in {phase}: {reason}");
+        }
+    }
+}
+
+/// `850 ms`, `12.3 s`.
+fn format_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
     }
 }
 

@@ -29,6 +29,17 @@ pub struct FileConfig {
     pub source: SourceSection,
     #[serde(default)]
     pub build: BuildSection,
+    #[serde(default)]
+    pub deploy: DeploySection,
+}
+
+/// Release hooks (argv each), run like the build: see docs/deploy.md.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySection {
+    pub before_start: Option<Vec<String>>,
+    pub after_live: Option<Vec<String>>,
+    pub after_rollback: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -295,7 +306,12 @@ impl Config {
             .clone()
             .or(file.state_dir)
             .unwrap_or_else(paths::default_state_dir);
-        let deploy = deploy_settings(flags, file.source, file.build, &webhook.branch, &state_dir)?;
+        let sections = DeploySections {
+            source: file.source,
+            build: file.build,
+            hooks: file.deploy,
+        };
+        let deploy = deploy_settings(flags, sections, &webhook.branch, &state_dir)?;
         let readiness: Readiness = named("ready", pick(&flags.ready, app.ready, "notify").parse())?;
         let ready_timeout = named(
             "ready_timeout",
@@ -341,17 +357,37 @@ impl Config {
     }
 }
 
-/// `[source]` + `[build]` (+ flags) → deploy settings; `None` without a repository, in which
-/// case `[build]` or other `[source]` keys are an error rather than silently ignored.
-fn deploy_settings(
-    flags: &RunFlags,
+/// The file's sections that describe deploys.
+struct DeploySections {
     source: SourceSection,
     build: BuildSection,
+    hooks: DeploySection,
+}
+
+/// `[source]` + `[build]` + `[deploy]` (+ flags) → deploy settings; `None` without a
+/// repository, in which case `[build]`, `[deploy]` or other `[source]` keys are an error rather
+/// than silently ignored.
+fn deploy_settings(
+    flags: &RunFlags,
+    sections: DeploySections,
     branch: &str,
     state_dir: &Path,
 ) -> Result<Option<crate::deploy::Settings>, String> {
+    let DeploySections {
+        source,
+        build,
+        hooks,
+    } = sections;
     let repo = flags.repo.clone().or(source.repo);
     let Some(repo) = repo else {
+        if hooks.before_start.is_some()
+            || hooks.after_live.is_some()
+            || hooks.after_rollback.is_some()
+        {
+            return Err(
+                "[deploy] hooks need [source] repo (they run in release directories)".into(),
+            );
+        }
         let stray = build.command.is_some()
             || source.deploy_key.is_some()
             || source.known_hosts.is_some()
@@ -371,22 +407,38 @@ fn deploy_settings(
         host_fingerprints: source.host_fingerprints,
     };
     source_cfg.validate().map_err(|e| e.to_string())?;
+    let build_env: Vec<(String, String)> = build.env.into_iter().collect();
+    baton_deploy::build::check_env(&build_env).map_err(|e| e.to_string())?;
+    let build_timeout = named(
+        "[build] timeout",
+        duration::parse(build.timeout.as_deref().unwrap_or("20m")),
+    )?;
+    for (name, hook) in [
+        ("before_start", &hooks.before_start),
+        ("after_live", &hooks.after_live),
+        ("after_rollback", &hooks.after_rollback),
+    ] {
+        if hook.as_ref().is_some_and(Vec::is_empty) {
+            return Err(format!("[deploy] {name} is empty"));
+        }
+    }
+    let hooks = crate::deploy::hooks::Hooks {
+        before_start: hooks.before_start,
+        after_live: hooks.after_live,
+        after_rollback: hooks.after_rollback,
+        timeout: build_timeout,
+        env: build_env.clone(),
+    };
     let build = match build.command {
         Some(command) if command.is_empty() => return Err("[build] command is empty".into()),
-        Some(command) => {
-            let env: Vec<(String, String)> = build.env.into_iter().collect();
-            baton_deploy::build::check_env(&env).map_err(|e| e.to_string())?;
-            Some(crate::deploy::Build {
-                command,
-                timeout: named(
-                    "[build] timeout",
-                    duration::parse(build.timeout.as_deref().unwrap_or("20m")),
-                )?,
-                env,
-            })
-        }
-        None if build.timeout.is_some() || !build.env.is_empty() => {
-            return Err("[build] needs a command".into());
+        Some(command) => Some(crate::deploy::Build {
+            command,
+            timeout: build_timeout,
+            env: build_env,
+        }),
+        // Hooks use [build] timeout and env too; without hooks they need a build command.
+        None if (build.timeout.is_some() || !hooks.env.is_empty()) && !hooks.any() => {
+            return Err("[build] needs a command (or [deploy] hooks to apply to)".into());
         }
         None => None,
     };
@@ -404,6 +456,7 @@ fn deploy_settings(
             .poll_interval
             .map(|p| named("[source] poll_interval", duration::parse(&p)))
             .transpose()?,
+        hooks,
     }))
 }
 

@@ -30,6 +30,10 @@ pub enum Command {
     Rollback {
         release: Option<String>,
     },
+    /// The newest `n` deploy history entries, newest first.
+    History {
+        n: usize,
+    },
 }
 
 /// One answer. On the wire it is an object with `"ok"` and one of `reload`, `deploy`,
@@ -43,6 +47,7 @@ pub enum Reply {
         status: Box<StatusReport>,
         deploys: Option<deploy::Status>,
     },
+    History(Vec<baton_deploy::Entry>),
     Error(String),
 }
 
@@ -60,6 +65,8 @@ pub struct Wire {
     deploy: Option<deploy::Report>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deploys: Option<deploy::Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<baton_deploy::Entry>>,
 }
 
 impl From<Reply> for Wire {
@@ -79,6 +86,11 @@ impl From<Reply> for Wire {
                 ok: true,
                 status: Some(*status),
                 deploys,
+                ..Wire::default()
+            },
+            Reply::History(entries) => Wire {
+                ok: true,
+                history: Some(entries),
                 ..Wire::default()
             },
             Reply::Error(e) => Wire {
@@ -103,6 +115,8 @@ impl TryFrom<Wire> for Reply {
             Ok(Reply::Reloaded(r))
         } else if let Some(d) = w.deploy {
             Ok(Reply::Deployed(d))
+        } else if let Some(entries) = w.history {
+            Ok(Reply::History(entries))
         } else if let Some(status) = w.status {
             Ok(Reply::Status {
                 status: Box::new(status),
@@ -154,6 +168,12 @@ async fn execute(command: Command, front: &Dispatcher) -> Reply {
                     status: Box::new(status),
                     deploys,
                 },
+                Err(e) => Reply::Error(e.to_string()),
+            };
+        }
+        Command::History { n } => {
+            return match front.history(n).await {
+                Ok(entries) => Reply::History(entries),
                 Err(e) => Reply::Error(e.to_string()),
             };
         }

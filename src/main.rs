@@ -60,6 +60,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List recent deploys and rollbacks with the time each phase took, newest first.
+    History {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Print JSON (the history entries as baton stores them).
+        #[arg(long)]
+        json: bool,
+        /// How many entries (at most 200 are kept).
+        #[arg(short = 'n', default_value_t = 10)]
+        n: usize,
+    },
     /// Validate a configuration file.
     Check {
         #[arg(short = 'c', long)]
@@ -157,6 +168,19 @@ fn dispatch(command: Cmd) -> Result<(), String> {
                 if let Some(d) = &deploys {
                     client::print_deploys(d);
                 }
+            }
+            Ok(())
+        }
+        Cmd::History { client, json, n } => {
+            let entries = match client::call(&client, Command::History { n })? {
+                Reply::History(entries) => entries,
+                other => return Err(client::reason(other)),
+            };
+            if json {
+                let text = serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())?;
+                println!("{text}");
+            } else {
+                client::print_history(&entries);
             }
             Ok(())
         }

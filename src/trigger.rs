@@ -132,6 +132,17 @@ impl Dispatcher {
         Ok((status, self.deploy_status().await))
     }
 
+    /// The newest `n` deploy history entries, newest first.
+    pub async fn history(&self, n: usize) -> Result<Vec<baton_deploy::Entry>, TriggerError> {
+        let deployer = self
+            .deployer
+            .as_ref()
+            .ok_or(TriggerError::NoSource("there is no deploy history"))?;
+        let (reply, answer) = oneshot::channel();
+        send(deployer, deploy::Request::History { n, reply }).await?;
+        answer.await.map_err(|_| TriggerError::ShuttingDown)
+    }
+
     /// The deploy queue's status (`None` without a repository or when it is gone).
     pub async fn deploy_status(&self) -> Option<deploy::Status> {
         let deployer = self.deployer.as_ref()?;

@@ -8,6 +8,7 @@
 //! The supervisor only ever sees a reload into a release directory; the running release is
 //! never touched.
 
+pub mod hooks;
 mod pipeline;
 pub mod poll;
 pub mod queue;
@@ -32,6 +33,7 @@ pub struct Settings {
     pub build: Option<Build>,
     pub keep: usize,
     pub poll_interval: Option<Duration>,
+    pub hooks: hooks::Hooks,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +50,9 @@ pub struct Report {
     pub commit: String,
     pub generation: u64,
     pub app_pid: i32,
+    /// The release serves, but its `after_live` / `after_rollback` hook failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Why a deploy or rollback did not put a release in service. The serving release, if any,
@@ -63,6 +68,9 @@ pub enum DeployError {
     /// The build command failed.
     #[error("{0}")]
     Build(String),
+    /// The `before_start` hook failed.
+    #[error("{0}")]
+    Hook(String),
     /// The new generation did not start, become ready or pass probation.
     #[error(transparent)]
     Handoff(#[from] ReloadError),
@@ -99,6 +107,7 @@ impl DeployError {
             DeployError::Git(_) => Some("fetch"),
             DeployError::Release(_) => Some("checkout"),
             DeployError::Build(_) => Some("build"),
+            DeployError::Hook(_) => Some("before_start"),
             DeployError::Handoff(ReloadError::Probation(_)) => Some("probation"),
             DeployError::Handoff(_) => Some("start"),
             _ => None,
@@ -184,5 +193,10 @@ pub enum Request {
     },
     Status {
         reply: oneshot::Sender<Status>,
+    },
+    /// The newest `n` history entries, newest first.
+    History {
+        n: usize,
+        reply: oneshot::Sender<Vec<Entry>>,
     },
 }

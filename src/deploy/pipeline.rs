@@ -9,6 +9,7 @@ use baton_handoff::error::ReloadError;
 use baton_handoff::supervisor::{ReloadReport, Request as SupervisorRequest};
 use tokio::sync::{mpsc, oneshot};
 
+use super::hooks::Hook;
 use super::{DeployError, DeployResult, DeployState, Report, Settings, Trigger};
 
 /// What every job needs: the settings, the state directory's owner, the supervisor.
@@ -96,7 +97,37 @@ pub async fn execute(ctx: Arc<Context>, job: Job) -> DeployResult {
             .map(|report| (release, report)),
         Err(failure) => Err(failure),
     };
-    finish(&ctx, outcome, phases)
+    let (mut result, failed_phase) = settle(&ctx, outcome);
+    if let Ok((release, report)) = &mut result {
+        let hook = match job {
+            Job::Deploy { .. } => Hook::AfterLive,
+            Job::Rollback { .. } => Hook::AfterRollback,
+        };
+        report.warning = after_hook(&ctx, hook, release, &mut phases).await;
+    }
+    let result = result.map(|(_, report)| report);
+    record(&ctx, &result, failed_phase, phases);
+    result
+}
+
+/// Runs `after_live` / `after_rollback`: the release already serves, so a failure is only
+/// reported (returned as the deploy's warning and logged), never rolled back.
+async fn after_hook(
+    ctx: &Context,
+    hook: Hook,
+    release: &Release,
+    phases: &mut Phases,
+) -> Option<String> {
+    let started = Instant::now();
+    let outcome = ctx.settings.hooks.run(hook, release).await?;
+    phases.add(hook.name(), started);
+    let why = outcome.err()?;
+    tracing::error!(
+        "release {} serves, but its {} hook failed (nothing is rolled back): {why}",
+        release.id,
+        hook.name()
+    );
+    Some(why)
 }
 
 /// A failure, and the release it leaves behind (to be marked failed), if one was made.
@@ -182,6 +213,16 @@ async fn prepare(
             return Err(Box::new(Failure {
                 release: Some(release),
                 error: DeployError::Build(e.to_string()),
+            }));
+        }
+    }
+    let started = Instant::now();
+    if let Some(outcome) = ctx.settings.hooks.run(Hook::BeforeStart, &release).await {
+        phases.add(Hook::BeforeStart.name(), started);
+        if let Err(why) = outcome {
+            return Err(Box::new(Failure {
+                release: Some(release),
+                error: DeployError::Hook(why),
             }));
         }
     }
@@ -272,6 +313,7 @@ async fn handoff(
         commit: release.commit.clone(),
         generation: report.generation,
         app_pid: report.app_pid,
+        warning: None,
     })
 }
 
@@ -282,14 +324,14 @@ fn handoff_error(e: ReloadError) -> DeployError {
     }
 }
 
-/// Records the outcome: `current` + retention on success, the failure marker otherwise.
-fn finish(
+/// Settles the outcome: `current` + retention on success, the failure marker otherwise.
+/// Returns the result and, for a failure, the phase it failed in.
+fn settle(
     ctx: &Context,
     outcome: Result<(Release, Report), Box<Failure>>,
-    phases: Phases,
-) -> DeployResult {
+) -> (Result<(Release, Report), DeployError>, Option<&'static str>) {
     let state = &ctx.state;
-    let (result, failed_phase) = match outcome {
+    match outcome {
         Ok((release, report)) => match state.releases.set_current(&release) {
             Ok(()) => {
                 // Ready, through probation and switched to: rollbacks may come back to it.
@@ -300,7 +342,7 @@ fn finish(
                     Ok(_) => {}
                     Err(e) => tracing::warn!("pruning releases failed: {e}"),
                 }
-                (Ok(report), None)
+                (Ok((release, report)), None)
             }
             Err(e) => (Err(DeployError::Release(e.to_string())), Some("start")),
         },
@@ -315,8 +357,17 @@ fn finish(
             let phase = error.phase();
             (Err(error), phase)
         }
-    };
-    state.update(|e| {
+    }
+}
+
+/// Writes the job's end into its history entry.
+fn record(
+    ctx: &Context,
+    result: &DeployResult,
+    failed_phase: Option<&'static str>,
+    phases: Phases,
+) {
+    ctx.state.update(|e| {
         e.finished_at = Some(baton_clock::utc_now());
         e.outcome = if result.is_ok() {
             Outcome::Ok
@@ -324,10 +375,10 @@ fn finish(
             Outcome::Failed
         };
         e.reason = result.as_ref().err().map(|e| e.to_string());
+        e.warning = result.as_ref().ok().and_then(|r| r.warning.clone());
         e.failed_phase = failed_phase.map(str::to_string);
         e.phases = phases.0;
     });
-    result
 }
 
 /// Runs blocking git/filesystem work off the async runtime.

@@ -48,6 +48,9 @@ pub async fn run(
                 Some(Request::Status { reply }) => {
                     let _ = reply.send(status(&ctx.state, &running, &pending));
                 }
+                Some(Request::History { n, reply }) => {
+                    let _ = reply.send(ctx.state.recent(n));
+                }
                 Some(Request::Deploy { rev, trigger, reply }) => {
                     enqueue(&mut pending, Job::Deploy { rev, trigger }, reply);
                 }

@@ -42,26 +42,43 @@ pub enum Error {
     State(String),
 }
 
-/// How a build failed. `log` is the release's `build.log`, named in the message.
+/// How a build (or a release hook: `step` names which) failed. `log` is the file the step's
+/// output went to, named in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("build command is empty")]
-    EmptyCommand,
-    #[error("build command `{program}` could not start: {source}")]
+    #[error("{step} command is empty")]
+    EmptyCommand { step: String },
+    #[error("{step} command `{program}` could not start: {source}")]
     NotStarted {
+        step: String,
         program: String,
         source: std::io::Error,
     },
-    #[error("waiting for the build failed: {0}")]
-    Wait(std::io::Error),
-    #[error("build exited with status {code} (see {})", log.display())]
-    Exited { code: i32, log: PathBuf },
-    #[error("build was killed by {signal} (see {})", log.display())]
-    Killed { signal: String, log: PathBuf },
-    #[error("build timed out after {} (see {})", human_duration(*after), log.display())]
-    TimedOut { after: Duration, log: PathBuf },
-    #[error("build ended without an exit status (see {})", log.display())]
-    NoStatus { log: PathBuf },
+    #[error("waiting for the {step} failed: {source}")]
+    Wait {
+        step: String,
+        source: std::io::Error,
+    },
+    #[error("{step} exited with status {code} (see {})", log.display())]
+    Exited {
+        step: String,
+        code: i32,
+        log: PathBuf,
+    },
+    #[error("{step} was killed by {signal} (see {})", log.display())]
+    Killed {
+        step: String,
+        signal: String,
+        log: PathBuf,
+    },
+    #[error("{step} timed out after {} (see {})", human_duration(*after), log.display())]
+    TimedOut {
+        step: String,
+        after: Duration,
+        log: PathBuf,
+    },
+    #[error("{step} ended without an exit status (see {})", log.display())]
+    NoStatus { step: String, log: PathBuf },
 }
 
 impl Error {
