@@ -50,6 +50,10 @@ pub struct WebhookSection {
     pub secret_file: Option<PathBuf>,
     /// Only pushes to this repository (`owner/name`) deploy.
     pub repository: Option<String>,
+    /// `push` (default) or `workflow_run`: deploy only commits whose CI run passed.
+    pub deploy_on: Option<String>,
+    /// With `deploy_on = "workflow_run"`: only this workflow (name or file path) counts.
+    pub workflow: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -198,6 +202,7 @@ pub struct WebhookConfig {
     pub secret_file: Option<PathBuf>,
     pub repository: Option<String>,
     pub branch: String,
+    pub deploy_on: baton_webhook::DeployOn,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, String> {
@@ -252,6 +257,7 @@ impl Config {
                 .clone()
                 .or(file.source.branch.clone())
                 .unwrap_or_else(|| "main".into()),
+            deploy_on: parse_deploy_on(file.webhook.deploy_on.as_deref(), file.webhook.workflow)?,
         };
         if !webhook.path.starts_with('/') {
             return Err(format!(
@@ -458,6 +464,25 @@ fn deploy_settings(
             .transpose()?,
         hooks,
     }))
+}
+
+/// `[webhook] deploy_on` and `workflow`.
+fn parse_deploy_on(
+    deploy_on: Option<&str>,
+    workflow: Option<String>,
+) -> Result<baton_webhook::DeployOn, String> {
+    use baton_webhook::DeployOn;
+    match (deploy_on.unwrap_or("push"), workflow) {
+        ("push", None) => Ok(DeployOn::Push),
+        ("push", Some(_)) => Err("[webhook] workflow needs deploy_on = \"workflow_run\"".into()),
+        ("workflow_run", Some(w)) if w.trim().is_empty() => {
+            Err("[webhook] workflow is empty".into())
+        }
+        ("workflow_run", workflow) => Ok(DeployOn::CiSuccess { workflow }),
+        (other, _) => Err(format!(
+            "[webhook] deploy_on {other:?} is not \"push\" or \"workflow_run\""
+        )),
+    }
 }
 
 fn named<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, String> {

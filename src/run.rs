@@ -183,6 +183,7 @@ fn prepare_webhook(
     verify.branch = w.branch.clone();
     verify.path = w.path.clone();
     verify.repository = w.repository.clone();
+    verify.deploy_on = w.deploy_on.clone();
     create_dir(&config.state_dir, "state")?;
     let deliveries = Deliveries::load(config.state_dir.join("webhook-deliveries.json"))?;
     tracing::info!(

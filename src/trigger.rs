@@ -24,6 +24,9 @@ pub enum Action {
     Rollback { release: Option<String> },
     /// A verified push of `commit`: deploy with a repository, reload without.
     Push { forge: String, commit: String },
+    /// A verified, successful CI run for `commit`: deploy exactly that commit (if still fresh)
+    /// with a repository, reload without.
+    CiPassed { forge: String, commit: String },
 }
 
 /// What an action achieved.
@@ -87,7 +90,14 @@ impl Dispatcher {
                 let trigger = Trigger::Push { forge, commit };
                 self.deploy(None, trigger).await
             }
-            Action::Push { .. } => self.reload().await,
+            Action::CiPassed { forge, commit } if self.deploys() => {
+                let trigger = Trigger::Ci {
+                    forge,
+                    commit: commit.clone(),
+                };
+                self.deploy(Some(commit), trigger).await
+            }
+            Action::Push { .. } | Action::CiPassed { .. } => self.reload().await,
             Action::Deploy { rev, trigger } => self.deploy(rev, trigger).await,
             Action::Rollback { release } => {
                 let deployer = self

@@ -92,6 +92,11 @@ pub enum DeployError {
         phase: String,
         why: String,
     },
+    /// A passed CI run for a commit that is no longer worth deploying.
+    #[error(
+        "CI passed for {commit}, but it is not on the branch head's history or is behind what serves; not deploying it"
+    )]
+    Stale { commit: String },
     /// The deploy task itself died.
     #[error("deploy task failed: {0}")]
     Task(String),
@@ -104,7 +109,7 @@ impl DeployError {
     /// The history's name for the phase this error comes from.
     fn phase(&self) -> Option<&'static str> {
         match self {
-            DeployError::Git(_) => Some("fetch"),
+            DeployError::Git(_) | DeployError::Stale { .. } => Some("fetch"),
             DeployError::Release(_) => Some("checkout"),
             DeployError::Build(_) => Some("build"),
             DeployError::Hook(_) => Some("before_start"),
@@ -147,6 +152,8 @@ pub enum Trigger {
     Command,
     /// A verified push (forge and the pushed commit).
     Push { forge: String, commit: String },
+    /// A CI run passed for `commit` (`deploy_on = workflow_run`).
+    Ci { forge: String, commit: String },
     /// The poller saw the branch move.
     Poll,
     /// No release yet at start-up.
@@ -165,6 +172,9 @@ impl Trigger {
             Trigger::Push { forge, commit } => {
                 format!("webhook {forge} {}", &commit[..12.min(commit.len())])
             }
+            Trigger::Ci { forge, commit } => {
+                format!("ci {forge} {}", &commit[..12.min(commit.len())])
+            }
             Trigger::Poll => "poll".into(),
             Trigger::Startup => "startup".into(),
             Trigger::AutoRollback => "auto-rollback".into(),
@@ -174,7 +184,10 @@ impl Trigger {
 
     /// Automatic triggers do not retry a commit that failed after its build.
     fn is_automatic(&self) -> bool {
-        matches!(self, Trigger::Push { .. } | Trigger::Poll)
+        matches!(
+            self,
+            Trigger::Push { .. } | Trigger::Ci { .. } | Trigger::Poll
+        )
     }
 }
 

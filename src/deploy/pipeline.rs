@@ -154,17 +154,30 @@ async fn prepare(
 ) -> Result<Release, Box<Failure>> {
     let fetch = Instant::now();
     let (state, settings) = (ctx.state.clone(), ctx.settings.clone());
-    let commit = blocking(move || {
+    let serving = ctx.state.releases.current().map(|r| r.commit);
+    let (commit, fresh) = blocking(move || {
         state.with_mirror(|mirror| {
             let head = mirror.fetch(&settings.source).map_err(|e| e.to_string())?;
-            match &rev {
-                Some(rev) => mirror.resolve(rev).map_err(|e| e.to_string()),
-                None => Ok(head),
-            }
+            let commit = match &rev {
+                Some(rev) => mirror.resolve(rev).map_err(|e| e.to_string())?,
+                None => head,
+            };
+            let fresh = worth_deploying(mirror, head, commit, serving.as_deref())
+                .map_err(|e| e.to_string())?;
+            Ok((commit, fresh))
         })
     })
     .await?
     .map_err(DeployError::Git)?;
+    // A CI run may report long after newer commits landed: deploy what it tested only if that
+    // is still the branch head or at least ahead of what serves (never back in time).
+    if matches!(trigger, Trigger::Ci { .. }) && !fresh {
+        ctx.state.update(|e| e.commit = commit.to_string());
+        return Err(DeployError::Stale {
+            commit: commit.to_string(),
+        }
+        .into());
+    }
     phases.add("fetch", fetch);
     let commit_id = commit.to_string();
     ctx.state.update(|e| e.commit = commit_id);
@@ -233,6 +246,26 @@ async fn prepare(
         }));
     }
     Ok(release)
+}
+
+/// Whether `commit` is on the branch (the fetched `head` contains it) and is either the head
+/// itself or newer than the serving commit.
+fn worth_deploying(
+    mirror: &baton_deploy::Mirror,
+    head: baton_deploy::Oid,
+    commit: baton_deploy::Oid,
+    serving: Option<&str>,
+) -> Result<bool, baton_deploy::Error> {
+    if commit == head {
+        return Ok(true);
+    }
+    if !mirror.contains(head, commit)? {
+        return Ok(false);
+    }
+    match serving.and_then(|s| baton_deploy::Oid::from_str(s).ok()) {
+        Some(serving) => Ok(commit != serving && mirror.contains(commit, serving)?),
+        None => Ok(true),
+    }
 }
 
 /// A commit that failed after its build (it failed to start or pass probation, or crash-looped

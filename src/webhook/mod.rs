@@ -168,8 +168,13 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
             .set(key, Outcome::Pending);
     }
     tracing::info!(
-        "webhook: verified {} push to {} at {}{}: {} queued",
+        "webhook: verified {} {} {} at {}{}: {} queued",
         push.forge,
+        if push.ci.is_some() {
+            "CI run passed on"
+        } else {
+            "push to"
+        },
         push.branch,
         push.after,
         key.as_deref()
@@ -181,9 +186,10 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
             "reload"
         }
     );
-    let action = Action::Push {
-        forge: push.forge.to_string(),
-        commit: push.after.clone(),
+    let (forge, commit) = (push.forge.to_string(), push.after.clone());
+    let action = match push.ci {
+        None => Action::Push { forge, commit },
+        Some(_) => Action::CiPassed { forge, commit },
     };
     let Ok(done) = endpoint.front.submit(action).await else {
         return reply(503, "shutting down\n");
