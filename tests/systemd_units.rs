@@ -260,6 +260,13 @@ fn reload_fails_and_the_old_generation_serves(name: &str, bad: &str, status_need
             .1
             .contains("generation=1")
     );
+    // A reload asked for while the start job still runs is merged into it by systemd.
+    m.wait_prop(
+        "baton.service",
+        "ActiveState",
+        Duration::from_secs(10),
+        |s| s == "active",
+    );
     let main_pid = m.prop("baton.service", "MainPID");
 
     std::fs::write(&flag, "").unwrap();
