@@ -18,6 +18,8 @@ use crate::paths;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The app's name in notifications and metrics (default: the state directory's name).
+    pub name: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub control: Option<PathBuf>,
     pub runtime_dir: Option<PathBuf>,
@@ -31,6 +33,22 @@ pub struct FileConfig {
     pub build: BuildSection,
     #[serde(default)]
     pub deploy: DeploySection,
+    #[serde(default)]
+    pub notify: Vec<NotifySection>,
+}
+
+/// One `[[notify]]` receiver.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    /// A URL without secrets (a local receiver); token-carrying ones belong in `url_file`.
+    pub url: Option<String>,
+    /// A file (mode 0600) holding the URL.
+    pub url_file: Option<PathBuf>,
+    /// `json` (default) or `slack`.
+    pub format: Option<String>,
+    /// Which events (default: all).
+    pub events: Option<Vec<String>>,
 }
 
 /// Release hooks (argv each), run like the build: see docs/deploy.md.
@@ -316,6 +334,8 @@ impl Config {
             source: file.source,
             build: file.build,
             hooks: file.deploy,
+            notify: file.notify,
+            name: file.name,
         };
         let deploy = deploy_settings(flags, sections, &webhook.branch, &state_dir)?;
         let readiness: Readiness = named("ready", pick(&flags.ready, app.ready, "notify").parse())?;
@@ -368,6 +388,8 @@ struct DeploySections {
     source: SourceSection,
     build: BuildSection,
     hooks: DeploySection,
+    notify: Vec<NotifySection>,
+    name: Option<String>,
 }
 
 /// `[source]` + `[build]` + `[deploy]` (+ flags) → deploy settings; `None` without a
@@ -383,9 +405,14 @@ fn deploy_settings(
         source,
         build,
         hooks,
+        notify,
+        name,
     } = sections;
     let repo = flags.repo.clone().or(source.repo);
     let Some(repo) = repo else {
+        if !notify.is_empty() {
+            return Err("[[notify]] needs [source] repo (it reports deploys)".into());
+        }
         if hooks.before_start.is_some()
             || hooks.after_live.is_some()
             || hooks.after_rollback.is_some()
@@ -463,7 +490,52 @@ fn deploy_settings(
             .map(|p| named("[source] poll_interval", duration::parse(&p)))
             .transpose()?,
         hooks,
+        notify: notify
+            .into_iter()
+            .map(notify_target)
+            .collect::<Result<_, _>>()?,
+        app_name: match name {
+            Some(n) if n.trim().is_empty() => return Err("name is empty".into()),
+            Some(n) => n,
+            None => state_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "baton".into()),
+        },
     }))
+}
+
+/// One `[[notify]]` entry → a validated receiver (the URL file is read here, so a bad one
+/// fails `baton check` and start-up).
+fn notify_target(section: NotifySection) -> Result<crate::notify::Target, String> {
+    use crate::notify::{Event, Format, Target, Url};
+    let url = match (section.url, section.url_file) {
+        (Some(url), None) => url,
+        (None, Some(file)) => crate::notify::read_url_file(&file)?,
+        _ => return Err("[[notify]] needs exactly one of url and url_file".into()),
+    };
+    let format = match section.format.as_deref().unwrap_or("json") {
+        "json" => Format::Json,
+        "slack" => Format::Slack,
+        other => {
+            return Err(format!(
+                "[[notify]] format {other:?} is not \"json\" or \"slack\""
+            ));
+        }
+    };
+    let events = match section.events {
+        None => Event::ALL.to_vec(),
+        Some(list) if list.is_empty() => return Err("[[notify]] events is empty".into()),
+        Some(list) => list
+            .iter()
+            .map(|e| Event::parse(e))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Target {
+        url: Url::parse(&url)?,
+        format,
+        events,
+    })
 }
 
 /// `[webhook] deploy_on` and `workflow`.

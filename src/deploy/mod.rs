@@ -8,6 +8,7 @@
 //! The supervisor only ever sees a reload into a release directory; the running release is
 //! never touched.
 
+mod announce;
 pub mod hooks;
 mod pipeline;
 pub mod poll;
@@ -34,6 +35,9 @@ pub struct Settings {
     pub keep: usize,
     pub poll_interval: Option<Duration>,
     pub hooks: hooks::Hooks,
+    /// `[[notify]]` receivers, and the app name they are told.
+    pub notify: Vec<crate::notify::Target>,
+    pub app_name: String,
 }
 
 #[derive(Debug, Clone)]

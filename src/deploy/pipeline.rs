@@ -9,14 +9,18 @@ use baton_handoff::error::ReloadError;
 use baton_handoff::supervisor::{ReloadReport, Request as SupervisorRequest};
 use tokio::sync::{mpsc, oneshot};
 
+use super::announce::announce;
 use super::hooks::Hook;
 use super::{DeployError, DeployResult, DeployState, Report, Settings, Trigger};
+use crate::notify::Event;
 
 /// What every job needs: the settings, the state directory's owner, the supervisor.
 pub struct Context {
     pub settings: Arc<Settings>,
     pub state: Arc<DeployState>,
     pub supervisor: mpsc::Sender<SupervisorRequest>,
+    /// `[[notify]]` receivers, when configured.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// One unit of work of the queue.
@@ -86,6 +90,12 @@ impl Phases {
 /// Runs one job to the end and records it.
 pub async fn execute(ctx: Arc<Context>, job: Job) -> DeployResult {
     ctx.state.begin(job.trigger().label());
+    if let Job::Deploy { .. } = &job {
+        if let Some(commit) = job.commit() {
+            ctx.state.update(|e| e.commit = commit);
+        }
+        announce(ctx.notifier.as_deref(), &ctx.state, Event::Started);
+    }
     let mut phases = Phases::default();
     let prepared = match &job {
         Job::Deploy { rev, trigger } => prepare(&ctx, rev.clone(), trigger, &mut phases).await,
@@ -107,6 +117,19 @@ pub async fn execute(ctx: Arc<Context>, job: Job) -> DeployResult {
     }
     let result = result.map(|(_, report)| report);
     record(&ctx, &result, failed_phase, phases);
+    let event = match (&result, &job) {
+        (Err(_), _) => Event::Failed,
+        (Ok(_), Job::Deploy { .. }) => Event::Live,
+        (
+            Ok(_),
+            Job::Rollback {
+                trigger: Trigger::AutoRollback,
+                ..
+            },
+        ) => Event::AutoRolledBack,
+        (Ok(_), Job::Rollback { .. }) => Event::RolledBack,
+    };
+    announce(ctx.notifier.as_deref(), &ctx.state, event);
     result
 }
 
