@@ -35,6 +35,16 @@ pub struct FileConfig {
     pub deploy: DeploySection,
     #[serde(default)]
     pub notify: Vec<NotifySection>,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `host:port` of baton's own metrics socket, e.g. `127.0.0.1:9100`.
+    pub listen: Option<String>,
 }
 
 /// One `[[notify]]` receiver.
@@ -210,6 +220,8 @@ pub struct Config {
     pub webhook: WebhookConfig,
     /// Present when a repository is configured: baton deploys releases itself.
     pub deploy: Option<crate::deploy::Settings>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Webhook settings; the secret itself is read only when the endpoint is started.
@@ -245,6 +257,15 @@ impl Config {
             None => FileConfig::default(),
         };
         let app = file.app;
+        let metrics = file
+            .metrics
+            .listen
+            .map(|l| {
+                l.parse::<std::net::SocketAddr>().map_err(|_| {
+                    format!("[metrics] listen {l:?} is not host:port (e.g. 127.0.0.1:9100)")
+                })
+            })
+            .transpose()?;
         let webhook = WebhookConfig {
             listen: flags
                 .webhook_listen
@@ -360,6 +381,7 @@ impl Config {
             runtime_dir,
             state_dir,
             deploy,
+            metrics,
             command: AppCommand {
                 argv,
                 cwd: flags.cwd.clone().or(app.cwd),

@@ -5,6 +5,7 @@ mod config;
 mod control;
 mod demo;
 mod deploy;
+mod metrics;
 mod notify;
 mod paths;
 mod run;

@@ -252,6 +252,9 @@ async fn supervise(
         }
     }
     tokio::spawn(control::serve(control_listener, front.clone()));
+    if let Some(addr) = config.metrics {
+        crate::metrics::start(addr, front.clone())?;
+    }
     tracing::info!("control socket {}", config.control.display());
     if let Some((socket, verify, deliveries)) = webhook {
         let endpoint = Arc::new(Endpoint {

@@ -172,8 +172,9 @@ impl Dispatcher {
         };
         send(&self.supervisor, request).await?;
         Ok(Box::pin(async move {
-            let report = answer.await.map_err(|_| TriggerError::ShuttingDown)??;
-            Ok(Done::Reloaded(report))
+            let report = answer.await.map_err(|_| TriggerError::ShuttingDown)?;
+            crate::metrics::reload_finished(report.is_ok());
+            Ok(Done::Reloaded(report?))
         }))
     }
 

@@ -116,7 +116,7 @@ pub async fn execute(ctx: Arc<Context>, job: Job) -> DeployResult {
         report.warning = after_hook(&ctx, hook, release, &mut phases).await;
     }
     let result = result.map(|(_, report)| report);
-    record(&ctx, &result, failed_phase, phases);
+    record(&ctx, job.trigger(), &result, failed_phase, phases);
     let event = match (&result, &job) {
         (Err(_), _) => Event::Failed,
         (Ok(_), Job::Deploy { .. }) => Event::Live,
@@ -419,6 +419,7 @@ fn settle(
 /// Writes the job's end into its history entry.
 fn record(
     ctx: &Context,
+    trigger: &Trigger,
     result: &DeployResult,
     failed_phase: Option<&'static str>,
     phases: Phases,
@@ -433,8 +434,14 @@ fn record(
         e.reason = result.as_ref().err().map(|e| e.to_string());
         e.warning = result.as_ref().ok().and_then(|r| r.warning.clone());
         e.failed_phase = failed_phase.map(str::to_string);
-        e.phases = phases.0;
+        e.phases = phases.0.clone();
     });
+    let rollback = match trigger {
+        Trigger::AutoRollback => Some(true),
+        Trigger::Rollback => Some(false),
+        _ => None,
+    };
+    crate::metrics::job_finished(rollback, result.is_ok(), &phases.0);
 }
 
 /// Runs blocking git/filesystem work off the async runtime.

@@ -49,7 +49,11 @@ pub async fn serve(
     };
     let handler = move |req| {
         let endpoint = endpoint.clone();
-        async move { handle(req, &endpoint).await }
+        async move {
+            let response = handle(req, &endpoint).await;
+            crate::metrics::webhook_answered(response.status().as_u16());
+            response
+        }
     };
     if let Err(e) = serve::serve(listeners, handler, shutdown, options).await {
         tracing::error!("webhook endpoint failed: {e}");
