@@ -11,8 +11,12 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+use crate::build_info::BuildInfo;
 use crate::deploy::{self, Trigger};
 use crate::trigger::{Action, Dispatcher, Done};
+use crate::upgrade::Upgrader;
+use std::os::fd::AsFd;
+use std::sync::Arc;
 
 /// Longest request line we read; anything longer is not a control command.
 const MAX_LINE: u64 = 4096;
@@ -34,6 +38,18 @@ pub enum Command {
     History {
         n: usize,
     },
+    /// Execute the baton binary on disk in this process (upgrade in place).
+    Upgrade,
+}
+
+/// What an upgrade in place did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpgradeReport {
+    pub from: BuildInfo,
+    pub to: BuildInfo,
+    pub baton_pid: u32,
+    pub generation: Option<u64>,
+    pub app_pid: Option<i32>,
 }
 
 /// One answer. On the wire it is an object with `"ok"` and one of `reload`, `deploy`,
@@ -46,8 +62,10 @@ pub enum Reply {
     Status {
         status: Box<StatusReport>,
         deploys: Option<deploy::Status>,
+        build: Option<BuildInfo>,
     },
     History(Vec<baton_deploy::Entry>),
+    Upgraded(UpgradeReport),
     Error(String),
 }
 
@@ -67,6 +85,10 @@ pub struct Wire {
     deploys: Option<deploy::Status>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     history: Option<Vec<baton_deploy::Entry>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    build: Option<BuildInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upgrade: Option<UpgradeReport>,
 }
 
 impl From<Reply> for Wire {
@@ -82,10 +104,20 @@ impl From<Reply> for Wire {
                 deploy: Some(d),
                 ..Wire::default()
             },
-            Reply::Status { status, deploys } => Wire {
+            Reply::Status {
+                status,
+                deploys,
+                build,
+            } => Wire {
                 ok: true,
                 status: Some(*status),
                 deploys,
+                build,
+                ..Wire::default()
+            },
+            Reply::Upgraded(u) => Wire {
+                ok: true,
+                upgrade: Some(u),
                 ..Wire::default()
             },
             Reply::History(entries) => Wire {
@@ -117,10 +149,13 @@ impl TryFrom<Wire> for Reply {
             Ok(Reply::Deployed(d))
         } else if let Some(entries) = w.history {
             Ok(Reply::History(entries))
+        } else if let Some(u) = w.upgrade {
+            Ok(Reply::Upgraded(u))
         } else if let Some(status) = w.status {
             Ok(Reply::Status {
                 status: Box::new(status),
                 deploys: w.deploys,
+                build: w.build,
             })
         } else {
             Err("a reply without content".into())
@@ -129,11 +164,11 @@ impl TryFrom<Wire> for Reply {
 }
 
 /// Serves control connections until the supervisor goes away.
-pub async fn serve(listener: UnixListener, front: Dispatcher) {
+pub async fn serve(listener: UnixListener, front: Dispatcher, upgrader: Arc<Upgrader>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(handle(stream, front.clone()));
+                tokio::spawn(handle(stream, front.clone(), upgrader.clone()));
             }
             Err(e) => {
                 tracing::warn!("control socket accept failed: {e}");
@@ -143,13 +178,19 @@ pub async fn serve(listener: UnixListener, front: Dispatcher) {
     }
 }
 
-async fn handle(stream: UnixStream, front: Dispatcher) {
-    let (read, mut write) = stream.into_split();
+async fn handle(mut stream: UnixStream, front: Dispatcher, upgrader: Arc<Upgrader>) {
     let mut line = String::new();
-    let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_LINE));
-    let read = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await;
+    let read = {
+        let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(&mut stream, MAX_LINE));
+        tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await
+    };
     let reply = match read {
         Ok(Ok(_)) => match serde_json::from_str::<Command>(line.trim()) {
+            // The new image answers on this very connection, passed to it.
+            Ok(Command::Upgrade) => match stream.as_fd().try_clone_to_owned() {
+                Ok(fd) => Reply::Error(upgrader.upgrade(Some(fd)).await),
+                Err(e) => Reply::Error(format!("cannot pass the connection on: {e}")),
+            },
             Ok(command) => execute(command, &front).await,
             Err(_) => Reply::Error("unknown control command".into()),
         },
@@ -157,7 +198,7 @@ async fn handle(stream: UnixStream, front: Dispatcher) {
     };
     let mut out = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
     out.push('\n');
-    let _ = write.write_all(out.as_bytes()).await;
+    let _ = stream.write_all(out.as_bytes()).await;
 }
 
 async fn execute(command: Command, front: &Dispatcher) -> Reply {
@@ -167,6 +208,7 @@ async fn execute(command: Command, front: &Dispatcher) -> Reply {
                 Ok((status, deploys)) => Reply::Status {
                     status: Box::new(status),
                     deploys,
+                    build: Some(crate::build_info::current().clone()),
                 },
                 Err(e) => Reply::Error(e.to_string()),
             };
@@ -183,6 +225,9 @@ async fn execute(command: Command, front: &Dispatcher) -> Reply {
             trigger: Trigger::Command,
         },
         Command::Rollback { release } => Action::Rollback { release },
+        Command::Upgrade => {
+            return Reply::Error("upgrade is answered by the connection handler".into());
+        }
     };
     match front.run(action).await {
         Ok(Done::Reloaded(report)) => Reply::Reloaded(report),

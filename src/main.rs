@@ -1,5 +1,6 @@
 //! baton: zero-downtime generations for socket-activated web apps.
 
+mod build_info;
 mod client;
 mod config;
 mod control;
@@ -10,6 +11,7 @@ mod notify;
 mod paths;
 mod run;
 mod trigger;
+mod upgrade;
 mod webhook;
 
 use std::ffi::OsString;
@@ -54,6 +56,9 @@ enum Cmd {
         /// Release id (see `baton status`).
         release: Option<String>,
     },
+    /// Replace baton's own binary in place (same PID, sockets and app kept); waits and reports
+    /// the old and new build (exit 1 with the reason if the new binary cannot take over).
+    Upgrade(ClientArgs),
     /// Show the running generation.
     Status {
         #[command(flatten)]
@@ -114,8 +119,24 @@ fn main() -> ExitCode {
         eprintln!("{}", baton_handoff::spawn::shim_main(&args[2..]));
         return ExitCode::from(127);
     }
+    // Remember the binary's path before a package manager can replace the file.
+    let _ = build_info::executable_path();
+    if args.get(1).is_some_and(|a| a == upgrade::CHECK_ARG) {
+        return match upgrade::check_main() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("baton: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging();
-    let cli = Cli::parse();
+    let cli = {
+        use clap::{CommandFactory, FromArgMatches};
+        let version: &'static str = Box::leak(build_info::version_text().into_boxed_str());
+        let matches = Cli::command().version(version).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    };
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -153,9 +174,27 @@ fn dispatch(command: Cmd) -> Result<(), String> {
             "rolled back",
             "rollback",
         ),
+        Cmd::Upgrade(client) => match client::call(&client, Command::Upgrade)? {
+            Reply::Upgraded(u) => {
+                println!(
+                    "upgraded: baton {} -> {} in place (pid {}); generation {} (pid {}) kept serving",
+                    u.from,
+                    u.to,
+                    u.baton_pid,
+                    u.generation.map_or("-".into(), |g| g.to_string()),
+                    u.app_pid.map_or("-".into(), |p| p.to_string()),
+                );
+                Ok(())
+            }
+            other => Err(format!("upgrade failed: {}", client::reason(other))),
+        },
         Cmd::Status { client, json } => {
-            let (status, deploys) = match client::call(&client, Command::Status)? {
-                Reply::Status { status, deploys } => (status, deploys),
+            let (status, deploys, build) = match client::call(&client, Command::Status)? {
+                Reply::Status {
+                    status,
+                    deploys,
+                    build,
+                } => (status, deploys, build),
                 other => return Err(client::reason(other)),
             };
             if json {
@@ -163,9 +202,15 @@ fn dispatch(command: Cmd) -> Result<(), String> {
                 if let Some(d) = &deploys {
                     value["deploys"] = serde_json::to_value(d).map_err(|e| e.to_string())?;
                 }
+                if let Some(b) = &build {
+                    value["build"] = serde_json::to_value(b).map_err(|e| e.to_string())?;
+                }
                 let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
                 println!("{text}");
             } else {
+                if let Some(b) = &build {
+                    println!("baton:       {b}");
+                }
                 client::print_status(&status);
                 if let Some(d) = &deploys {
                     client::print_deploys(d);

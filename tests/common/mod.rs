@@ -97,6 +97,7 @@ pub struct BatonBuilder {
     webhook: Option<SocketAddr>,
     probation: Option<String>,
     inherit: Vec<(std::os::fd::RawFd, std::os::fd::RawFd)>,
+    binary: PathBuf,
 }
 
 impl BatonBuilder {
@@ -113,7 +114,14 @@ impl BatonBuilder {
             // test asks for it (`probation`, `default_probation`).
             probation: Some("0s".into()),
             inherit: Vec::new(),
+            binary: PathBuf::from(BATON),
         }
+    }
+
+    /// Run this baton executable instead of the one cargo built (e.g. a copy to upgrade).
+    pub fn binary(mut self, path: &Path) -> Self {
+        self.binary = path.to_path_buf();
+        self
     }
 
     /// Run with this probation (`--probation`).
@@ -188,7 +196,7 @@ impl BatonBuilder {
         let control = dir.path("control.sock");
         let log = dir.path("baton.log");
         let logf = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(BATON);
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("run")
             .arg("--listen")
             .arg(self.addr.to_string())

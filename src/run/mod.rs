@@ -1,27 +1,45 @@
 //! `baton run`: gather sockets, then supervise generations until SIGTERM/SIGINT.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use baton_handoff::generation::LaunchSpec;
-use baton_handoff::listen::{self, ListenAddr, ListenSpec, Socket};
+use baton_handoff::listen::{self, Socket};
 use baton_handoff::supervisor::{self, Request, Settings};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+mod resumed;
+mod sockets;
+
 use crate::config::{Config, RunFlags};
 use crate::control;
 use crate::trigger::{Action, Dispatcher};
+use crate::upgrade::Upgrader;
 use crate::webhook::{self, Endpoint, dedupe::Deliveries, secret};
 use baton_handoff::error::ReloadError;
+use resumed::Resumed;
+use sockets::{copy_socket, kit_listener, open_control, socket_copy, take_named};
 
 /// Socket names that stay with baton when socket-activated; all others go to the app.
 const BATON_SOCKETS: &[&str] = &["webhook", "control"];
 
 pub fn run(flags: &RunFlags) -> Result<(), String> {
-    // SAFETY: nothing else runs yet; this is the only thread.
-    let inherited = unsafe { listen::take_inherited() }.map_err(|e| e.to_string())?;
+    // An upgraded image takes its sockets and generation from the image before it.
+    let handed = crate::upgrade::take_state()?;
+    let (inherited, resumed) = match handed {
+        Some(state) => {
+            let (sockets, resumed) = Resumed::take(state)?;
+            (sockets, Some(resumed))
+        }
+        // SAFETY: nothing else runs yet; this is the only thread.
+        None => (
+            unsafe { listen::take_inherited() }.map_err(|e| e.to_string())?,
+            None,
+        ),
+    };
+    // The environment is edited: threads may start. Hash the binary before anyone asks.
+    std::thread::spawn(crate::build_info::current);
     let config = Config::resolve(flags)?;
     if config.deploy.is_none() {
         config
@@ -32,7 +50,7 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
     let activated = !inherited.is_empty();
     let (mut kept, app_sockets) = listen::split_by_name(inherited, BATON_SOCKETS);
     let app_sockets = if activated {
-        if !config.listen.is_empty() {
+        if !config.listen.is_empty() && resumed.is_none() {
             tracing::warn!("socket-activated: ignoring --listen / [app] listen");
         }
         app_sockets
@@ -90,7 +108,7 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
         }
         // With deploys configured but no release yet, the first generation waits for the first
         // deploy, which runs like any other (control socket and webhook already up).
-        let deploy_first = matches!(current, Some(None));
+        let deploy_first = matches!(current, Some(None)) && resumed.is_none();
         supervise(
             config,
             state,
@@ -98,6 +116,7 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
             control_fd,
             webhook,
             deploy_first,
+            resumed,
         )
         .await
     })
@@ -148,11 +167,6 @@ async fn first_deploy(answer: crate::trigger::Pending, supervisor: mpsc::Sender<
     };
     let reason = format!("the first deploy failed: {reason}");
     let _ = supervisor.send(Request::Fail { reason }).await;
-}
-
-fn take_named(sockets: &mut Vec<Socket>, name: &str) -> Option<Socket> {
-    let pos = sockets.iter().position(|s| s.name == name)?;
-    Some(sockets.remove(pos))
 }
 
 /// The webhook socket, its verification config and the delivery log, or `None` when no
@@ -212,13 +226,24 @@ async fn supervise(
     control_fd: Option<Socket>,
     webhook: Webhook,
     deploy_first: bool,
+    resumed: Option<Resumed>,
 ) -> Result<(), String> {
     // Handlers first: an early SIGHUP must not kill baton with the default action.
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut usr2 = signal(SignalKind::user_defined2()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
 
-    let (control_listener, control_path) = open_control(&config.control, control_fd)?;
+    let (control_listener, mut control_path) = open_control(&config.control, control_fd)?;
+    if let Some(r) = &resumed {
+        // The image before created it: remove it when this one stops.
+        control_path = r.control_path.clone();
+    }
+    let control_dup = socket_copy(
+        &control_listener,
+        "control",
+        &config.control.display().to_string(),
+    )?;
     let (tx, rx) = mpsc::channel(64);
     let (notices_tx, notices) = mpsc::unbounded_channel();
     let deploys = config.deploy.clone().zip(state).map(|(settings, state)| {
@@ -251,7 +276,23 @@ async fn supervise(
             tokio::spawn(poll);
         }
     }
-    tokio::spawn(control::serve(control_listener, front.clone()));
+    let app_sockets = Arc::new(app_sockets);
+    let upgrader = Arc::new(Upgrader {
+        app_sockets: app_sockets.clone(),
+        webhook: webhook
+            .as_ref()
+            .map(|(s, _, _)| copy_socket(s))
+            .transpose()?,
+        control: control_dup,
+        control_path: control_path.clone(),
+        supervisor: tx.clone(),
+        front: front.clone(),
+    });
+    tokio::spawn(control::serve(
+        control_listener,
+        front.clone(),
+        upgrader.clone(),
+    ));
     if let Some(addr) = config.metrics {
         crate::metrics::start(addr, front.clone())?;
     }
@@ -273,7 +314,7 @@ async fn supervise(
     let settings = Settings {
         launch: LaunchSpec {
             command: config.command,
-            sockets: Arc::new(app_sockets),
+            sockets: app_sockets,
             runtime_dir: config.runtime_dir,
             extra_env: Vec::new(),
         },
@@ -285,9 +326,12 @@ async fn supervise(
         crash_loop: config.crash_loop,
         notices: deploys.is_some().then_some(notices_tx),
         start_at_once: !deploy_first,
-        resume: None,
+        resume: resumed.as_ref().map(|r| r.supervisor.clone()),
     };
     let mut lifecycle = tokio::spawn(supervisor::run(settings, rx));
+    if let Some(r) = resumed {
+        tokio::spawn(r.answer(front.clone()));
+    }
     if let Some(answer) = startup_deploy {
         tokio::spawn(first_deploy(answer, tx.clone()));
     }
@@ -299,6 +343,11 @@ async fn supervise(
                     Ok(outcome) => { tokio::spawn(log_sighup_outcome(outcome)); }
                     Err(e) => tracing::warn!("SIGHUP: {e}"),
                 }
+            }
+            _ = usr2.recv() => {
+                tracing::info!("SIGUSR2: upgrade in place requested");
+                let why = upgrader.upgrade(None).await;
+                tracing::error!("upgrade failed, this baton keeps running: {why}");
             }
             _ = term.recv() => break shut_down(&tx, &mut lifecycle, "SIGTERM").await,
             _ = int.recv() => break shut_down(&tx, &mut lifecycle, "SIGINT").await,
@@ -330,59 +379,4 @@ async fn shut_down(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())
-}
-
-/// Uses a socket-activated `control` socket when there is one, else binds `path` (mode 0600:
-/// whoever can reload can also disrupt the service). Returns the path to remove at exit.
-fn open_control(
-    path: &Path,
-    activated: Option<Socket>,
-) -> Result<(tokio::net::UnixListener, Option<PathBuf>), String> {
-    let (socket, created) = match activated {
-        Some(s) => (s, None),
-        None => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            }
-            let spec = ListenSpec {
-                name: "control".into(),
-                addr: ListenAddr::Unix(path.to_path_buf()),
-            };
-            let s = listen::bind(&spec).map_err(|e| format!("control socket: {e}"))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
-            (s, Some(path.to_path_buf()))
-        }
-    };
-    let std_listener = std::os::unix::net::UnixListener::from(socket.fd);
-    std_listener
-        .set_nonblocking(true)
-        .map_err(|e| e.to_string())?;
-    let listener = tokio::net::UnixListener::from_std(std_listener)
-        .map_err(|e| format!("control socket: {e}"))?;
-    Ok((listener, created))
-}
-
-/// Wraps a socket for baton-kit's server, which needs to know TCP from unix.
-fn kit_listener(socket: Socket) -> Result<baton_kit::listeners::Named, String> {
-    use baton_kit::listeners::{Listener, Named};
-    use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage, getsockname};
-    use std::os::fd::AsRawFd;
-    let addr: SockaddrStorage =
-        getsockname(socket.fd.as_raw_fd()).map_err(|e| format!("{}: {e}", socket.origin))?;
-    let listener = match addr.family() {
-        Some(AddressFamily::Unix) => Listener::Unix(socket.fd.into()),
-        Some(AddressFamily::Inet | AddressFamily::Inet6) => Listener::Tcp(socket.fd.into()),
-        _ => {
-            return Err(format!(
-                "{}: not a TCP or unix stream socket",
-                socket.origin
-            ));
-        }
-    };
-    Ok(Named {
-        name: socket.name,
-        listener,
-    })
 }
