@@ -5,6 +5,15 @@ use crate::{ClientArgs, config, deploy, paths};
 
 /// Sends `command` to the running baton the client arguments point at.
 pub fn call(client: &ClientArgs, command: Command) -> Result<Reply, String> {
+    call_following(client, command, false)
+}
+
+/// Like [`call`]; with `follow`, prints the command's progress while waiting for the reply.
+pub fn call_following(
+    client: &ClientArgs,
+    command: Command,
+    follow: bool,
+) -> Result<Reply, String> {
     let timeout = baton_handoff::duration::parse(&client.timeout).map_err(|e| e.to_string())?;
     let path = match (&client.control, &client.config) {
         (Some(path), _) => path.clone(),
@@ -20,7 +29,12 @@ pub fn call(client: &ClientArgs, command: Command) -> Result<Reply, String> {
         }
         (None, None) => paths::default_control_checked()?,
     };
-    client_runtime()?.block_on(control::call(&path, command, timeout))
+    let runtime = client_runtime()?;
+    if follow {
+        runtime.block_on(crate::follow::call(&path, command, timeout))
+    } else {
+        runtime.block_on(control::call(&path, command, timeout))
+    }
 }
 
 pub fn client_runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -40,6 +40,10 @@ pub enum Command {
     },
     /// Execute the baton binary on disk in this process (upgrade in place).
     Upgrade,
+    /// Run `of` (deploy, reload, rollback), streaming progress lines before the reply.
+    Follow {
+        of: Box<Command>,
+    },
 }
 
 /// What an upgrade in place did.
@@ -191,6 +195,10 @@ async fn handle(mut stream: UnixStream, front: Dispatcher, upgrader: Arc<Upgrade
                 Ok(fd) => Reply::Error(upgrader.upgrade(Some(fd)).await),
                 Err(e) => Reply::Error(format!("cannot pass the connection on: {e}")),
             },
+            Ok(Command::Follow { of }) => {
+                crate::follow::serve(&mut stream, *of, &front).await;
+                return;
+            }
             Ok(command) => execute(command, &front).await,
             Err(_) => Reply::Error("unknown control command".into()),
         },
@@ -201,7 +209,7 @@ async fn handle(mut stream: UnixStream, front: Dispatcher, upgrader: Arc<Upgrade
     let _ = stream.write_all(out.as_bytes()).await;
 }
 
-async fn execute(command: Command, front: &Dispatcher) -> Reply {
+pub(crate) async fn execute(command: Command, front: &Dispatcher) -> Reply {
     let action = match command {
         Command::Status => {
             return match front.status().await {
@@ -227,6 +235,9 @@ async fn execute(command: Command, front: &Dispatcher) -> Reply {
         Command::Rollback { release } => Action::Rollback { release },
         Command::Upgrade => {
             return Reply::Error("upgrade is answered by the connection handler".into());
+        }
+        Command::Follow { .. } => {
+            return Reply::Error("follow is answered by the connection handler".into());
         }
     };
     match front.run(action).await {

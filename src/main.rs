@@ -6,6 +6,7 @@ mod config;
 mod control;
 mod demo;
 mod deploy;
+mod follow;
 mod metrics;
 mod notify;
 mod paths;
@@ -40,7 +41,13 @@ enum Cmd {
     /// Supervise the app: hold its sockets, start it, hand over on reload.
     Run(RunFlags),
     /// Start a new generation and wait until it serves (exit 1 if it failed; the old one serves).
-    Reload(ClientArgs),
+    Reload {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Show the new generation's progress while waiting.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Fetch, build and hand over to the branch head (or --rev); waits and reports like reload.
     Deploy {
         #[command(flatten)]
@@ -48,6 +55,9 @@ enum Cmd {
         /// A commit, tag or branch instead of the configured branch's head.
         #[arg(long)]
         rev: Option<String>,
+        /// Stream phases with elapsed times and the build's output while waiting.
+        #[arg(long)]
+        follow: bool,
     },
     /// Hand over to an existing release (default: the previous one), without building.
     Rollback {
@@ -55,6 +65,9 @@ enum Cmd {
         client: ClientArgs,
         /// Release id (see `baton status`).
         release: Option<String>,
+        /// Stream phases with elapsed times while waiting.
+        #[arg(long)]
+        follow: bool,
     },
     /// Replace baton's own binary in place (same PID, sockets and app kept); waits and reports
     /// the old and new build (exit 1 with the reason if the new binary cannot take over).
@@ -149,28 +162,38 @@ fn main() -> ExitCode {
 fn dispatch(command: Cmd) -> Result<(), String> {
     match command {
         Cmd::Run(flags) => run::run(&flags),
-        Cmd::Reload(client) => match client::call(&client, Command::Reload)? {
-            Reply::Reloaded(r) => {
-                let probation = if r.probation_ms > 0.0 {
-                    format!(", passed {:.1} s of probation", r.probation_ms / 1000.0)
-                } else {
-                    String::new()
-                };
-                println!(
-                    "reloaded: generation {} (pid {}) serving; ready in {:.0} ms{probation}",
-                    r.generation, r.app_pid, r.ready_ms
-                );
-                Ok(())
+        Cmd::Reload { client, follow } => {
+            match client::call_following(&client, Command::Reload, follow)? {
+                Reply::Reloaded(r) => {
+                    let probation = if r.probation_ms > 0.0 {
+                        format!(", passed {:.1} s of probation", r.probation_ms / 1000.0)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "reloaded: generation {} (pid {}) serving; ready in {:.0} ms{probation}",
+                        r.generation, r.app_pid, r.ready_ms
+                    );
+                    Ok(())
+                }
+                other => Err(format!("reload failed: {}", client::reason(other))),
             }
-            other => Err(format!("reload failed: {}", client::reason(other))),
-        },
-        Cmd::Deploy { client, rev } => client::deployed(
-            client::call(&client, Command::Deploy { rev })?,
+        }
+        Cmd::Deploy {
+            client,
+            rev,
+            follow,
+        } => client::deployed(
+            client::call_following(&client, Command::Deploy { rev }, follow)?,
             "deployed",
             "deploy",
         ),
-        Cmd::Rollback { client, release } => client::deployed(
-            client::call(&client, Command::Rollback { release })?,
+        Cmd::Rollback {
+            client,
+            release,
+            follow,
+        } => client::deployed(
+            client::call_following(&client, Command::Rollback { release }, follow)?,
             "rolled back",
             "rollback",
         ),

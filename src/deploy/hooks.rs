@@ -75,8 +75,15 @@ impl Hooks {
         tracing::info!("release {}: running the {} hook", release.id, hook.name());
         let id = release.id.clone();
         let name = hook.name();
+        super::progress::emit(super::progress::Progress::Phase {
+            phase: name.to_string(),
+        });
         let outcome = build::run_step(step, command, release, &self.env, self.timeout, |line| {
-            tracing::info!("{name} {id}: {line}")
+            tracing::info!("{name} {id}: {line}");
+            super::progress::emit(super::progress::Progress::Output {
+                step: name.to_string(),
+                line: line.to_string(),
+            });
         })
         .await;
         Some(outcome.map_err(|e| e.to_string()))

@@ -12,6 +12,7 @@ mod announce;
 pub mod hooks;
 mod pipeline;
 pub mod poll;
+pub mod progress;
 pub mod queue;
 pub mod state;
 

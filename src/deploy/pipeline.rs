@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::announce::announce;
 use super::hooks::Hook;
+use super::progress::{self, Progress};
 use super::{DeployError, DeployResult, DeployState, Report, Settings, Trigger};
 use crate::notify::Event;
 
@@ -80,16 +81,31 @@ impl Phases {
     }
 
     fn add_ms(&mut self, phase: &str, ms: f64) {
+        let ms = ms.round() as u64;
+        progress::emit(Progress::PhaseDone {
+            phase: phase.to_string(),
+            ms,
+        });
         self.0.push(PhaseTime {
             phase: phase.to_string(),
-            ms: ms.round() as u64,
+            ms,
         });
     }
+}
+
+/// Tells followers a phase begins.
+fn begin_phase(phase: &str) {
+    progress::emit(Progress::Phase {
+        phase: phase.to_string(),
+    });
 }
 
 /// Runs one job to the end and records it.
 pub async fn execute(ctx: Arc<Context>, job: Job) -> DeployResult {
     ctx.state.begin(job.trigger().label());
+    progress::emit(Progress::Job {
+        description: job.describe(),
+    });
     if let Job::Deploy { .. } = &job {
         if let Some(commit) = job.commit() {
             ctx.state.update(|e| e.commit = commit);
@@ -175,6 +191,7 @@ async fn prepare(
     trigger: &Trigger,
     phases: &mut Phases,
 ) -> Result<Release, Box<Failure>> {
+    begin_phase("fetch");
     let fetch = Instant::now();
     let (state, settings) = (ctx.state.clone(), ctx.settings.clone());
     let serving = ctx.state.releases.current().map(|r| r.commit);
@@ -207,6 +224,7 @@ async fn prepare(
     if trigger.is_automatic() {
         refuse_known_bad(&ctx.state, &commit.to_string())?;
     }
+    begin_phase("checkout");
     let checkout = Instant::now();
     let (state, shared) = (ctx.state.clone(), ctx.settings.shared.clone());
     let release = blocking(move || {
@@ -234,6 +252,7 @@ async fn prepare(
         release.dir.display()
     );
     if let Some(build) = &ctx.settings.build {
+        begin_phase("build");
         let started = Instant::now();
         let id = release.id.clone();
         let built = baton_deploy::build::run(
@@ -241,7 +260,13 @@ async fn prepare(
             &release,
             &build.env,
             build.timeout,
-            |line| tracing::info!("build {id}: {line}"),
+            |line| {
+                tracing::info!("build {id}: {line}");
+                progress::emit(Progress::Output {
+                    step: "build".into(),
+                    line: line.to_string(),
+                });
+            },
         )
         .await;
         phases.add("build", started);
@@ -349,6 +374,7 @@ async fn handoff(
             error,
         })
     };
+    begin_phase("start");
     let (tx, rx) = oneshot::channel();
     let request = SupervisorRequest::Reload {
         dir: Some(release.dir.clone()),
