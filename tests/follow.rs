@@ -98,7 +98,10 @@ fn follow_streams_phases_and_build_output_before_the_result() {
     let (_, lines) = baton_cmd(&baton, &["reload", "--follow"]);
     let reloading = find(&lines, 0, "] reloading");
     let start = find(&lines, reloading, "] start done in ");
-    assert!(lines[start + 1].starts_with("reloaded: generation"), "{lines:#?}");
+    assert!(
+        lines[start + 1].starts_with("reloaded: generation"),
+        "{lines:#?}"
+    );
 
     let (_, lines) = baton_cmd(&baton, &["rollback", "--follow"]);
     let job = find(&lines, 0, "rollback to the previous release (rollback)");
