@@ -321,6 +321,30 @@ fn bad_deploy_settings_are_one_line_errors_at_start_and_from_check() {
             "[source]\nrepo = \"/tmp/x.git\"\n[build]\ncommand = [\"make\"]\nenv = { NOTIFY_SOCKET = \"x\" }\n",
             "NOTIFY_SOCKET",
         ),
+        // Hooks, notifications, CI gating and metrics.
+        (
+            "[deploy]\nbefore_start = [\"./migrate\"]\n",
+            "need [source] repo",
+        ),
+        (
+            "[source]\nrepo = \"/tmp/x.git\"\n[deploy]\nafter_live = []\n",
+            "[deploy] after_live is empty",
+        ),
+        (
+            "[source]\nrepo = \"/tmp/x.git\"\n[[notify]]\nurl = \"ftp://x/\"\n",
+            "http:// or https://",
+        ),
+        (
+            "[source]\nrepo = \"/tmp/x.git\"\n[[notify]]\nurl = \"http://x/\"\nevents = [\"deployed\"]\n",
+            "\"deployed\" is not one of",
+        ),
+        (
+            "[source]\nrepo = \"/tmp/x.git\"\n[[notify]]\nurl_file = \"/nonexistent/url\"\n",
+            "url_file",
+        ),
+        ("[[notify]]\nurl = \"http://x/\"\n", "needs [source] repo"),
+        ("[webhook]\ndeploy_on = \"merge\"\n", "deploy_on \"merge\""),
+        ("[metrics]\nlisten = \"9100\"\n", "[metrics] listen"),
     ];
     for (body, needle) in cases {
         let path = scratch.path("c.toml");
