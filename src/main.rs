@@ -10,6 +10,7 @@ mod follow;
 mod metrics;
 mod notify;
 mod paths;
+mod reap;
 mod run;
 mod trigger;
 mod upgrade;
@@ -107,6 +108,10 @@ enum Cmd {
     },
     /// Run baton with the reference app on localhost, reload it under load, and show the result.
     Demo(demo::DemoArgs),
+    /// For the units' ExecStopPost=: after a real stop, kill what is left of the unit (after a
+    /// crash, leave the app serving for the restarted baton).
+    #[command(hide = true)]
+    ReapUnit,
 }
 
 #[derive(clap::Args)]
@@ -283,6 +288,7 @@ fn dispatch(command: Cmd) -> Result<(), String> {
             Ok(())
         }
         Cmd::Demo(args) => demo::run(&args),
+        Cmd::ReapUnit => reap::run(),
     }
 }
 

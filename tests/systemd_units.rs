@@ -366,25 +366,24 @@ fn systemctl_stop_lets_requests_in_flight_finish_within_the_drain_timeout() {
 }
 
 #[test]
-fn kill_9_of_baton_restarts_it_while_the_socket_keeps_clients_waiting() {
+fn kill_9_of_baton_loses_no_request_and_a_stop_leaves_nothing_behind() {
     let Some(m) = Manager::boot("kill9") else {
         return;
     };
     install_baton(&m, &[HELLO]);
     assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
-    let before = m.show("baton.service", &["MainPID", "InvocationID"]);
-
-    let (stop_load, rx) = mpsc::channel();
-    let workers = 4;
-    let per_request = load(
-        &m,
-        APP_PORT,
-        Mode::ConnectionPerRequest,
-        workers,
-        Duration::from_secs(30),
-        rx,
+    m.wait_prop(
+        "baton.service",
+        "ActiveState",
+        Duration::from_secs(10),
+        |s| s == "active",
     );
-    std::thread::sleep(Duration::from_millis(300));
+    let before = m.show("baton.service", &["MainPID", "NRestarts"]);
+    let orphan = baton_status(&m, "/run/baton/control.sock")["app_pid"]
+        .as_i64()
+        .unwrap();
+
+    let loads = BothLoads::start(&m, APP_PORT);
     m.systemctl(&[
         "kill",
         "--signal=SIGKILL",
@@ -394,45 +393,88 @@ fn kill_9_of_baton_restarts_it_while_the_socket_keeps_clients_waiting() {
     m.wait_prop("baton.service", "NRestarts", Duration::from_secs(10), |n| {
         n == "1"
     });
+    // The restarted baton starts a fresh generation, and drains the one its predecessor left
+    // once the new one passed probation.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fresh = loop {
+        let out = m.run(&[
+            BATON,
+            "status",
+            "--json",
+            "--control",
+            "/run/baton/control.sock",
+        ]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(pid) = status["app_pid"].as_i64()
+            && status["state"] == "serving"
+            && pid != orphan
+            && m.host_pid(orphan as i32).is_none()
+        {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no fresh generation took over\n{}",
+            m.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (keepalive, per_request) = loads.finish();
+    assert_no_failures("keep-alive", &keepalive, &m);
+    assert_no_failures("connection per request", &per_request, &m);
+    let after = m.show("baton.service", &["MainPID", "SubState"]);
+    assert_ne!(after["MainPID"], before["MainPID"], "a new baton");
+    assert_eq!(after["SubState"], "running");
+    let (status, body) = http_get(&m, APP_PORT, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&format!("pid={fresh}")),
+        "the fresh generation serves: {body}"
+    );
+
+    // A real stop still ends everything of the unit.
+    let main_pid: i32 = after["MainPID"].parse().unwrap();
+    m.systemctl(&["stop", "baton.service"]);
+    for pid in [main_pid, fresh as i32] {
+        assert!(m.host_pid(pid).is_none(), "pid {pid} survived the stop");
+    }
+}
+
+#[test]
+fn a_stop_of_a_wedged_baton_kills_the_whole_unit_at_the_stop_timeout() {
+    let Some(m) = Manager::boot("wedged") else {
+        return;
+    };
+    install_baton(&m, &[HELLO]);
+    m.install(
+        "baton.service.d/short-stop.conf",
+        "[Service]\nTimeoutStopSec=2s\n",
+    );
+    m.daemon_reload();
+    assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
     m.wait_prop(
         "baton.service",
         "ActiveState",
         Duration::from_secs(10),
         |s| s == "active",
     );
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = stop_load.send(());
-    let report = per_request.join().unwrap();
-    let failures = report.failures_by_class();
-    eprintln!(
-        "{} requests across the restart; failures {failures:?}",
-        report.count()
-    );
-    assert!(
-        !failures.contains_key("refused"),
-        "no connection is refused while baton restarts: {failures:?}"
-    );
-    // Only requests the killed app was in the middle of can fail (the app dies with baton).
-    assert!(
-        report.failures() <= workers,
-        "{failures:?}\n{}",
-        m.diagnostics()
-    );
-    assert!(report.ok_count() > 50);
-
-    let after = m.show(
+    let main_pid: i32 = m.prop("baton.service", "MainPID").parse().unwrap();
+    let app = baton_status(&m, "/run/baton/control.sock")["app_pid"]
+        .as_i64()
+        .unwrap() as i32;
+    // Wedged: baton can no longer act on SIGTERM.
+    m.systemctl(&[
+        "kill",
+        "--signal=SIGSTOP",
+        "--kill-who=main",
         "baton.service",
-        &["MainPID", "InvocationID", "ActiveState", "SubState"],
-    );
-    assert_ne!(after["MainPID"], before["MainPID"], "a new baton");
-    assert_eq!(after["SubState"], "running");
-    assert_eq!(m.prop("baton.socket", "ActiveState"), "active");
-    let (status, body) = http_get(&m, APP_PORT, "/").unwrap();
-    assert_eq!(status, 200);
-    assert!(
-        body.contains("generation=1"),
-        "the new baton's first generation: {body}"
-    );
+    ]);
+    m.systemctl(&["stop", "baton.service"]);
+    assert_eq!(m.prop("baton.service", "ActiveState"), "inactive");
+    for pid in [main_pid, app] {
+        assert!(m.host_pid(pid).is_none(), "pid {pid} survived the stop");
+    }
 }
 
 /// The reference app alone, replacing itself on `systemctl reload`: the unit docs/systemd.md

@@ -1,6 +1,6 @@
 //! `baton run`: gather sockets, then supervise generations until SIGTERM/SIGINT.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use baton_handoff::generation::LaunchSpec;
@@ -47,6 +47,19 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
             .check_executable()
             .map_err(|e| e.to_string())?;
     }
+    // A generation that a crashed baton left serving keeps serving until a new one is ready.
+    let record_path = config.runtime_dir.join("serving.json");
+    let orphans = match &resumed {
+        Some(_) => Vec::new(),
+        None => baton_handoff::adopt::Record::find_orphans(&record_path),
+    };
+    for o in &orphans {
+        tracing::warn!(
+            "generation {} (pid {}) of a baton that stopped without draining still serves; it is drained once a new generation is ready",
+            o.number,
+            o.pid
+        );
+    }
     let activated = !inherited.is_empty();
     let (mut kept, app_sockets) = listen::split_by_name(inherited, BATON_SOCKETS);
     let app_sockets = if activated {
@@ -55,12 +68,7 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
         }
         app_sockets
     } else {
-        config
-            .listen
-            .iter()
-            .map(listen::bind)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?
+        sockets::bind_all(&config.listen, orphans.first())?
     };
     if app_sockets.is_empty() {
         return Err(if activated {
@@ -116,7 +124,11 @@ pub fn run(flags: &RunFlags) -> Result<(), String> {
             control_fd,
             webhook,
             deploy_first,
-            resumed,
+            Predecessor {
+                resumed,
+                record: record_path,
+                orphans,
+            },
         )
         .await
     })
@@ -219,6 +231,14 @@ fn create_dir(dir: &Path, what: &str) -> Result<(), String> {
 
 type Webhook = Option<(Socket, baton_webhook::Config, Deliveries)>;
 
+/// What this baton takes over from the one before it: an upgrade's state, or the generations
+/// a crashed baton left serving (found through the record in the runtime directory).
+struct Predecessor {
+    resumed: Option<Resumed>,
+    record: PathBuf,
+    orphans: Vec<baton_handoff::adopt::Record>,
+}
+
 async fn supervise(
     config: Config,
     state: Option<Arc<crate::deploy::DeployState>>,
@@ -226,8 +246,13 @@ async fn supervise(
     control_fd: Option<Socket>,
     webhook: Webhook,
     deploy_first: bool,
-    resumed: Option<Resumed>,
+    predecessor: Predecessor,
 ) -> Result<(), String> {
+    let Predecessor {
+        resumed,
+        record,
+        orphans,
+    } = predecessor;
     // Handlers first: an early SIGHUP must not kill baton with the default action.
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut usr2 = signal(SignalKind::user_defined2()).map_err(|e| e.to_string())?;
@@ -327,6 +352,8 @@ async fn supervise(
         notices: deploys.is_some().then_some(notices_tx),
         start_at_once: !deploy_first,
         resume: resumed.as_ref().map(|r| r.supervisor.clone()),
+        record: Some(record),
+        orphans,
     };
     let mut lifecycle = tokio::spawn(supervisor::run(settings, rx));
     if let Some(r) = resumed {

@@ -98,6 +98,7 @@ pub struct BatonBuilder {
     probation: Option<String>,
     inherit: Vec<(std::os::fd::RawFd, std::os::fd::RawFd)>,
     binary: PathBuf,
+    runtime: Option<PathBuf>,
 }
 
 impl BatonBuilder {
@@ -115,7 +116,15 @@ impl BatonBuilder {
             probation: Some("0s".into()),
             inherit: Vec::new(),
             binary: PathBuf::from(BATON),
+            runtime: None,
         }
+    }
+
+    /// Use this runtime directory (control socket, notify sockets, the serving record), e.g.
+    /// the one a killed baton used.
+    pub fn runtime_dir(mut self, dir: &Path) -> Self {
+        self.runtime = Some(dir.to_path_buf());
+        self
     }
 
     /// Run this baton executable instead of the one cargo built (e.g. a copy to upgrade).
@@ -193,7 +202,8 @@ impl BatonBuilder {
     /// Starts baton without waiting.
     pub fn spawn(self) -> Baton {
         let dir = Scratch::new("baton");
-        let control = dir.path("control.sock");
+        let runtime = self.runtime.clone().unwrap_or_else(|| dir.0.clone());
+        let control = runtime.join("control.sock");
         let log = dir.path("baton.log");
         let logf = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(&self.binary);
@@ -203,7 +213,7 @@ impl BatonBuilder {
             .arg("--control")
             .arg(&control)
             .arg("--runtime-dir")
-            .arg(&dir.0);
+            .arg(&runtime);
         for l in &self.extra_listen {
             cmd.arg("--listen").arg(l);
         }

@@ -13,14 +13,19 @@ pub enum Error {
     Io {
         /// `read`, `write`, `create`, `remove`, `switch`, `delete release`…
         action: &'static str,
+        /// The path it was about.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
     /// A shared entry could not be linked into a release.
     #[error("cannot link {} -> {}: {source}", link.display(), target.display())]
     Link {
+        /// The symlink.
         link: PathBuf,
+        /// What it should point at.
         target: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
     /// A setting (`[source]`, `[build]`, shared entries, the deploy key, known_hosts, pinned
@@ -46,39 +51,68 @@ pub enum Error {
 /// output went to, named in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The command has no program.
     #[error("{step} command is empty")]
-    EmptyCommand { step: String },
+    EmptyCommand {
+        /// `build` or the hook's name.
+        step: String,
+    },
+    /// The program could not be started.
     #[error("{step} command `{program}` could not start: {source}")]
     NotStarted {
+        /// `build` or the hook's name.
         step: String,
+        /// The program.
         program: String,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// Waiting for the step failed.
     #[error("waiting for the {step} failed: {source}")]
     Wait {
+        /// `build` or the hook's name.
         step: String,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// The step exited non-zero; its output is in `log`.
     #[error("{step} exited with status {code} (see {})", log.display())]
     Exited {
+        /// `build` or the hook's name.
         step: String,
+        /// The exit code.
         code: i32,
+        /// Where the step's output is.
         log: PathBuf,
     },
+    /// The step was killed by a signal.
     #[error("{step} was killed by {signal} (see {})", log.display())]
     Killed {
+        /// `build` or the hook's name.
         step: String,
+        /// The signal's name.
         signal: String,
+        /// Where the step's output is.
         log: PathBuf,
     },
+    /// The step ran past its timeout and was killed.
     #[error("{step} timed out after {} (see {})", human_duration(*after), log.display())]
     TimedOut {
+        /// `build` or the hook's name.
         step: String,
+        /// The timeout.
         after: Duration,
+        /// Where the step's output is.
         log: PathBuf,
     },
+    /// The step ended without an exit status.
     #[error("{step} ended without an exit status (see {})", log.display())]
-    NoStatus { step: String, log: PathBuf },
+    NoStatus {
+        /// `build` or the hook's name.
+        step: String,
+        /// Where the step's output is.
+        log: PathBuf,
+    },
 }
 
 impl Error {

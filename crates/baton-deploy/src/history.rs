@@ -38,6 +38,7 @@ pub struct Entry {
     pub started_at: String,
     /// RFC 3339 UTC, once the deploy ended.
     pub finished_at: Option<String>,
+    /// How it ended (or that it runs).
     pub outcome: Outcome,
     /// The one-line error of a failed deploy.
     pub reason: Option<String>,

@@ -179,3 +179,96 @@ impl Generation {
         })
     }
 }
+
+/// The serving generation as written to the runtime directory, so that a baton restarted
+/// after a crash finds the generation its predecessor left serving.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Generation number.
+    pub number: u64,
+    /// Leader pid.
+    pub pid: i32,
+    /// The leader's start time (see [`start_time`]).
+    pub start_time: u64,
+    /// Its working directory (release).
+    pub dir: Option<PathBuf>,
+}
+
+impl Record {
+    /// The record of generation `number` led by `pid`, if it still runs.
+    pub fn of(number: u64, pid: Pid, dir: Option<PathBuf>) -> Option<Record> {
+        Some(Record {
+            number,
+            pid: pid.as_raw(),
+            start_time: start_time(pid)?,
+            dir,
+        })
+    }
+
+    /// Writes the records (temp file and rename: a reader sees the old or the new list).
+    pub fn save_all(records: &[Record], path: &std::path::Path) -> io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(records).map_err(io::Error::other)?)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The generations a dead baton left serving: those recorded at `path` whose process still
+    /// runs (same pid and start time — not a reused pid).
+    pub fn find_orphans(path: &std::path::Path) -> Vec<Record> {
+        let Some(records) = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Vec<Record>>(&bytes).ok())
+        else {
+            return Vec::new();
+        };
+        records
+            .into_iter()
+            .filter(|r| start_time(Pid::from_raw(r.pid)) == Some(r.start_time))
+            .collect()
+    }
+}
+
+/// Drains a generation left serving by a baton that died: `signal` to its leader, up to
+/// `timeout` for it to exit, then SIGKILL to its group. Waits through a pidfd (it is not our
+/// child), and checks the start time first so a reused pid is never signalled.
+pub async fn drain_orphan(record: Record, signal: nix::sys::signal::Signal, timeout: Duration) {
+    let pid = Pid::from_raw(record.pid);
+    if start_time(pid) != Some(record.start_time) {
+        return;
+    }
+    let pidfd = match pidfd_open(pid) {
+        // SAFETY: the OwnedFd moves into the AsyncFd, which owns it until dropped.
+        Ok(fd) => match unsafe { AsyncFd::register(fd) } {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch orphaned generation {} (pid {pid}): {}",
+                    record.number,
+                    e.into_parts().1
+                );
+                return;
+            }
+        },
+        Err(_) => return, // already gone
+    };
+    tracing::info!(
+        "draining generation {} (pid {pid}) left by the previous baton with {signal}",
+        record.number
+    );
+    let _ = nix::sys::signal::kill(pid, signal);
+    if tokio::time::timeout(timeout, pidfd.readable())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "orphaned generation {} (pid {pid}) did not exit within {}: killed",
+            record.number,
+            crate::duration::format(timeout)
+        );
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+    } else {
+        // Its workers must not outlive it either.
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+        tracing::info!("orphaned generation {} (pid {pid}) exited", record.number);
+    }
+}

@@ -11,10 +11,20 @@ use crate::duration;
 pub enum StartError {
     /// The private notify socket could not be bound.
     #[error("cannot create notify socket {path}: {reason}")]
-    NotifySocket { path: String, reason: String },
+    NotifySocket {
+        /// The socket path.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
     /// Duplicating the listening sockets (or binding the probe socket) failed.
     #[error("cannot {what}: {reason}")]
-    Sockets { what: &'static str, reason: String },
+    Sockets {
+        /// What was being done.
+        what: &'static str,
+        /// The OS error.
+        reason: String,
+    },
     /// fork/exec of the exec shim failed.
     #[error("cannot start the app: {0}")]
     Spawn(String),
@@ -23,13 +33,24 @@ pub enum StartError {
     NoPid,
     /// The generation exited before it was ready.
     #[error("generation {number} (pid {pid}) exited before it was ready: {exit}")]
-    ExitedEarly { number: u64, pid: i32, exit: String },
+    ExitedEarly {
+        /// Generation number.
+        number: u64,
+        /// Leader pid.
+        pid: i32,
+        /// How it exited.
+        exit: String,
+    },
     /// The generation was not ready within the readiness timeout; `what` says what it missed.
     #[error("generation {number} (pid {pid}) {what} within {}", duration::format(*timeout))]
     NotReady {
+        /// Generation number.
         number: u64,
+        /// Leader pid.
         pid: i32,
+        /// What it did not do (from the readiness mode).
         what: String,
+        /// The readiness timeout.
         timeout: Duration,
     },
 }
@@ -43,8 +64,11 @@ pub enum ProbationError {
         after.as_secs_f64()
     )]
     Died {
+        /// Generation number.
         number: u64,
+        /// How long after READY it died.
         after: Duration,
+        /// How it exited.
         exit: String,
     },
     /// Its health probe failed `failures` times in a row; `last` is the last answer.
@@ -52,9 +76,13 @@ pub enum ProbationError {
         "generation {number} failed {failures} health probes in a row during probation (GET {path}: {last})"
     )]
     Unhealthy {
+        /// Generation number.
         number: u64,
+        /// Failed probes in a row.
         failures: u32,
+        /// The probed path.
         path: String,
+        /// The last answer (status or error).
         last: String,
     },
 }

@@ -21,7 +21,9 @@ use crate::spawn::{AppCommand, Inheritance, spawn_with_env};
 /// What every generation is started from. Sockets are shared by all generations; the working
 /// directory may change from one generation to the next (a new release).
 pub struct LaunchSpec {
+    /// The app command (argv, working directory, environment).
     pub command: AppCommand,
+    /// The listening sockets every generation inherits.
     pub sockets: Arc<Vec<Socket>>,
     /// Directory for the per-generation notify sockets (baton's runtime directory).
     pub runtime_dir: PathBuf,
@@ -32,7 +34,9 @@ pub struct LaunchSpec {
 /// Something a generation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// It sent READY=1.
     Ready,
+    /// It sent STATUS=.
     Status(String),
     /// The leader exited; the rest of its process group has been killed. Always the last event.
     /// `None` when waiting for it failed and its status is unknown.
@@ -42,15 +46,21 @@ pub enum Event {
 /// A running (or just exited) generation. Dropping one that has not exited kills its process
 /// group, so an abandoned start can never leave a half-started app behind.
 pub struct Generation {
+    /// Its number (1, 2, ...), also in `BATON_GENERATION`.
     pub number: u64,
+    /// Its leader pid (the process group id too).
     pub pid: Pid,
     /// Working directory it runs in (`None`: baton's own).
     pub dir: Option<PathBuf>,
     /// Its private probe socket's address, when readiness is probed over HTTP.
     pub(crate) probe: Option<SocketAddr>,
+    /// When it was spawned.
     pub started: Instant,
+    /// When it was spawned (wall clock, for status).
     pub started_at: SystemTime,
+    /// When it became ready.
     pub ready_at: Option<Instant>,
+    /// Its last STATUS= text.
     pub app_status: Option<String>,
     /// Set once the leader has exited (the inner `None`: status unknown).
     pub(crate) exit: Option<Option<ExitStatus>>,
@@ -158,10 +168,12 @@ impl Generation {
         })
     }
 
+    /// Whether it became ready.
     pub fn is_ready(&self) -> bool {
         self.ready_at.is_some()
     }
 
+    /// Whether its leader exited.
     pub fn has_exited(&self) -> bool {
         self.exit.is_some()
     }

@@ -18,7 +18,9 @@ pub const DEFAULT_NAME: &str = "app";
 /// A listening socket and the name it travels under in `LISTEN_FDNAMES`.
 #[derive(Debug)]
 pub struct Socket {
+    /// Its name in LISTEN_FDNAMES.
     pub name: String,
+    /// The listening socket.
     pub fd: OwnedFd,
     /// Human-readable origin, for logs (`127.0.0.1:8080`, `/run/app.sock`, `systemd fd 3`).
     pub origin: String,
@@ -33,14 +35,18 @@ impl AsRawFd for Socket {
 /// Where to listen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
+    /// A TCP address.
     Tcp(SocketAddr),
+    /// A unix socket path.
     Unix(PathBuf),
 }
 
 /// `[NAME=]ADDR` as given to `--listen`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenSpec {
+    /// The name in LISTEN_FDNAMES.
     pub name: String,
+    /// Where to listen.
     pub addr: ListenAddr,
 }
 
@@ -174,6 +180,7 @@ fn remove_stale_unix_socket(path: &Path) -> Result<(), ListenError> {
 pub unsafe fn take_inherited() -> Result<Vec<Socket>, ListenError> {
     let pid_set = std::env::var_os("LISTEN_PID").is_some();
     // sd-notify checks LISTEN_PID strictly, sets FD_CLOEXEC and zips the names.
+    // SAFETY: same precondition as this function (no other thread yet).
     let fds = unsafe { sd_notify::listen_fds_with_names_and_unset_env() }
         .map_err(|e| ListenError::Activation(e.to_string()))?;
     // SAFETY: same precondition as this function.

@@ -19,10 +19,12 @@ const MAX_MESSAGE: usize = 8192;
 /// One parsed notify datagram: `KEY=VALUE` lines.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
+    /// `KEY=VALUE` pairs in the order received.
     pub fields: Vec<(String, String)>,
 }
 
 impl Message {
+    /// Parses a datagram (newline-separated `KEY=VALUE`; other lines are ignored).
     pub fn parse(bytes: &[u8]) -> Message {
         let text = String::from_utf8_lossy(bytes);
         let fields = text
@@ -33,6 +35,7 @@ impl Message {
         Message { fields }
     }
 
+    /// The last value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()
@@ -41,6 +44,7 @@ impl Message {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether it carries READY=1.
     pub fn is_ready(&self) -> bool {
         self.get("READY") == Some("1")
     }
@@ -49,7 +53,9 @@ impl Message {
 /// A message and the pid the kernel says sent it.
 #[derive(Debug)]
 pub struct Received {
+    /// The message.
     pub message: Message,
+    /// The sending pid (SCM_CREDENTIALS), when the kernel told.
     pub sender: Option<Pid>,
 }
 
@@ -71,6 +77,7 @@ impl NotifySocket {
         })
     }
 
+    /// Where the socket is bound.
     pub fn path(&self) -> &Path {
         &self.path
     }

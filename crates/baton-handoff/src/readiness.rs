@@ -18,6 +18,7 @@ use hyper_util::rt::TokioIo;
 pub const PROBE_SOCKET_NAME: &str = "baton-probe";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// When a new generation counts as ready (`--ready`).
 pub enum Readiness {
     /// READY=1 on the private NOTIFY_SOCKET.
     Notify,
@@ -30,10 +31,12 @@ pub enum Readiness {
 }
 
 impl Readiness {
+    /// Whether READY=1 is waited for.
     pub fn wants_notify(&self) -> bool {
         matches!(self, Readiness::Notify | Readiness::NotifyAndHttp(_))
     }
 
+    /// The HTTP probe path, if probed.
     pub fn probe_path(&self) -> Option<&str> {
         match self {
             Readiness::Http(p) | Readiness::NotifyAndHttp(p) => Some(p),

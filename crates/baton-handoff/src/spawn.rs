@@ -68,9 +68,11 @@ pub enum AppEnv {
 /// What to run as a generation.
 #[derive(Debug, Clone)]
 pub struct AppCommand {
+    /// Program and arguments.
     pub argv: Vec<OsString>,
     /// Working directory; `None` keeps baton's.
     pub cwd: Option<PathBuf>,
+    /// What environment it gets.
     pub env: AppEnv,
 }
 
@@ -149,8 +151,11 @@ fn is_executable(path: &Path) -> bool {
 
 /// Everything a generation inherits besides its command.
 pub struct Inheritance<'a> {
+    /// The sockets, laid out at fd 3..
     pub sockets: &'a [crate::listen::Socket],
+    /// Its private NOTIFY_SOCKET.
     pub notify_socket: &'a Path,
+    /// Its number (`BATON_GENERATION`).
     pub generation: u64,
 }
 
@@ -295,6 +300,7 @@ fn lay_out_fds(fds: &[RawFd]) -> io::Result<()> {
         // SAFETY: `target` is in the range reserved for the sockets; dup2 replaces it.
         let placed = unsafe { libc_dup2(copy.as_raw_fd(), target)? };
         fcntl(
+            // SAFETY: `placed` was just laid out by dup2 above and is open in this process.
             unsafe { BorrowedFd::borrow_raw(placed) },
             FcntlArg::F_SETFD(FdFlag::empty()),
         )?;
@@ -328,6 +334,7 @@ fn close_fds_from(first: RawFd) {
 
 /// dup2 onto a fixed number; nix's safe wrappers want an owned target we do not have.
 unsafe fn libc_dup2(src: RawFd, target: RawFd) -> io::Result<RawFd> {
+    // SAFETY: dup2(2) on plain fd numbers; async-signal-safe, no memory is touched.
     let r = unsafe { nix::libc::dup2(src, target) };
     if r < 0 {
         Err(io::Error::last_os_error())

@@ -24,10 +24,12 @@ pub fn reloading(status: &str) {
     }
 }
 
+/// A status line for the service manager.
 pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
+/// baton is stopping.
 pub fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }

@@ -110,6 +110,8 @@ fn settings(dir: &Dir, script: &str, delay: Duration, probation: Duration) -> Se
         notices: None,
         start_at_once: true,
         resume: None,
+        record: None,
+        orphans: Vec::new(),
     }
 }
 

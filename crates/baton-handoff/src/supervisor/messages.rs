@@ -36,6 +36,11 @@ pub struct Settings {
     pub start_at_once: bool,
     /// Take over a serving generation from an earlier baton image instead of starting one.
     pub resume: Option<Resume>,
+    /// Where the serving generation is recorded (in the runtime directory), for a baton that
+    /// starts after this one crashed.
+    pub record: Option<PathBuf>,
+    /// Generations a crashed baton left serving: drained once a new one is in service.
+    pub orphans: Vec<crate::adopt::Record>,
 }
 
 /// The supervisor's state as an upgraded baton image takes it over.

@@ -42,6 +42,10 @@ struct Supervisor {
     last_error: Option<String>,
     /// Held still for an upgrade in place.
     frozen: bool,
+    /// A generation a crashed baton left serving, until a new one is in service.
+    orphans: Vec<crate::adopt::Record>,
+    /// What the record file says now.
+    recorded: Vec<crate::adopt::Record>,
 }
 
 /// Runs the first generation and serves requests until shutdown. Fails only when the first
@@ -63,7 +67,14 @@ pub async fn run(
         reloads_failed: 0,
         last_error: None,
         frozen: false,
+        orphans: Vec::new(),
+        recorded: Vec::new(),
     };
+    sup.orphans = sup.settings.orphans.clone();
+    if let Some(last) = sup.settings.orphans.iter().map(|o| o.number).max() {
+        // Numbers go on from the generations that still serve.
+        sup.next_number = last + 1;
+    }
     if let Some(resume) = sup.settings.resume.clone() {
         sup.resume(resume);
     } else if sup.settings.start_at_once {
@@ -135,12 +146,39 @@ impl Supervisor {
             Ok(g) => {
                 tracing::info!("took over generation {} (pid {})", g.number, g.pid);
                 self.phase = Phase::Serving(g);
+                self.record();
                 upstream::ready(&self.summary());
             }
             Err(e) => {
                 tracing::error!("cannot take over the serving generation: {e}; starting a new one");
                 self.begin(Batch::default());
             }
+        }
+    }
+
+    /// Writes down which generations serve (the serving one and one on probation), for a
+    /// baton that starts after this one crashed; only when that changed.
+    fn record(&mut self) {
+        let Some(path) = &self.settings.record else {
+            return;
+        };
+        let mut now = Vec::new();
+        if let Some(g) = self.phase.serving() {
+            now.extend(crate::adopt::Record::of(g.number, g.pid, g.dir.clone()));
+        }
+        if let Phase::Probation { trial, .. } = &self.phase {
+            let pid = nix::unistd::Pid::from_raw(trial.pid);
+            now.extend(crate::adopt::Record::of(trial.number, pid, None));
+        }
+        if now == self.recorded {
+            return;
+        }
+        match crate::adopt::Record::save_all(&now, path) {
+            Ok(()) => self.recorded = now,
+            Err(e) => tracing::warn!(
+                "cannot record the serving generations in {}: {e}",
+                path.display()
+            ),
         }
     }
 
@@ -242,6 +280,7 @@ impl Supervisor {
         {
             self.begin(next);
         }
+        self.record();
         Ok(())
     }
 
@@ -346,6 +385,11 @@ impl Supervisor {
         self.phase = Phase::Serving(generation);
         upstream::ready(&self.summary());
         batch.answer(&Ok(report));
+        for orphan in std::mem::take(&mut self.orphans) {
+            let (signal, timeout) = (self.settings.drain_signal, self.settings.drain_timeout);
+            self.retiring
+                .spawn(crate::adopt::drain_orphan(orphan, signal, timeout));
+        }
     }
 
     /// A start or probation failed: the old generation (never signalled) keeps serving; with
@@ -545,6 +589,10 @@ impl Supervisor {
             Phase::Idle | Phase::Down { .. } => {}
         }
         while self.retiring.join_next().await.is_some() {}
+        if let Some(path) = &self.settings.record {
+            // Nothing serves any more: a later baton must not look for a survivor.
+            let _ = std::fs::remove_file(path);
+        }
         tracing::info!("all generations have exited");
     }
 }
