@@ -225,6 +225,19 @@ fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_re
             wait_deploying(&baton);
         }
     }
+    // Open the gate only once all 11 later requests have reached the queue (the first waits as pending, 10 merge into it): a client that
+    // connects after the first deploy finished would (rightly) deploy once more.
+    eventually(
+        Duration::from_secs(30),
+        || format!("not all deploy requests were queued:\n{}", baton.log_text()),
+        || {
+            let merged = baton
+                .log_text()
+                .matches("queued behind the running deploy")
+                .count();
+            (merged >= 10).then_some(())
+        },
+    );
     std::fs::write(&gate, "").unwrap();
     for w in waiters {
         let out = w.join().unwrap();
@@ -233,7 +246,8 @@ fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_re
     let deploys = baton.generation() - gen0;
     assert!(
         (1..=2).contains(&deploys),
-        "12 pushes made {deploys} deploys"
+        "12 pushes made {deploys} deploys; log:\n{}",
+        baton.log_text()
     );
     assert_eq!(message(&baton), "push11", "the last commit ends up serving");
 

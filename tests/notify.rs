@@ -14,8 +14,7 @@ use openssl::ssl::{SslAcceptor, SslMethod};
 use openssl::x509::X509;
 use serde_json::Value;
 
-const BUILD_SH: &str =
-    "#!/bin/sh\necho building >&2\n[ -e BUILD_FAILS ] && { echo build broke >&2; exit 7; }\nexit 0\n";
+const BUILD_SH: &str = "#!/bin/sh\necho building >&2\n[ -e BUILD_FAILS ] && { echo build broke >&2; exit 7; }\nexit 0\n";
 
 /// Requests received: (path, body).
 type Received = Arc<Mutex<Vec<(String, String)>>>;
