@@ -225,8 +225,9 @@ fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_re
             wait_deploying(&baton);
         }
     }
-    // Open the gate only once all 11 later requests have reached the queue (the first waits as pending, 10 merge into it): a client that
-    // connects after the first deploy finished would (rightly) deploy once more.
+    // Open the gate only once all 11 later requests have reached the queue (the first waits as
+    // pending, 10 merge into it): a client that connects after the first deploy finished would
+    // (rightly) deploy once more.
     eventually(
         Duration::from_secs(30),
         || format!("not all deploy requests were queued:\n{}", baton.log_text()),
