@@ -209,6 +209,7 @@ fn prepare_webhook(
     verify.branch = w.branch.clone();
     verify.path = w.path.clone();
     verify.repository = w.repository.clone();
+    verify.deploy_on = w.deploy_on.clone();
     create_dir(&config.state_dir, "state")?;
     let deliveries = Deliveries::load(config.state_dir.join("webhook-deliveries.json"))?;
     tracing::info!(
@@ -317,6 +318,9 @@ async fn supervise(
         front.clone(),
         upgrader.clone(),
     ));
+    if let Some(addr) = config.metrics {
+        crate::metrics::start(addr, front.clone())?;
+    }
     tracing::info!("control socket {}", config.control.display());
     if let Some((socket, verify, deliveries)) = webhook {
         let endpoint = Arc::new(Endpoint {

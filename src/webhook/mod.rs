@@ -50,7 +50,11 @@ pub async fn serve(
     };
     let handler = move |req| {
         let endpoint = endpoint.clone();
-        async move { handle(req, &endpoint).await }
+        async move {
+            let response = handle(req, &endpoint).await;
+            crate::metrics::webhook_answered(response.status().as_u16());
+            response
+        }
     };
     let served = match tls {
         Some(tls) => serve::serve_tls(listeners, handler, shutdown, options, tls).await,
@@ -173,8 +177,13 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
             .set(key, Outcome::Pending);
     }
     tracing::info!(
-        "webhook: verified {} push to {} at {}{}: {} queued",
+        "webhook: verified {} {} {} at {}{}: {} queued",
         push.forge,
+        if push.ci.is_some() {
+            "CI run passed on"
+        } else {
+            "push to"
+        },
         push.branch,
         push.after,
         key.as_deref()
@@ -186,9 +195,10 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
             "reload"
         }
     );
-    let action = Action::Push {
-        forge: push.forge.to_string(),
-        commit: push.after.clone(),
+    let (forge, commit) = (push.forge.to_string(), push.after.clone());
+    let action = match push.ci {
+        None => Action::Push { forge, commit },
+        Some(_) => Action::CiPassed { forge, commit },
     };
     let Ok(done) = endpoint.front.submit(action).await else {
         return reply(503, "shutting down\n");

@@ -132,6 +132,21 @@ impl Mirror {
         Ok(head)
     }
 
+    /// Whether `commit` is `ancestor` or has it in its history (`git merge-base --is-ancestor`).
+    pub fn contains(&self, commit: Oid, ancestor: Oid) -> Result<bool, Error> {
+        if commit == ancestor {
+            return Ok(true);
+        }
+        self.repo()?
+            .graph_descendant_of(commit, ancestor)
+            .map_err(|e| {
+                Error::Git(format!(
+                    "cannot compare {commit} with {ancestor}: {}",
+                    e.message()
+                ))
+            })
+    }
+
     /// Resolves what `baton deploy --rev` was given: a fetched branch name, or a full or
     /// abbreviated commit id (anything `git rev-parse` understands that names a commit).
     pub fn resolve(&self, rev: &str) -> Result<Oid, Error> {
