@@ -178,7 +178,7 @@ pub fn run(args: &InitArgs) -> Result<(), String> {
     }
 
     if !args.no_enable {
-        enable(name, dropins_changed, args.dry_run)?;
+        changed |= enable(name, dropins_changed, args.dry_run)?;
     }
     if !changed {
         println!("nothing to do: baton init {name} was already done");
@@ -404,8 +404,8 @@ fn ensure_secret(path: &Path, owner: Owner, dry_run: bool) -> Result<Change, Str
 }
 
 /// `systemctl daemon-reload` when drop-ins changed, then `enable --now` both sockets unless
-/// they are enabled already.
-fn enable(name: &str, reload: bool, dry_run: bool) -> Result<(), String> {
+/// they are enabled already. True when it ran (or would run) anything.
+fn enable(name: &str, reload: bool, dry_run: bool) -> Result<bool, String> {
     let unit = format!("baton@{name}.socket");
     let enabled = Command::new("systemctl")
         .args(["is-enabled", "--quiet", &unit])
@@ -425,6 +425,7 @@ fn enable(name: &str, reload: bool, dry_run: bool) -> Result<(), String> {
     if steps.is_empty() {
         println!("{:>12}  {unit} enabled", "unchanged");
     }
+    let ran = !steps.is_empty();
     for step in steps {
         let shown = format!("systemctl {}", step.join(" "));
         if dry_run {
@@ -443,5 +444,5 @@ fn enable(name: &str, reload: bool, dry_run: bool) -> Result<(), String> {
         }
         println!("{:>12}  {shown}", "ran");
     }
-    Ok(())
+    Ok(ran)
 }
