@@ -5,6 +5,15 @@ use crate::{ClientArgs, config, deploy, paths};
 
 /// Sends `command` to the running baton the client arguments point at.
 pub fn call(client: &ClientArgs, command: Command) -> Result<Reply, String> {
+    call_following(client, command, false)
+}
+
+/// Like [`call`]; with `follow`, prints the command's progress while waiting for the reply.
+pub fn call_following(
+    client: &ClientArgs,
+    command: Command,
+    follow: bool,
+) -> Result<Reply, String> {
     let timeout = baton_handoff::duration::parse(&client.timeout).map_err(|e| e.to_string())?;
     let path = match (&client.control, &client.config) {
         (Some(path), _) => path.clone(),
@@ -20,7 +29,12 @@ pub fn call(client: &ClientArgs, command: Command) -> Result<Reply, String> {
         }
         (None, None) => paths::default_control_checked()?,
     };
-    client_runtime()?.block_on(control::call(&path, command, timeout))
+    let runtime = client_runtime()?;
+    if follow {
+        runtime.block_on(crate::follow::call(&path, command, timeout))
+    } else {
+        runtime.block_on(control::call(&path, command, timeout))
+    }
 }
 
 pub fn client_runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -49,6 +63,9 @@ pub fn deployed(reply: Reply, done: &str, action: &str) -> Result<(), String> {
                 d.generation,
                 d.app_pid
             );
+            if let Some(why) = &d.warning {
+                println!("warning: {why}");
+            }
             Ok(())
         }
         other => Err(format!("{action} failed: {}", reason(other))),
@@ -85,6 +102,43 @@ pub fn print_deploys(d: &deploy::Status) {
             e.trigger,
             e.reason.as_deref().unwrap_or("")
         );
+    }
+}
+
+/// One line per deploy: when, outcome, release, trigger, then each phase's duration.
+pub fn print_history(entries: &[baton_deploy::Entry]) {
+    if entries.is_empty() {
+        println!("no deploys yet");
+    }
+    for e in entries {
+        let outcome = format!("{:?}", e.outcome).to_lowercase();
+        let release = if e.release.is_empty() {
+            "-"
+        } else {
+            &e.release
+        };
+        println!("{}  {outcome:<7} {release:<28} {}", e.started_at, e.trigger);
+        if !e.phases.is_empty() {
+            let phases: Vec<String> = e
+                .phases
+                .iter()
+                .map(|p| format!("{} {}", p.phase, format_ms(p.ms)))
+                .collect();
+            println!("    {}", phases.join(", "));
+        }
+        if let Some(reason) = &e.reason {
+            let phase = e.failed_phase.as_deref().unwrap_or("?");
+            println!("    failed in {phase}: {reason}");
+        }
+    }
+}
+
+/// `850 ms`, `12.3 s`.
+fn format_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
     }
 }
 

@@ -38,8 +38,16 @@ pub enum Command {
     Rollback {
         release: Option<String>,
     },
+    /// The newest `n` deploy history entries, newest first.
+    History {
+        n: usize,
+    },
     /// Execute the baton binary on disk in this process (upgrade in place).
     Upgrade,
+    /// Run `of` (deploy, reload, rollback), streaming progress lines before the reply.
+    Follow {
+        of: Box<Command>,
+    },
 }
 
 /// What an upgrade in place did.
@@ -64,6 +72,7 @@ pub enum Reply {
         deploys: Option<deploy::Status>,
         build: Option<BuildInfo>,
     },
+    History(Vec<baton_deploy::Entry>),
     Upgraded(UpgradeReport),
     Error(String),
 }
@@ -82,6 +91,8 @@ pub struct Wire {
     deploy: Option<deploy::Report>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deploys: Option<deploy::Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<baton_deploy::Entry>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     build: Option<BuildInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,6 +128,11 @@ impl From<Reply> for Wire {
                 upgrade: Some(u),
                 ..Wire::default()
             },
+            Reply::History(entries) => Wire {
+                ok: true,
+                history: Some(entries),
+                ..Wire::default()
+            },
             Reply::Error(e) => Wire {
                 ok: false,
                 error: Some(e),
@@ -139,6 +155,8 @@ impl TryFrom<Wire> for Reply {
             Ok(Reply::Reloaded(r))
         } else if let Some(d) = w.deploy {
             Ok(Reply::Deployed(d))
+        } else if let Some(entries) = w.history {
+            Ok(Reply::History(entries))
         } else if let Some(u) = w.upgrade {
             Ok(Reply::Upgraded(u))
         } else if let Some(status) = w.status {
@@ -232,6 +250,10 @@ async fn handle(mut stream: UnixStream, front: Dispatcher, upgrader: Arc<Upgrade
                 Ok(fd) => Reply::Error(upgrader.upgrade(Some(fd)).await),
                 Err(e) => Reply::Error(format!("cannot pass the connection on: {e}")),
             },
+            Ok(Command::Follow { of }) => {
+                crate::follow::serve(&mut stream, *of, &front).await;
+                return;
+            }
             Ok(command) => execute(command, &front).await,
             Err(_) => Reply::Error("unknown control command".into()),
         },
@@ -242,7 +264,7 @@ async fn handle(mut stream: UnixStream, front: Dispatcher, upgrader: Arc<Upgrade
     let _ = stream.write_all(out.as_bytes()).await;
 }
 
-async fn execute(command: Command, front: &Dispatcher) -> Reply {
+pub(crate) async fn execute(command: Command, front: &Dispatcher) -> Reply {
     let action = match command {
         Command::Status => {
             return match front.status().await {
@@ -254,6 +276,12 @@ async fn execute(command: Command, front: &Dispatcher) -> Reply {
                 Err(e) => Reply::Error(e.to_string()),
             };
         }
+        Command::History { n } => {
+            return match front.history(n).await {
+                Ok(entries) => Reply::History(entries),
+                Err(e) => Reply::Error(e.to_string()),
+            };
+        }
         Command::Reload => Action::Reload,
         Command::Deploy { rev } => Action::Deploy {
             rev,
@@ -262,6 +290,9 @@ async fn execute(command: Command, front: &Dispatcher) -> Reply {
         Command::Rollback { release } => Action::Rollback { release },
         Command::Upgrade => {
             return Reply::Error("upgrade is answered by the connection handler".into());
+        }
+        Command::Follow { .. } => {
+            return Reply::Error("follow is answered by the connection handler".into());
         }
     };
     match front.run(action).await {

@@ -209,6 +209,7 @@ fn prepare_webhook(
     verify.branch = w.branch.clone();
     verify.path = w.path.clone();
     verify.repository = w.repository.clone();
+    verify.deploy_on = w.deploy_on.clone();
     create_dir(&config.state_dir, "state")?;
     let deliveries = Deliveries::load(config.state_dir.join("webhook-deliveries.json"))?;
     tracing::info!(
@@ -319,6 +320,9 @@ async fn supervise(
         upgrader.clone(),
         config.control_access.clone(),
     ));
+    if let Some(addr) = config.metrics {
+        crate::metrics::start(addr, front.clone())?;
+    }
     tracing::info!("control socket {}", config.control.display());
     if let Some((socket, verify, deliveries)) = webhook {
         let endpoint = Arc::new(Endpoint {
@@ -328,10 +332,15 @@ async fn supervise(
             budget: webhook::budget::Budget::new(webhook::BODY_BUDGET),
         });
         let listener = kit_listener(socket)?;
+        let tls = config.webhook.tls.as_ref();
+        let tls = tls
+            .map(|(c, k)| crate::tls::server_config(c, k))
+            .transpose()?;
         tokio::spawn(webhook::serve(
             vec![listener],
             endpoint,
             std::future::pending(),
+            tls,
         ));
     }
 

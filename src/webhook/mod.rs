@@ -52,11 +52,12 @@ pub struct Endpoint {
     pub budget: Budget,
 }
 
-/// Serves the endpoint on `listeners` until `shutdown`.
+/// Serves the endpoint on `listeners` until `shutdown`, over TLS when `tls` is given.
 pub async fn serve(
     listeners: Vec<baton_kit::listeners::Named>,
     endpoint: Arc<Endpoint>,
     shutdown: impl std::future::Future<Output = ()>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let options = serve::Options {
         drain: serve::Drain {
@@ -76,9 +77,17 @@ pub async fn serve(
     };
     let handler = move |req| {
         let endpoint = endpoint.clone();
-        async move { handle(req, &endpoint).await }
+        async move {
+            let response = handle(req, &endpoint).await;
+            crate::metrics::webhook_answered(response.status().as_u16());
+            response
+        }
     };
-    if let Err(e) = serve::serve(listeners, handler, shutdown, options).await {
+    let served = match tls {
+        Some(tls) => serve::serve_tls(listeners, handler, shutdown, options, tls).await,
+        None => serve::serve(listeners, handler, shutdown, options).await,
+    };
+    if let Err(e) = served {
         tracing::error!("webhook endpoint failed: {e}");
     }
 }
@@ -209,8 +218,13 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
             .set(key, Outcome::Pending);
     }
     tracing::info!(
-        "webhook: verified {} push to {} at {}{}: {} queued",
+        "webhook: verified {} {} {} at {}{}: {} queued",
         push.forge,
+        if push.ci.is_some() {
+            "CI run passed on"
+        } else {
+            "push to"
+        },
         push.branch,
         push.after,
         key.as_deref()
@@ -222,9 +236,10 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
             "reload"
         }
     );
-    let action = Action::Push {
-        forge: push.forge.to_string(),
-        commit: push.after.clone(),
+    let (forge, commit) = (push.forge.to_string(), push.after.clone());
+    let action = match push.ci {
+        None => Action::Push { forge, commit },
+        Some(_) => Action::CiPassed { forge, commit },
     };
     let Ok(done) = endpoint.front.submit(action).await else {
         return reply(503, "shutting down\n");

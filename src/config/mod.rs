@@ -15,10 +15,17 @@ use serde::Deserialize;
 
 use crate::paths;
 
+mod deploy;
+
+pub use deploy::{DeploySection, MetricsSection, NotifySection};
+use deploy::{DeploySections, deploy_settings, parse_deploy_on};
+
 /// The TOML file. Unknown keys are errors: a typo must not silently fall back to a default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The app's name in notifications and metrics (default: the state directory's name).
+    pub name: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub control: Option<PathBuf>,
     /// Members of this group may use the control socket too (it becomes 0660, this group's).
@@ -32,6 +39,12 @@ pub struct FileConfig {
     pub source: SourceSection,
     #[serde(default)]
     pub build: BuildSection,
+    #[serde(default)]
+    pub deploy: DeploySection,
+    #[serde(default)]
+    pub notify: Vec<NotifySection>,
+    #[serde(default)]
+    pub metrics: MetricsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +55,13 @@ pub struct WebhookSection {
     pub secret_file: Option<PathBuf>,
     /// Only pushes to this repository (`owner/name`) deploy.
     pub repository: Option<String>,
+    /// PEM certificate chain and key: serve the webhook over TLS (see `crate::tls`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `push` (default) or `workflow_run`: deploy only commits whose CI run passed.
+    pub deploy_on: Option<String>,
+    /// With `deploy_on = "workflow_run"`: only this workflow (name or file path) counts.
+    pub workflow: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +210,8 @@ pub struct Config {
     pub webhook: WebhookConfig,
     /// Present when a repository is configured: baton deploys releases itself.
     pub deploy: Option<crate::deploy::Settings>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Webhook settings; the secret itself is read only when the endpoint is started.
@@ -200,6 +222,9 @@ pub struct WebhookConfig {
     pub secret_file: Option<PathBuf>,
     pub repository: Option<String>,
     pub branch: String,
+    /// (certificate, key) when the webhook serves TLS itself.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub deploy_on: baton_webhook::DeployOn,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, String> {
@@ -224,6 +249,15 @@ impl Config {
             None => FileConfig::default(),
         };
         let app = file.app;
+        let metrics = file
+            .metrics
+            .listen
+            .map(|l| {
+                l.parse::<std::net::SocketAddr>().map_err(|_| {
+                    format!("[metrics] listen {l:?} is not host:port (e.g. 127.0.0.1:9100)")
+                })
+            })
+            .transpose()?;
         let webhook = WebhookConfig {
             listen: flags
                 .webhook_listen
@@ -254,6 +288,12 @@ impl Config {
                 .clone()
                 .or(file.source.branch.clone())
                 .unwrap_or_else(|| "main".into()),
+            tls: match (file.webhook.tls_cert, file.webhook.tls_key) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => return Err("[webhook] tls_cert and tls_key go together: set both".into()),
+            },
+            deploy_on: parse_deploy_on(file.webhook.deploy_on.as_deref(), file.webhook.workflow)?,
         };
         if !webhook.path.starts_with('/') {
             return Err(format!(
@@ -312,7 +352,14 @@ impl Config {
             .clone()
             .or(file.state_dir)
             .unwrap_or_else(paths::default_state_dir);
-        let deploy = deploy_settings(flags, file.source, file.build, &webhook.branch, &state_dir)?;
+        let sections = DeploySections {
+            source: file.source,
+            build: file.build,
+            hooks: file.deploy,
+            notify: file.notify,
+            name: file.name,
+        };
+        let deploy = deploy_settings(flags, sections, &webhook.branch, &state_dir)?;
         let readiness: Readiness = named("ready", pick(&flags.ready, app.ready, "notify").parse())?;
         let ready_timeout = named(
             "ready_timeout",
@@ -336,6 +383,7 @@ impl Config {
             runtime_dir,
             state_dir,
             deploy,
+            metrics,
             command: AppCommand {
                 argv,
                 cwd: flags.cwd.clone().or(app.cwd),
@@ -358,73 +406,6 @@ impl Config {
             webhook,
         })
     }
-}
-
-/// `[source]` + `[build]` (+ flags) → deploy settings; `None` without a repository, in which
-/// case `[build]` or other `[source]` keys are an error rather than silently ignored.
-fn deploy_settings(
-    flags: &RunFlags,
-    source: SourceSection,
-    build: BuildSection,
-    branch: &str,
-    state_dir: &Path,
-) -> Result<Option<crate::deploy::Settings>, String> {
-    let repo = flags.repo.clone().or(source.repo);
-    let Some(repo) = repo else {
-        let stray = build.command.is_some()
-            || source.deploy_key.is_some()
-            || source.known_hosts.is_some()
-            || !source.host_fingerprints.is_empty()
-            || !source.shared.is_empty()
-            || source.poll_interval.is_some();
-        if stray {
-            return Err("[build] and [source] deploy settings need [source] repo".into());
-        }
-        return Ok(None);
-    };
-    let source_cfg = baton_deploy::Source {
-        repo,
-        branch: branch.to_string(),
-        deploy_key: flags.deploy_key.clone().or(source.deploy_key),
-        known_hosts: flags.known_hosts.clone().or(source.known_hosts),
-        host_fingerprints: source.host_fingerprints,
-    };
-    source_cfg.validate().map_err(|e| e.to_string())?;
-    let build = match build.command {
-        Some(command) if command.is_empty() => return Err("[build] command is empty".into()),
-        Some(command) => {
-            let env: Vec<(String, String)> = build.env.into_iter().collect();
-            baton_deploy::build::check_env(&env).map_err(|e| e.to_string())?;
-            Some(crate::deploy::Build {
-                command,
-                timeout: named(
-                    "[build] timeout",
-                    duration::parse(build.timeout.as_deref().unwrap_or("20m")),
-                )?,
-                env,
-                run_as: RunAs::configured("[build]", build.user, build.group)?,
-            })
-        }
-        None if build.timeout.is_some() || !build.env.is_empty() || build.user.is_some() => {
-            return Err("[build] needs a command".into());
-        }
-        None => None,
-    };
-    let keep = source.keep.unwrap_or(5);
-    if keep == 0 {
-        return Err("[source] keep must be at least 1".into());
-    }
-    Ok(Some(crate::deploy::Settings {
-        source: source_cfg,
-        state_dir: state_dir.to_path_buf(),
-        shared: source.shared,
-        build,
-        keep,
-        poll_interval: source
-            .poll_interval
-            .map(|p| named("[source] poll_interval", duration::parse(&p)))
-            .transpose()?,
-    }))
 }
 
 fn named<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, String> {
