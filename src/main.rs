@@ -6,12 +6,16 @@ mod config;
 mod control;
 mod demo;
 mod deploy;
+mod doctor;
 mod follow;
+mod forge_setup;
+mod init;
 mod metrics;
 mod notify;
 mod paths;
 mod reap;
 mod run;
+mod tls;
 mod trigger;
 mod upgrade;
 mod webhook;
@@ -106,6 +110,10 @@ enum Cmd {
         #[arg(value_name = "BODY_FILE")]
         body: Option<PathBuf>,
     },
+    /// Set up an app: config, deploy key, webhook secret, enabled sockets; prints the forge steps.
+    Init(init::InitArgs),
+    /// Check an installed app live: config, keys, forge access, units, webhook, last deploy.
+    Doctor(doctor::DoctorArgs),
     /// Run baton with the reference app on localhost, reload it under load, and show the result.
     Demo(demo::DemoArgs),
     /// For the units' ExecStopPost=: after a real stop, kill what is left of the unit (after a
@@ -288,6 +296,8 @@ fn dispatch(command: Cmd) -> Result<(), String> {
             Ok(())
         }
         Cmd::Demo(args) => demo::run(&args),
+        Cmd::Init(args) => init::run(&args),
+        Cmd::Doctor(args) => doctor::run(&args),
         Cmd::ReapUnit => reap::run(),
     }
 }

@@ -100,18 +100,12 @@ impl Dispatcher {
             Action::Push { .. } | Action::CiPassed { .. } => self.reload().await,
             Action::Deploy { rev, trigger } => self.deploy(rev, trigger).await,
             Action::Rollback { release } => {
-                let deployer = self
-                    .deployer
-                    .as_ref()
-                    .ok_or(TriggerError::NoSource("there are no releases"))?;
-                let (reply, answer) = oneshot::channel();
-                let request = deploy::Request::Rollback {
+                self.queue_deploy("there are no releases", |reply| deploy::Request::Rollback {
                     release,
                     trigger: Trigger::Rollback,
                     reply: Some(reply),
-                };
-                send(deployer, request).await?;
-                Ok(deployed(answer))
+                })
+                .await
             }
         }
     }
@@ -179,17 +173,26 @@ impl Dispatcher {
     }
 
     async fn deploy(&self, rev: Option<String>, trigger: Trigger) -> Result<Pending, TriggerError> {
-        let deployer = self
-            .deployer
-            .as_ref()
-            .ok_or(TriggerError::NoSource("nothing to deploy from"))?;
-        let (reply, answer) = oneshot::channel();
-        let request = deploy::Request::Deploy {
+        self.queue_deploy("nothing to deploy from", |reply| deploy::Request::Deploy {
             rev,
             trigger,
             reply: Some(reply),
-        };
-        send(deployer, request).await?;
+        })
+        .await
+    }
+
+    /// Sends a request to the deploy queue (`missing` says why there is none).
+    async fn queue_deploy(
+        &self,
+        missing: &'static str,
+        request: impl FnOnce(deploy::Reply) -> deploy::Request,
+    ) -> Result<Pending, TriggerError> {
+        let deployer = self
+            .deployer
+            .as_ref()
+            .ok_or(TriggerError::NoSource(missing))?;
+        let (reply, answer) = oneshot::channel();
+        send(deployer, request(reply)).await?;
         Ok(deployed(answer))
     }
 }

@@ -229,26 +229,30 @@ pub fn take_state() -> Result<Option<State>, String> {
 }
 
 fn read_state(value: &std::ffi::OsStr) -> Result<State, String> {
+    let fd = state_fd(value)?;
+    // SAFETY: the previous image passed this fd for us alone.
+    parse_state(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// The open fd [`STATE_VAR`] names.
+fn state_fd(value: &std::ffi::OsStr) -> Result<RawFd, String> {
     let fd: RawFd = value
         .to_str()
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("{STATE_VAR} is not an fd number"))?;
-    if fcntl(
-        // SAFETY: only probes whether the fd number is open (EBADF otherwise).
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-        FcntlArg::F_GETFD,
-    )
-    .is_err()
-    {
+    // SAFETY: only probes whether the fd number is open (EBADF otherwise).
+    let probe = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    if fcntl(probe, FcntlArg::F_GETFD).is_err() {
         return Err(format!("{STATE_VAR} names fd {fd}, which is not open"));
     }
-    // SAFETY: the previous image passed this fd for us alone.
-    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    // The checker read it through the same open file: start from the beginning.
-    file.rewind()
-        .map_err(|e| format!("cannot read the upgrade state: {e}"))?;
+    Ok(fd)
+}
+
+/// Reads a state from its start (the checker and the new image read the same open file).
+fn parse_state(mut file: std::fs::File) -> Result<State, String> {
     let mut text = String::new();
-    file.read_to_string(&mut text)
+    file.rewind()
+        .and_then(|_| file.read_to_string(&mut text))
         .map_err(|e| format!("cannot read the upgrade state: {e}"))?;
     let state: State =
         serde_json::from_str(&text).map_err(|e| format!("cannot parse the upgrade state: {e}"))?;
@@ -265,26 +269,12 @@ fn read_state(value: &std::ffi::OsStr) -> Result<State, String> {
 /// what this binary is. Touches none of the passed fds but the state's.
 pub fn check_main() -> Result<(), String> {
     let value = std::env::var_os(STATE_VAR).ok_or_else(|| format!("{STATE_VAR} is not set"))?;
-    let fd: RawFd = value
-        .to_str()
-        .and_then(|v| v.parse().ok())
-        .ok_or("bad fd")?;
+    let fd = state_fd(&value)?;
     // Read through a duplicate: the passed fd belongs to the parent's upgrade.
     // SAFETY: the parent passed this fd; it stays open while we duplicate it.
     let dup = nix::unistd::dup(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
         .map_err(|e| e.to_string())?;
-    let mut file = std::fs::File::from(dup);
-    file.rewind().map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let state: State =
-        serde_json::from_str(&text).map_err(|e| format!("cannot parse the upgrade state: {e}"))?;
-    if state.format != FORMAT {
-        return Err(format!(
-            "upgrade state format {} is not {FORMAT}",
-            state.format
-        ));
-    }
+    parse_state(std::fs::File::from(dup))?;
     println!(
         "{}",
         serde_json::to_string(build_info::current()).map_err(|e| e.to_string())?

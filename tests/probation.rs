@@ -179,11 +179,28 @@ fn deploying(repo: &Repo, state: &Path) -> BatonBuilder {
         .app(&["./run.sh"])
 }
 
-/// A config file that polls the branch every second.
-fn poll_config(scratch: &Scratch) -> std::path::PathBuf {
-    let path = scratch.path("baton.toml");
-    std::fs::write(&path, "[source]\npoll_interval = \"1s\"\n").unwrap();
-    path
+/// A deploying baton whose first release serves "good", polling the branch every second.
+fn polling_deploy(
+    scratch: &Scratch,
+    probation: &str,
+    extra: &[&str],
+) -> (Repo, std::path::PathBuf, Baton) {
+    let repo = Repo::new(
+        scratch,
+        &[("run.sh", &run_sh()), ("hello.txt", "good")],
+        &["run.sh"],
+    );
+    let state = scratch.path("state");
+    let config = scratch.path("baton.toml");
+    std::fs::write(&config, "[source]\npoll_interval = \"1s\"\n").unwrap();
+    let mut builder = deploying(&repo, &state)
+        .probation(probation)
+        .arg("-c")
+        .arg(config.to_str().unwrap());
+    for a in extra {
+        builder = builder.arg(a);
+    }
+    (repo, state, builder.start())
 }
 
 fn history(baton: &Baton) -> Vec<serde_json::Value> {
@@ -199,19 +216,7 @@ fn a_release_that_crash_loops_after_probation_is_rolled_back_and_never_redeploye
         return;
     }
     let scratch = Scratch::new("auto-rollback");
-    let repo = Repo::new(
-        &scratch,
-        &[("run.sh", &run_sh()), ("hello.txt", "good")],
-        &["run.sh"],
-    );
-    let state = scratch.path("state");
-    let baton = deploying(&repo, &state)
-        .probation("1s")
-        .arg("--crash-loop")
-        .arg("3/2m")
-        .arg("-c")
-        .arg(poll_config(&scratch).to_str().unwrap())
-        .start();
+    let (repo, state, baton) = polling_deploy(&scratch, "1s", &["--crash-loop", "3/2m"]);
     let good = std::fs::read_link(state.join("current")).unwrap();
     let load = Background::start(baton.addr, &[Mode::KeepAlive, Mode::ConnectionPerRequest]);
     // Passes a 1 s probation, then dies 2 s after every start.
@@ -270,17 +275,7 @@ fn a_release_that_fails_probation_is_marked_failed_and_not_rebuilt_by_the_poller
         return;
     }
     let scratch = Scratch::new("probation-deploy");
-    let repo = Repo::new(
-        &scratch,
-        &[("run.sh", &run_sh()), ("hello.txt", "good")],
-        &["run.sh"],
-    );
-    let state = scratch.path("state");
-    let baton = deploying(&repo, &state)
-        .probation("3s")
-        .arg("-c")
-        .arg(poll_config(&scratch).to_str().unwrap())
-        .start();
+    let (repo, state, baton) = polling_deploy(&scratch, "3s", &[]);
     let good = std::fs::read_link(state.join("current")).unwrap();
     let bad_commit = repo.commit(&[("flags", "--die-after 500ms")], &[]);
     baton.wait_status(Duration::from_secs(30), "the failed deploy", |s| {

@@ -157,3 +157,56 @@ fn sigusr2_upgrades_too_and_an_upgrade_waits_for_a_quiet_moment() {
     });
     assert_eq!(baton.status().unwrap()["generation"], 2);
 }
+
+#[test]
+fn an_upgraded_deploying_baton_keeps_its_webhook_and_deploy_queue() {
+    if !have_tool("git") {
+        return;
+    }
+    let scratch = Scratch::new("upgrade-deploy");
+    let installed = installed_baton(&scratch);
+    let run_sh = format!("#!/bin/sh\nexec {HELLO}\n");
+    let repo = common::repo::Repo::new(
+        &scratch,
+        &[("run.sh", &run_sh), ("hello.txt", "v1")],
+        &["run.sh"],
+    );
+    let secret = scratch.path("secret");
+    common::files::write_private(&secret, "upgrade-test-secret-0123456789");
+    let baton = BatonBuilder::new()
+        .binary(&installed)
+        .state_dir(&scratch.path("state"))
+        .arg("--repo")
+        .arg(repo.bare.to_str().unwrap())
+        .webhook(&secret)
+        .app(&["./run.sh"])
+        .start();
+    install_new_build(&installed);
+    let out = upgrade(&baton);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The webhook socket and the deploy queue came along: a push deploys.
+    let commit = repo.commit(&[("hello.txt", "v2")], &[]);
+    let (status, body) = github_push(
+        baton.webhook.unwrap(),
+        b"upgrade-test-secret-0123456789",
+        "after-upgrade",
+        &commit,
+    );
+    assert_eq!(status, 202, "{body}");
+    eventually(
+        Duration::from_secs(30),
+        || format!("v2 never served:\n{}", baton.log_text()),
+        || {
+            http_get(baton.addr, "/")
+                .ok()
+                .filter(|(_, b)| b.contains("message=v2"))
+                .map(|_| ())
+        },
+    );
+    let status = baton.status().unwrap();
+    assert_eq!(status["deploys"]["recent"][0]["outcome"], "ok", "{status}");
+}

@@ -56,6 +56,9 @@ pub struct WebhookSection {
     pub deploy_on: Option<String>,
     /// With `deploy_on = "workflow_run"`: only this workflow (name or file path) counts.
     pub workflow: Option<String>,
+    /// PEM certificate chain and key: serve the webhook over TLS (see `crate::tls`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +210,8 @@ pub struct WebhookConfig {
     pub repository: Option<String>,
     pub branch: String,
     pub deploy_on: baton_webhook::DeployOn,
+    /// (certificate, key) when the webhook serves TLS itself.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, String> {
@@ -271,6 +276,11 @@ impl Config {
                 .or(file.source.branch.clone())
                 .unwrap_or_else(|| "main".into()),
             deploy_on: parse_deploy_on(file.webhook.deploy_on.as_deref(), file.webhook.workflow)?,
+            tls: match (file.webhook.tls_cert, file.webhook.tls_key) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => return Err("[webhook] tls_cert and tls_key go together: set both".into()),
+            },
         };
         if !webhook.path.starts_with('/') {
             return Err(format!(
@@ -306,7 +316,7 @@ impl Config {
             );
         }
         let app_env: Vec<(String, String)> = app.env.into_iter().collect();
-        baton_handoff::spawn::check_app_env(&app_env)?;
+        baton_handoff::spawn::check_app_env(&app_env).map_err(|e| e.to_string())?;
         let runtime_dir = flags
             .runtime_dir
             .clone()

@@ -329,10 +329,15 @@ async fn supervise(
             front: front.clone(),
         });
         let listener = kit_listener(socket)?;
+        let tls = config.webhook.tls.as_ref();
+        let tls = tls
+            .map(|(c, k)| crate::tls::server_config(c, k))
+            .transpose()?;
         tokio::spawn(webhook::serve(
             vec![listener],
             endpoint,
             std::future::pending(),
+            tls,
         ));
     }
 

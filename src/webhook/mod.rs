@@ -31,11 +31,12 @@ pub struct Endpoint {
     pub front: Dispatcher,
 }
 
-/// Serves the endpoint on `listeners` until `shutdown`.
+/// Serves the endpoint on `listeners` until `shutdown`, over TLS when `tls` is given.
 pub async fn serve(
     listeners: Vec<baton_kit::listeners::Named>,
     endpoint: Arc<Endpoint>,
     shutdown: impl std::future::Future<Output = ()>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let options = serve::Options {
         drain: serve::Drain {
@@ -55,7 +56,11 @@ pub async fn serve(
             response
         }
     };
-    if let Err(e) = serve::serve(listeners, handler, shutdown, options).await {
+    let served = match tls {
+        Some(tls) => serve::serve_tls(listeners, handler, shutdown, options, tls).await,
+        None => serve::serve(listeners, handler, shutdown, options).await,
+    };
+    if let Err(e) = served {
         tracing::error!("webhook endpoint failed: {e}");
     }
 }

@@ -6,6 +6,7 @@ pub mod hostile;
 pub mod http;
 pub mod load;
 pub mod repo;
+pub mod sshd;
 
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;

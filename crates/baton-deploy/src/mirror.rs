@@ -181,7 +181,7 @@ impl Mirror {
 
 /// Host key check and deploy-key authentication. Both callbacks only ever answer from
 /// `source`: `$HOME/.ssh` and ssh-agent are never consulted.
-fn install_ssh_callbacks<'a>(
+pub(crate) fn install_ssh_callbacks<'a>(
     callbacks: &mut RemoteCallbacks<'a>,
     source: &Source,
     host: &str,
@@ -192,11 +192,12 @@ fn install_ssh_callbacks<'a>(
         Some(path) => Some(KnownHosts::load(path)?),
         None => None,
     };
-    let pinned = source
+    let mut pinned = source
         .host_fingerprints
         .iter()
         .map(|f| Fingerprint::parse(f))
         .collect::<Result<Vec<_>, _>>()?;
+    pinned.extend(crate::forge_keys::pinned_for(host, port));
     let policy = HostKeyPolicy {
         host: host.to_string(),
         port,

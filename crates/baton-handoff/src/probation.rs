@@ -39,9 +39,7 @@ impl Generation {
                     () = &mut end => return Ok(()),
                     () = tokio::time::sleep(PROBE_INTERVAL), if probe.is_some() => {
                         let (path, addr) = probe.expect("guarded");
-                        let answer = tokio::time::timeout(PROBE_TIMEOUT, readiness::probe_once(addr, path))
-                            .await
-                            .unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT:?}")));
+                        let answer = readiness::probe_within(addr, path, PROBE_TIMEOUT).await;
                         match answer {
                             Ok(200..=299) => failures = 0,
                             other => {

@@ -96,25 +96,42 @@ impl fmt::Display for Readiness {
     }
 }
 
+/// Why a probe got no HTTP answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The probe socket refused or failed the connection.
+    #[error("{0}")]
+    Connect(#[from] std::io::Error),
+    /// The connection failed before an answer.
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    /// The probe path is not a valid request target.
+    #[error("{0}")]
+    Request(#[from] hyper::http::Error),
+}
+
 /// One probe: `Ok(status)` for any HTTP answer, `Err` when nothing answered.
-pub async fn probe_once(addr: SocketAddr, path: &str) -> Result<u16, String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn probe_once(addr: SocketAddr, path: &str) -> Result<u16, ProbeError> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let request = hyper::Request::get(path)
         .header(hyper::header::HOST, addr.to_string())
         .header(hyper::header::USER_AGENT, "baton-probe")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+        .body(Empty::<Bytes>::new())?;
+    let response = sender.send_request(request).await?;
     Ok(response.status().as_u16())
+}
+
+/// One probe bounded by `timeout`: the status, or why there was none, as text for the log.
+pub async fn probe_within(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u16, String> {
+    match tokio::time::timeout(timeout, probe_once(addr, path)).await {
+        Ok(answer) => answer.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            crate::duration::format(timeout)
+        )),
+    }
 }
 
 /// Probes until a 2xx answer. Logs each change of answer once, so a 500 or a redirect on the
@@ -122,9 +139,7 @@ pub async fn probe_once(addr: SocketAddr, path: &str) -> Result<u16, String> {
 pub async fn probe_until_ok(addr: SocketAddr, path: &str, generation: u64) {
     let mut last: Option<Result<u16, String>> = None;
     loop {
-        let answer = tokio::time::timeout(Duration::from_secs(5), probe_once(addr, path))
-            .await
-            .unwrap_or_else(|_| Err("no answer within 5s".into()));
+        let answer = probe_within(addr, path, Duration::from_secs(5)).await;
         if matches!(answer, Ok(200..=299)) {
             return;
         }

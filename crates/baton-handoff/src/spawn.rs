@@ -76,21 +76,30 @@ pub struct AppCommand {
     pub env: AppEnv,
 }
 
+/// A variable `[app] env` may not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppEnvError {
+    /// One baton sets or withholds itself.
+    #[error("[app] env may not set {0}: baton sets or withholds it itself")]
+    Reserved(String),
+    /// Not a variable name.
+    #[error("[app] env has an invalid variable name `{0}`")]
+    BadName(String),
+}
+
 /// Whether `[app] env` may set these variables: not baton's supervision variables, and not
 /// the `BATON_` prefix, which baton reserves for what it sets itself.
-pub fn check_app_env(env: &[(String, String)]) -> Result<(), String> {
+pub fn check_app_env(env: &[(String, String)]) -> Result<(), AppEnvError> {
     for (key, _) in env {
         let reserved = STRIPPED_VARS.contains(&key.as_str())
             || key.starts_with("LISTEN_")
             || key.starts_with("WATCHDOG_")
             || key.starts_with("BATON_");
         if reserved {
-            return Err(format!(
-                "[app] env may not set {key}: baton sets or withholds it itself"
-            ));
+            return Err(AppEnvError::Reserved(key.clone()));
         }
         if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(format!("[app] env has an invalid variable name `{key}`"));
+            return Err(AppEnvError::BadName(key.clone()));
         }
     }
     Ok(())

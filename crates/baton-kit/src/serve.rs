@@ -92,6 +92,48 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    serve_inner(listeners, handler, shutdown, options, None).await
+}
+
+/// [`serve`] with TLS on every connection: each accepted stream does its handshake (bounded by
+/// the header read timeout, else 10 s) before HTTP. The config decides certificates; a
+/// resolver in it may change them between handshakes (renewed files).
+#[cfg(feature = "tls")]
+pub async fn serve_tls<F, Fut>(
+    listeners: Vec<Named>,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+    options: Options,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) -> io::Result<Report>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    serve_inner(listeners, handler, shutdown, options, Some(acceptor)).await
+}
+
+#[cfg(feature = "tls")]
+type Tls = Option<tokio_rustls::TlsAcceptor>;
+/// Without the `tls` feature there is never an acceptor (a value of this type cannot exist).
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+struct NoTls(std::convert::Infallible);
+#[cfg(not(feature = "tls"))]
+type Tls = Option<NoTls>;
+
+async fn serve_inner<F, Fut>(
+    listeners: Vec<Named>,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+    options: Options,
+    tls: Tls,
+) -> io::Result<Report>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let (drain_tx, drain_rx) = watch::channel(None::<Instant>);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let counters = Arc::new(Counters::default());
@@ -109,6 +151,7 @@ where
             slots: slots.clone(),
             _alive: alive_tx.clone(),
             counters: counters.clone(),
+            tls: tls.clone(),
         };
         accepting.push(match named.listener {
             Listener::Tcp(l) => {
@@ -145,6 +188,7 @@ struct ConnCtx {
     slots: Option<Arc<tokio::sync::Semaphore>>,
     _alive: mpsc::Sender<()>,
     counters: Arc<Counters>,
+    tls: Tls,
 }
 
 impl Clone for ConnCtx {
@@ -156,6 +200,7 @@ impl Clone for ConnCtx {
             slots: self.slots.clone(),
             _alive: self._alive.clone(),
             counters: self.counters.clone(),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -203,7 +248,10 @@ where
                     ctx.counters.connections.fetch_add(1, Ordering::Relaxed);
                     let (handler, ctx) = (handler.clone(), ctx.clone());
                     tokio::spawn(async move {
-                        connection(stream, handler, ctx).await;
+                        match ctx.tls.clone() {
+                            None => connection(stream, handler, ctx).await,
+                            Some(tls) => handshake_then_serve(tls, stream, handler, ctx).await,
+                        }
                         drop(slot);
                     });
                 }
@@ -216,6 +264,30 @@ where
             _ = ctx.drain_rx.changed() => return,
         }
     }
+}
+
+#[cfg(feature = "tls")]
+async fn handshake_then_serve<S, F, Fut>(
+    tls: tokio_rustls::TlsAcceptor,
+    stream: S,
+    handler: F,
+    ctx: ConnCtx,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let limit = ctx.header_read_timeout.unwrap_or(Duration::from_secs(10));
+    match tokio::time::timeout(limit, tls.accept(stream)).await {
+        Ok(Ok(stream)) => connection(stream, handler, ctx).await,
+        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!("TLS handshake not done within {limit:?}"),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+async fn handshake_then_serve<S, F>(never: NoTls, _stream: S, _handler: F, _ctx: ConnCtx) {
+    match never.0 {}
 }
 
 async fn connection<S, F, Fut>(stream: S, handler: F, mut ctx: ConnCtx)

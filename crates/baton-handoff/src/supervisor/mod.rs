@@ -3,8 +3,10 @@
 //! generations in it); everything else talks to it by [`Request`].
 
 mod batch;
+mod continuity;
 mod messages;
 mod phase;
+mod report;
 mod restart;
 
 use std::path::PathBuf;
@@ -132,75 +134,6 @@ impl Supervisor {
         } else {
             self.begin(Batch::new(dir, reply));
         }
-    }
-
-    /// Takes over the generation an earlier baton image served with; if it is gone, starts a
-    /// fresh one where it ran.
-    fn resume(&mut self, resume: Resume) {
-        self.next_number = resume.next_number;
-        self.reloads_ok = resume.reloads_ok;
-        self.reloads_failed = resume.reloads_failed;
-        self.app_dir = resume.generation.dir.clone();
-        self.ever_served = true;
-        match Generation::adopt(&resume.generation) {
-            Ok(g) => {
-                tracing::info!("took over generation {} (pid {})", g.number, g.pid);
-                self.phase = Phase::Serving(g);
-                self.record();
-                upstream::ready(&self.summary());
-            }
-            Err(e) => {
-                tracing::error!("cannot take over the serving generation: {e}; starting a new one");
-                self.begin(Batch::default());
-            }
-        }
-    }
-
-    /// Writes down which generations serve (the serving one and one on probation), for a
-    /// baton that starts after this one crashed; only when that changed.
-    fn record(&mut self) {
-        let Some(path) = &self.settings.record else {
-            return;
-        };
-        let mut now = Vec::new();
-        if let Some(g) = self.phase.serving() {
-            now.extend(crate::adopt::Record::of(g.number, g.pid, g.dir.clone()));
-        }
-        if let Phase::Probation { trial, .. } = &self.phase {
-            let pid = nix::unistd::Pid::from_raw(trial.pid);
-            now.extend(crate::adopt::Record::of(trial.number, pid, None));
-        }
-        if now == self.recorded {
-            return;
-        }
-        match crate::adopt::Record::save_all(&now, path) {
-            Ok(()) => self.recorded = now,
-            Err(e) => tracing::warn!(
-                "cannot record the serving generations in {}: {e}",
-                path.display()
-            ),
-        }
-    }
-
-    /// Holds still for an upgrade and says what the next image needs.
-    fn freeze(&mut self) -> Result<(Resume, std::os::fd::OwnedFd), String> {
-        let Phase::Serving(g) = &self.phase else {
-            return Err(format!("cannot upgrade while {}", self.phase.state()));
-        };
-        if !self.retiring.is_empty() {
-            return Err("cannot upgrade while an old generation is still draining".into());
-        }
-        let (generation, fd) = g
-            .handover()
-            .map_err(|e| format!("cannot hand generation {} over: {e}", g.number))?;
-        self.frozen = true;
-        let resume = Resume {
-            generation,
-            next_number: self.next_number,
-            reloads_ok: self.reloads_ok,
-            reloads_failed: self.reloads_failed,
-        };
-        Ok((resume, fd))
     }
 
     /// Starts the next generation for `batch` (the phase is not busy).
@@ -507,58 +440,6 @@ impl Supervisor {
                 );
             }
         });
-    }
-
-    fn summary(&self) -> String {
-        let state = self.phase.state();
-        let mut s = match self.phase.serving() {
-            Some(g) => format!("generation {} pid {} {state}", g.number, g.pid),
-            None => state.to_string(),
-        };
-        if let Phase::Probation { trial, .. } = &self.phase {
-            s.push_str(&format!(
-                " (generation {} pid {} on probation)",
-                trial.number, trial.pid
-            ));
-        }
-        if let Some(app) = self.phase.serving().and_then(|g| g.app_status.as_ref()) {
-            s.push_str(": ");
-            s.push_str(app);
-        }
-        s
-    }
-
-    fn status(&self) -> StatusReport {
-        let mut report = StatusReport {
-            baton_pid: std::process::id(),
-            state: self.phase.state(),
-            generation: None,
-            app_pid: None,
-            started_at: None,
-            app_status: None,
-            app_dir: self.app_dir.clone(),
-            probation: None,
-            retiring: self.retiring.len(),
-            reloads_ok: self.reloads_ok,
-            reloads_failed: self.reloads_failed,
-            last_error: self.last_error.clone(),
-        };
-        if let Some(g) = self.phase.serving() {
-            report.generation = Some(g.number);
-            report.app_pid = Some(g.pid.as_raw());
-            report.started_at = Some(baton_clock::Utc::from_system(g.started_at).rfc3339());
-            report.app_status = g.app_status.clone();
-        }
-        if let Phase::Probation { serving, trial } = &self.phase {
-            report.probation = Some(trial.number);
-            if serving.is_none() {
-                // Alone on probation, it is the one serving.
-                report.generation = Some(trial.number);
-                report.app_pid = Some(trial.pid);
-                report.started_at = Some(trial.started_at.clone());
-            }
-        }
-        report
     }
 
     /// Answers every waiter with `why`, drains what serves (a start or probation in flight is
