@@ -19,13 +19,11 @@ pub fn call_following(
         (Some(path), _) => path.clone(),
         (None, Some(file)) => {
             let file_cfg = config::load_file(file)?;
-            file_cfg.control.unwrap_or_else(|| {
-                paths::control_in(
-                    &file_cfg
-                        .runtime_dir
-                        .unwrap_or_else(paths::default_runtime_dir),
-                )
-            })
+            match (file_cfg.control, file_cfg.runtime_dir) {
+                (Some(control), _) => control,
+                (None, Some(dir)) => paths::control_in(&dir),
+                (None, None) => instance_control(file),
+            }
         }
         (None, None) => paths::default_control_checked()?,
     };
@@ -166,5 +164,20 @@ pub fn print_status(s: &baton_handoff::supervisor::StatusReport) {
     }
     if let Some(e) = &s.last_error {
         println!("last error:  {e}");
+    }
+}
+
+/// The control socket of the instance configured by `file`: a templated unit `baton@NAME` runs
+/// with `RuntimeDirectory=baton/NAME`, so `/etc/baton/NAME.toml`'s baton listens in
+/// `<runtime>/NAME/` — seen from a shell that has no `$RUNTIME_DIRECTORY`. Falls back to the
+/// default runtime directory (the single `baton.service`, or a baton run by hand).
+fn instance_control(file: &std::path::Path) -> std::path::PathBuf {
+    let default = paths::default_runtime_dir();
+    let instance = file
+        .file_stem()
+        .map(|name| paths::control_in(&default.join(name)));
+    match instance {
+        Some(path) if std::env::var_os("RUNTIME_DIRECTORY").is_none() && path.exists() => path,
+        _ => paths::control_in(&default),
     }
 }

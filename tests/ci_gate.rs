@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::app::{message, wait_message};
 use common::repo::Repo;
 use common::*;
 use serde_json::{Value, json};
@@ -13,23 +14,6 @@ const SECRET: &str = "a-long-enough-webhook-secret";
 
 fn run_sh() -> String {
     format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n")
-}
-
-fn message(baton: &Baton) -> String {
-    let (_, body) = http_get(baton.addr, "/").unwrap();
-    body.split("message=")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
-fn wait_message(baton: &Baton, text: &str) {
-    eventually(
-        Duration::from_secs(30),
-        || format!("{text} never served:\n{}", baton.log_text()),
-        || (message(baton) == text).then_some(()),
-    );
 }
 
 fn github(baton: &Baton, event: &str, delivery: &str, body: &Value) -> (u16, String) {

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use baton_load::Mode;
+use common::app::{baton_cmd, message, wait_message};
 use common::load::{Background, assert_no_failures};
 use common::repo::Repo;
 use common::*;
@@ -64,15 +65,6 @@ fn wait_deploying(baton: &Baton) {
     });
 }
 
-/// Waits until the app answers with `message=<text>`.
-fn wait_message(baton: &Baton, text: &str) {
-    eventually(
-        Duration::from_secs(30),
-        || format!("{text} never served:\n{}", baton.log_text()),
-        || (message(baton) == text).then_some(()),
-    );
-}
-
 /// The `current` link once it exists and differs from `not`.
 fn wait_current(state: &Path, not: Option<&Path>) -> PathBuf {
     eventually(
@@ -84,24 +76,6 @@ fn wait_current(state: &Path, not: Option<&Path>) -> PathBuf {
                 .filter(|l| Some(l.as_path()) != not)
         },
     )
-}
-
-fn message(baton: &Baton) -> String {
-    let (_, body) = http_get(baton.addr, "/").unwrap();
-    body.split("message=")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
-fn baton_cmd(baton: &Baton, args: &[&str]) -> std::process::Output {
-    Command::new(BATON)
-        .args(args)
-        .arg("--control")
-        .arg(&baton.control)
-        .output()
-        .unwrap()
 }
 
 #[test]

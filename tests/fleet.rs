@@ -131,7 +131,11 @@ fn the_playbook_deploys_both_instances_one_after_the_other_without_failed_reques
             baton.status().unwrap()["deploys"]["current_commit"],
             sha.as_str()
         );
-        assert_no_failures(&load.finish(), 50, &baton.log_text());
+        let reports = load.finish();
+        for (mode, report) in &reports {
+            eprintln!("{}: {mode:?}: {}", baton.addr, report.summary());
+        }
+        assert_no_failures(&reports, 50, &baton.log_text());
     }
 
     // One after the other: the second build started after the first ended.

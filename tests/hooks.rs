@@ -4,9 +4,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::app::{baton_cmd, message};
 use common::repo::Repo;
 use common::*;
 use serde_json::Value;
@@ -22,24 +22,6 @@ const MIGRATE_SH: &str = "#!/bin/sh\necho \"migrating $BATON_COMMIT\"\n[ -e MIGR
 const AFTER_LIVE_SH: &str =
     "#!/bin/sh\necho \"live $BATON_COMMIT\"\n[ -e AFTER_LIVE_FAILS ] && exit 4\nexit 0\n";
 const AFTER_ROLLBACK_SH: &str = "#!/bin/sh\necho \"rolled back to $BATON_COMMIT\"\n";
-
-fn baton_cmd(baton: &Baton, args: &[&str]) -> Output {
-    Command::new(BATON)
-        .args(args)
-        .arg("--control")
-        .arg(&baton.control)
-        .output()
-        .unwrap()
-}
-
-fn message(baton: &Baton) -> String {
-    let (_, body) = http_get(baton.addr, "/").unwrap();
-    body.split("message=")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
 
 fn current_dir(state: &Path) -> std::path::PathBuf {
     state.join(std::fs::read_link(state.join("current")).unwrap())

@@ -6,6 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::app::message;
 use common::repo::Repo;
 use common::*;
 
@@ -27,15 +28,6 @@ fn value(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
-fn message(baton: &Baton) -> String {
-    let (_, body) = http_get(baton.addr, "/").unwrap();
-    body.split("message=")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string()
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::app::baton_cmd;
 use common::repo::Repo;
 use common::*;
 use openssl::ssl::{SslAcceptor, SslMethod};
@@ -145,15 +146,6 @@ fn wait_events(baton: &Baton, received: &Received, n: usize) -> Vec<Value> {
         },
         || Some(json_events(received)).filter(|e| e.len() >= n),
     )
-}
-
-fn baton_cmd(baton: &Baton, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BATON)
-        .args(args)
-        .arg("--control")
-        .arg(&baton.control)
-        .output()
-        .unwrap()
 }
 
 #[test]

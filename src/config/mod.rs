@@ -55,13 +55,13 @@ pub struct WebhookSection {
     pub secret_file: Option<PathBuf>,
     /// Only pushes to this repository (`owner/name`) deploy.
     pub repository: Option<String>,
-    /// PEM certificate chain and key: serve the webhook over TLS (see `crate::tls`).
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
     /// `push` (default) or `workflow_run`: deploy only commits whose CI run passed.
     pub deploy_on: Option<String>,
     /// With `deploy_on = "workflow_run"`: only this workflow (name or file path) counts.
     pub workflow: Option<String>,
+    /// PEM certificate chain and key: serve the webhook over TLS (see `crate::tls`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,9 +222,9 @@ pub struct WebhookConfig {
     pub secret_file: Option<PathBuf>,
     pub repository: Option<String>,
     pub branch: String,
+    pub deploy_on: baton_webhook::DeployOn,
     /// (certificate, key) when the webhook serves TLS itself.
     pub tls: Option<(PathBuf, PathBuf)>,
-    pub deploy_on: baton_webhook::DeployOn,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, String> {
@@ -288,12 +288,12 @@ impl Config {
                 .clone()
                 .or(file.source.branch.clone())
                 .unwrap_or_else(|| "main".into()),
+            deploy_on: parse_deploy_on(file.webhook.deploy_on.as_deref(), file.webhook.workflow)?,
             tls: match (file.webhook.tls_cert, file.webhook.tls_key) {
                 (Some(cert), Some(key)) => Some((cert, key)),
                 (None, None) => None,
                 _ => return Err("[webhook] tls_cert and tls_key go together: set both".into()),
             },
-            deploy_on: parse_deploy_on(file.webhook.deploy_on.as_deref(), file.webhook.workflow)?,
         };
         if !webhook.path.starts_with('/') {
             return Err(format!(

@@ -1,6 +1,7 @@
 //! Test harness: real baton processes on 127.0.0.1, driven through their real interfaces.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod files;
 pub mod hostile;
 pub mod http;
