@@ -357,10 +357,18 @@ impl Baton {
 }
 
 impl Drop for Baton {
+    /// SIGTERM first: baton then drains and stops its app. A SIGKILLed baton would leave its
+    /// generation serving (by design: the next baton takes it over), i.e. a stray process.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid()),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            if wait_child(&mut self.child, Duration::from_secs(20)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
     }
 }
