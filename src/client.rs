@@ -5,22 +5,34 @@ use crate::{ClientArgs, config, deploy, paths};
 
 /// Sends `command` to the running baton the client arguments point at.
 pub fn call(client: &ClientArgs, command: Command) -> Result<Reply, String> {
+    call_following(client, command, false)
+}
+
+/// Like [`call`]; with `follow`, prints the command's progress while waiting for the reply.
+pub fn call_following(
+    client: &ClientArgs,
+    command: Command,
+    follow: bool,
+) -> Result<Reply, String> {
     let timeout = baton_handoff::duration::parse(&client.timeout).map_err(|e| e.to_string())?;
     let path = match (&client.control, &client.config) {
         (Some(path), _) => path.clone(),
         (None, Some(file)) => {
             let file_cfg = config::load_file(file)?;
-            file_cfg.control.unwrap_or_else(|| {
-                paths::control_in(
-                    &file_cfg
-                        .runtime_dir
-                        .unwrap_or_else(paths::default_runtime_dir),
-                )
-            })
+            match (file_cfg.control, file_cfg.runtime_dir) {
+                (Some(control), _) => control,
+                (None, Some(dir)) => paths::control_in(&dir),
+                (None, None) => instance_control(file),
+            }
         }
         (None, None) => paths::default_control_checked()?,
     };
-    client_runtime()?.block_on(control::call(&path, command, timeout))
+    let runtime = client_runtime()?;
+    if follow {
+        runtime.block_on(crate::follow::call(&path, command, timeout))
+    } else {
+        runtime.block_on(control::call(&path, command, timeout))
+    }
 }
 
 pub fn client_runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -49,6 +61,9 @@ pub fn deployed(reply: Reply, done: &str, action: &str) -> Result<(), String> {
                 d.generation,
                 d.app_pid
             );
+            if let Some(why) = &d.warning {
+                println!("warning: {why}");
+            }
             Ok(())
         }
         other => Err(format!("{action} failed: {}", reason(other))),
@@ -88,6 +103,43 @@ pub fn print_deploys(d: &deploy::Status) {
     }
 }
 
+/// One line per deploy: when, outcome, release, trigger, then each phase's duration.
+pub fn print_history(entries: &[baton_deploy::Entry]) {
+    if entries.is_empty() {
+        println!("no deploys yet");
+    }
+    for e in entries {
+        let outcome = format!("{:?}", e.outcome).to_lowercase();
+        let release = if e.release.is_empty() {
+            "-"
+        } else {
+            &e.release
+        };
+        println!("{}  {outcome:<7} {release:<28} {}", e.started_at, e.trigger);
+        if !e.phases.is_empty() {
+            let phases: Vec<String> = e
+                .phases
+                .iter()
+                .map(|p| format!("{} {}", p.phase, format_ms(p.ms)))
+                .collect();
+            println!("    {}", phases.join(", "));
+        }
+        if let Some(reason) = &e.reason {
+            let phase = e.failed_phase.as_deref().unwrap_or("?");
+            println!("    failed in {phase}: {reason}");
+        }
+    }
+}
+
+/// `850 ms`, `12.3 s`.
+fn format_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
 pub fn print_status(s: &baton_handoff::supervisor::StatusReport) {
     println!("state:       {}", s.state);
     println!("baton pid:   {}", s.baton_pid);
@@ -112,5 +164,20 @@ pub fn print_status(s: &baton_handoff::supervisor::StatusReport) {
     }
     if let Some(e) = &s.last_error {
         println!("last error:  {e}");
+    }
+}
+
+/// The control socket of the instance configured by `file`: a templated unit `baton@NAME` runs
+/// with `RuntimeDirectory=baton/NAME`, so `/etc/baton/NAME.toml`'s baton listens in
+/// `<runtime>/NAME/` — seen from a shell that has no `$RUNTIME_DIRECTORY`. Falls back to the
+/// default runtime directory (the single `baton.service`, or a baton run by hand).
+fn instance_control(file: &std::path::Path) -> std::path::PathBuf {
+    let default = paths::default_runtime_dir();
+    let instance = file
+        .file_stem()
+        .map(|name| paths::control_in(&default.join(name)));
+    match instance {
+        Some(path) if std::env::var_os("RUNTIME_DIRECTORY").is_none() && path.exists() => path,
+        _ => paths::control_in(&default),
     }
 }

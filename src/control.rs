@@ -12,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::build_info::BuildInfo;
+use crate::control_access::ControlAccess;
 use crate::deploy::{self, Trigger};
 use crate::trigger::{Action, Dispatcher, Done};
 use crate::upgrade::Upgrader;
@@ -20,6 +21,9 @@ use std::sync::Arc;
 
 /// Longest request line we read; anything longer is not a control command.
 const MAX_LINE: u64 = 4096;
+/// Control connections served at once. Each waits at most 10 s for its command, but a deploy or
+/// reload keeps its connection until done; more than this at once is a runaway client.
+const MAX_CONNECTIONS: usize = 16;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "lowercase")]
@@ -34,8 +38,16 @@ pub enum Command {
     Rollback {
         release: Option<String>,
     },
+    /// The newest `n` deploy history entries, newest first.
+    History {
+        n: usize,
+    },
     /// Execute the baton binary on disk in this process (upgrade in place).
     Upgrade,
+    /// Run `of` (deploy, reload, rollback), streaming progress lines before the reply.
+    Follow {
+        of: Box<Command>,
+    },
 }
 
 /// What an upgrade in place did.
@@ -60,6 +72,7 @@ pub enum Reply {
         deploys: Option<deploy::Status>,
         build: Option<BuildInfo>,
     },
+    History(Vec<baton_deploy::Entry>),
     Upgraded(UpgradeReport),
     Error(String),
 }
@@ -78,6 +91,8 @@ pub struct Wire {
     deploy: Option<deploy::Report>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deploys: Option<deploy::Status>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<baton_deploy::Entry>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     build: Option<BuildInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,6 +128,11 @@ impl From<Reply> for Wire {
                 upgrade: Some(u),
                 ..Wire::default()
             },
+            Reply::History(entries) => Wire {
+                ok: true,
+                history: Some(entries),
+                ..Wire::default()
+            },
             Reply::Error(e) => Wire {
                 ok: false,
                 error: Some(e),
@@ -135,6 +155,8 @@ impl TryFrom<Wire> for Reply {
             Ok(Reply::Reloaded(r))
         } else if let Some(d) = w.deploy {
             Ok(Reply::Deployed(d))
+        } else if let Some(entries) = w.history {
+            Ok(Reply::History(entries))
         } else if let Some(u) = w.upgrade {
             Ok(Reply::Upgraded(u))
         } else if let Some(status) = w.status {
@@ -150,11 +172,34 @@ impl TryFrom<Wire> for Reply {
 }
 
 /// Serves control connections until the supervisor goes away.
-pub async fn serve(listener: UnixListener, front: Dispatcher, upgrader: Arc<Upgrader>) {
+pub async fn serve(
+    listener: UnixListener,
+    front: Dispatcher,
+    upgrader: Arc<Upgrader>,
+    access: ControlAccess,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
-                tokio::spawn(handle(stream, front.clone(), upgrader.clone()));
+            Ok((mut stream, _)) => {
+                if let Err(refusal) = admit(&stream, &access) {
+                    tracing::warn!("control socket: refused a connection: {refusal}");
+                    tokio::spawn(async move { refuse(&mut stream, refusal).await });
+                    continue;
+                }
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(
+                        "control socket: refused a connection: {MAX_CONNECTIONS} already open"
+                    );
+                    let refusal = format!("busy: {MAX_CONNECTIONS} control connections are open");
+                    tokio::spawn(async move { refuse(&mut stream, refusal).await });
+                    continue;
+                };
+                let (front, upgrader) = (front.clone(), upgrader.clone());
+                tokio::spawn(async move {
+                    handle(stream, front, upgrader).await;
+                    drop(slot);
+                });
             }
             Err(e) => {
                 tracing::warn!("control socket accept failed: {e}");
@@ -162,6 +207,34 @@ pub async fn serve(listener: UnixListener, front: Dispatcher, upgrader: Arc<Upgr
             }
         }
     }
+}
+
+/// Checks the connecting process's credentials (SO_PEERCRED) against the access rule.
+fn admit(stream: &UnixStream, access: &ControlAccess) -> Result<(), String> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot read the peer's credentials: {e}"))?;
+    access
+        .check(cred.uid(), cred.gid())
+        .map_err(|reason| match cred.pid() {
+            Some(pid) => format!("{reason} (pid {pid})"),
+            None => reason,
+        })
+}
+
+/// Answers a refused connection with one error line. Its command is read (bounded) and thrown
+/// away, so the client's write does not fail before it can read why it was refused.
+async fn refuse(stream: &mut UnixStream, reason: String) {
+    let reply = Reply::Error(format!("refused: {reason}"));
+    let mut out = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
+    out.push('\n');
+    let answer = async {
+        let _ = stream.write_all(out.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        let mut sink = tokio::io::AsyncReadExt::take(&mut *stream, MAX_LINE);
+        let _ = tokio::io::copy(&mut sink, &mut tokio::io::sink()).await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
 }
 
 async fn handle(mut stream: UnixStream, front: Dispatcher, upgrader: Arc<Upgrader>) {
@@ -177,6 +250,10 @@ async fn handle(mut stream: UnixStream, front: Dispatcher, upgrader: Arc<Upgrade
                 Ok(fd) => Reply::Error(upgrader.upgrade(Some(fd)).await),
                 Err(e) => Reply::Error(format!("cannot pass the connection on: {e}")),
             },
+            Ok(Command::Follow { of }) => {
+                crate::follow::serve(&mut stream, *of, &front).await;
+                return;
+            }
             Ok(command) => execute(command, &front).await,
             Err(_) => Reply::Error("unknown control command".into()),
         },
@@ -187,7 +264,7 @@ async fn handle(mut stream: UnixStream, front: Dispatcher, upgrader: Arc<Upgrade
     let _ = stream.write_all(out.as_bytes()).await;
 }
 
-async fn execute(command: Command, front: &Dispatcher) -> Reply {
+pub(crate) async fn execute(command: Command, front: &Dispatcher) -> Reply {
     let action = match command {
         Command::Status => {
             return match front.status().await {
@@ -199,6 +276,12 @@ async fn execute(command: Command, front: &Dispatcher) -> Reply {
                 Err(e) => Reply::Error(e.to_string()),
             };
         }
+        Command::History { n } => {
+            return match front.history(n).await {
+                Ok(entries) => Reply::History(entries),
+                Err(e) => Reply::Error(e.to_string()),
+            };
+        }
         Command::Reload => Action::Reload,
         Command::Deploy { rev } => Action::Deploy {
             rev,
@@ -207,6 +290,9 @@ async fn execute(command: Command, front: &Dispatcher) -> Reply {
         Command::Rollback { release } => Action::Rollback { release },
         Command::Upgrade => {
             return Reply::Error("upgrade is answered by the connection handler".into());
+        }
+        Command::Follow { .. } => {
+            return Reply::Error("follow is answered by the connection handler".into());
         }
     };
     match front.run(action).await {

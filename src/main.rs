@@ -4,11 +4,19 @@ mod build_info;
 mod client;
 mod config;
 mod control;
+mod control_access;
 mod demo;
 mod deploy;
+mod doctor;
+mod follow;
+mod forge_setup;
+mod init;
+mod metrics;
+mod notify;
 mod paths;
 mod reap;
 mod run;
+mod tls;
 mod trigger;
 mod upgrade;
 mod webhook;
@@ -39,7 +47,13 @@ enum Cmd {
     /// Supervise the app: hold its sockets, start it, hand over on reload.
     Run(RunFlags),
     /// Start a new generation and wait until it serves (exit 1 if it failed; the old one serves).
-    Reload(ClientArgs),
+    Reload {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Show the new generation's progress while waiting.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Fetch, build and hand over to the branch head (or --rev); waits and reports like reload.
     Deploy {
         #[command(flatten)]
@@ -47,6 +61,9 @@ enum Cmd {
         /// A commit, tag or branch instead of the configured branch's head.
         #[arg(long)]
         rev: Option<String>,
+        /// Stream phases with elapsed times and the build's output while waiting.
+        #[arg(long)]
+        follow: bool,
     },
     /// Hand over to an existing release (default: the previous one), without building.
     Rollback {
@@ -54,6 +71,9 @@ enum Cmd {
         client: ClientArgs,
         /// Release id (see `baton status`).
         release: Option<String>,
+        /// Stream phases with elapsed times while waiting.
+        #[arg(long)]
+        follow: bool,
     },
     /// Replace baton's own binary in place (same PID, sockets and app kept); waits and reports
     /// the old and new build (exit 1 with the reason if the new binary cannot take over).
@@ -65,6 +85,17 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// List recent deploys and rollbacks with the time each phase took, newest first.
+    History {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Print JSON (the history entries as baton stores them).
+        #[arg(long)]
+        json: bool,
+        /// How many entries (at most 200 are kept).
+        #[arg(short = 'n', default_value_t = 10)]
+        n: usize,
     },
     /// Validate a configuration file.
     Check {
@@ -80,6 +111,10 @@ enum Cmd {
         #[arg(value_name = "BODY_FILE")]
         body: Option<PathBuf>,
     },
+    /// Set up an app: config, deploy key, webhook secret, enabled sockets; prints the forge steps.
+    Init(init::InitArgs),
+    /// Check an installed app live: config, keys, forge access, units, webhook, last deploy.
+    Doctor(doctor::DoctorArgs),
     /// Run baton with the reference app on localhost, reload it under load, and show the result.
     Demo(demo::DemoArgs),
     /// For the units' ExecStopPost=: after a real stop, kill what is left of the unit (after a
@@ -141,28 +176,38 @@ fn main() -> ExitCode {
 fn dispatch(command: Cmd) -> Result<(), String> {
     match command {
         Cmd::Run(flags) => run::run(&flags),
-        Cmd::Reload(client) => match client::call(&client, Command::Reload)? {
-            Reply::Reloaded(r) => {
-                let probation = if r.probation_ms > 0.0 {
-                    format!(", passed {:.1} s of probation", r.probation_ms / 1000.0)
-                } else {
-                    String::new()
-                };
-                println!(
-                    "reloaded: generation {} (pid {}) serving; ready in {:.0} ms{probation}",
-                    r.generation, r.app_pid, r.ready_ms
-                );
-                Ok(())
+        Cmd::Reload { client, follow } => {
+            match client::call_following(&client, Command::Reload, follow)? {
+                Reply::Reloaded(r) => {
+                    let probation = if r.probation_ms > 0.0 {
+                        format!(", passed {:.1} s of probation", r.probation_ms / 1000.0)
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "reloaded: generation {} (pid {}) serving; ready in {:.0} ms{probation}",
+                        r.generation, r.app_pid, r.ready_ms
+                    );
+                    Ok(())
+                }
+                other => Err(format!("reload failed: {}", client::reason(other))),
             }
-            other => Err(format!("reload failed: {}", client::reason(other))),
-        },
-        Cmd::Deploy { client, rev } => client::deployed(
-            client::call(&client, Command::Deploy { rev })?,
+        }
+        Cmd::Deploy {
+            client,
+            rev,
+            follow,
+        } => client::deployed(
+            client::call_following(&client, Command::Deploy { rev }, follow)?,
             "deployed",
             "deploy",
         ),
-        Cmd::Rollback { client, release } => client::deployed(
-            client::call(&client, Command::Rollback { release })?,
+        Cmd::Rollback {
+            client,
+            release,
+            follow,
+        } => client::deployed(
+            client::call_following(&client, Command::Rollback { release }, follow)?,
             "rolled back",
             "rollback",
         ),
@@ -210,6 +255,19 @@ fn dispatch(command: Cmd) -> Result<(), String> {
             }
             Ok(())
         }
+        Cmd::History { client, json, n } => {
+            let entries = match client::call(&client, Command::History { n })? {
+                Reply::History(entries) => entries,
+                other => return Err(client::reason(other)),
+            };
+            if json {
+                let text = serde_json::to_string_pretty(&entries).map_err(|e| e.to_string())?;
+                println!("{text}");
+            } else {
+                client::print_history(&entries);
+            }
+            Ok(())
+        }
         Cmd::Check { config } => {
             let flags = RunFlags {
                 config: Some(config.clone()),
@@ -239,6 +297,8 @@ fn dispatch(command: Cmd) -> Result<(), String> {
             Ok(())
         }
         Cmd::Demo(args) => demo::run(&args),
+        Cmd::Init(args) => init::run(&args),
+        Cmd::Doctor(args) => doctor::run(&args),
         Cmd::ReapUnit => reap::run(),
     }
 }

@@ -24,6 +24,9 @@ pub enum Action {
     Rollback { release: Option<String> },
     /// A verified push of `commit`: deploy with a repository, reload without.
     Push { forge: String, commit: String },
+    /// A verified, successful CI run for `commit`: deploy exactly that commit (if still fresh)
+    /// with a repository, reload without.
+    CiPassed { forge: String, commit: String },
 }
 
 /// What an action achieved.
@@ -87,7 +90,14 @@ impl Dispatcher {
                 let trigger = Trigger::Push { forge, commit };
                 self.deploy(None, trigger).await
             }
-            Action::Push { .. } => self.reload().await,
+            Action::CiPassed { forge, commit } if self.deploys() => {
+                let trigger = Trigger::Ci {
+                    forge,
+                    commit: commit.clone(),
+                };
+                self.deploy(Some(commit), trigger).await
+            }
+            Action::Push { .. } | Action::CiPassed { .. } => self.reload().await,
             Action::Deploy { rev, trigger } => self.deploy(rev, trigger).await,
             Action::Rollback { release } => {
                 self.queue_deploy("there are no releases", |reply| deploy::Request::Rollback {
@@ -126,6 +136,17 @@ impl Dispatcher {
         Ok((status, self.deploy_status().await))
     }
 
+    /// The newest `n` deploy history entries, newest first.
+    pub async fn history(&self, n: usize) -> Result<Vec<baton_deploy::Entry>, TriggerError> {
+        let deployer = self
+            .deployer
+            .as_ref()
+            .ok_or(TriggerError::NoSource("there is no deploy history"))?;
+        let (reply, answer) = oneshot::channel();
+        send(deployer, deploy::Request::History { n, reply }).await?;
+        answer.await.map_err(|_| TriggerError::ShuttingDown)
+    }
+
     /// The deploy queue's status (`None` without a repository or when it is gone).
     pub async fn deploy_status(&self) -> Option<deploy::Status> {
         let deployer = self.deployer.as_ref()?;
@@ -145,8 +166,9 @@ impl Dispatcher {
         };
         send(&self.supervisor, request).await?;
         Ok(Box::pin(async move {
-            let report = answer.await.map_err(|_| TriggerError::ShuttingDown)??;
-            Ok(Done::Reloaded(report))
+            let report = answer.await.map_err(|_| TriggerError::ShuttingDown)?;
+            crate::metrics::reload_finished(report.is_ok());
+            Ok(Done::Reloaded(report?))
         }))
     }
 

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use baton_load::Mode;
+use common::app::{baton_cmd, message, wait_message};
 use common::load::{Background, assert_no_failures};
 use common::repo::Repo;
 use common::*;
@@ -64,15 +65,6 @@ fn wait_deploying(baton: &Baton) {
     });
 }
 
-/// Waits until the app answers with `message=<text>`.
-fn wait_message(baton: &Baton, text: &str) {
-    eventually(
-        Duration::from_secs(30),
-        || format!("{text} never served:\n{}", baton.log_text()),
-        || (message(baton) == text).then_some(()),
-    );
-}
-
 /// The `current` link once it exists and differs from `not`.
 fn wait_current(state: &Path, not: Option<&Path>) -> PathBuf {
     eventually(
@@ -84,24 +76,6 @@ fn wait_current(state: &Path, not: Option<&Path>) -> PathBuf {
                 .filter(|l| Some(l.as_path()) != not)
         },
     )
-}
-
-fn message(baton: &Baton) -> String {
-    let (_, body) = http_get(baton.addr, "/").unwrap();
-    body.split("message=")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string()
-}
-
-fn baton_cmd(baton: &Baton, args: &[&str]) -> std::process::Output {
-    Command::new(BATON)
-        .args(args)
-        .arg("--control")
-        .arg(&baton.control)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -225,12 +199,19 @@ fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_re
             wait_deploying(&baton);
         }
     }
-    // All 12 requests must have arrived before the first build finishes: one runs, one is
-    // pending, ten merged into it.
+    // Open the gate only once all 11 later requests have reached the queue (the first waits as
+    // pending, 10 merge into it): a client that connects after the first deploy finished would
+    // (rightly) deploy once more.
     eventually(
         Duration::from_secs(30),
-        || format!("the requests never all arrived:\n{}", baton.log_text()),
-        || (baton.log_text().matches("(merged)").count() >= 10).then_some(()),
+        || format!("not all deploy requests were queued:\n{}", baton.log_text()),
+        || {
+            let merged = baton
+                .log_text()
+                .matches("queued behind the running deploy")
+                .count();
+            (merged >= 10).then_some(())
+        },
     );
     std::fs::write(&gate, "").unwrap();
     for w in waiters {
@@ -240,7 +221,8 @@ fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_re
     let deploys = baton.generation() - gen0;
     assert!(
         (1..=2).contains(&deploys),
-        "12 pushes made {deploys} deploys"
+        "12 pushes made {deploys} deploys; log:\n{}",
+        baton.log_text()
     );
     assert_eq!(message(&baton), "push11", "the last commit ends up serving");
 
@@ -328,6 +310,30 @@ fn bad_deploy_settings_are_one_line_errors_at_start_and_from_check() {
             "[source]\nrepo = \"/tmp/x.git\"\n[build]\ncommand = [\"make\"]\nenv = { NOTIFY_SOCKET = \"x\" }\n",
             "NOTIFY_SOCKET",
         ),
+        // Hooks, notifications, CI gating and metrics.
+        (
+            "[deploy]\nbefore_start = [\"./migrate\"]\n",
+            "need [source] repo",
+        ),
+        (
+            "[source]\nrepo = \"/tmp/x.git\"\n[deploy]\nafter_live = []\n",
+            "[deploy] after_live is empty",
+        ),
+        (
+            "[source]\nrepo = \"/tmp/x.git\"\n[[notify]]\nurl = \"ftp://x/\"\n",
+            "http:// or https://",
+        ),
+        (
+            "[source]\nrepo = \"/tmp/x.git\"\n[[notify]]\nurl = \"http://x/\"\nevents = [\"deployed\"]\n",
+            "\"deployed\" is not one of",
+        ),
+        (
+            "[source]\nrepo = \"/tmp/x.git\"\n[[notify]]\nurl_file = \"/nonexistent/url\"\n",
+            "url_file",
+        ),
+        ("[[notify]]\nurl = \"http://x/\"\n", "needs [source] repo"),
+        ("[webhook]\ndeploy_on = \"merge\"\n", "deploy_on \"merge\""),
+        ("[metrics]\nlisten = \"9100\"\n", "[metrics] listen"),
     ];
     for (body, needle) in cases {
         let path = scratch.path("c.toml");

@@ -645,3 +645,129 @@ fn shared_entries_that_leave_the_release_fail_the_deploy_and_touch_nothing() {
     }
     assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd);
 }
+
+#[test]
+fn the_app_and_the_build_run_as_their_users_and_cannot_reach_batons_secrets() {
+    if !is_root("switching the app and the build to other users") {
+        return;
+    }
+    let scratch = Scratch::new("run-as");
+    let out = scratch.path("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let secret = scratch.path("secret");
+    write_private(&secret, SECRET);
+    let state = scratch.path("state");
+    // Each records who it is and what of baton's it could reach, then the app serves.
+    let probe = |who: &str| {
+        format!(
+            "{{ id -u; id -g; cat \"$SECRET\" && echo READ-SECRET; \
+             cat \"$STATE/history.json\" && echo READ-STATE; \
+             \"$BATON\" status --timeout 2s --control \"$CONTROL\" && echo CONTROL-OK; \
+             touch \"$PWD/{who}-wrote-here\" && echo WROTE-RELEASE; }} > \"$OUT/{who}.txt\" 2>&1\n"
+        )
+    };
+    let run_sh = format!(
+        "#!/bin/sh\n{}exec \"{HELLO}\" --idle-grace 100ms\n",
+        probe("app")
+    );
+    let build_sh = format!("#!/bin/sh\n{}", probe("build"));
+    let repo = Repo::new(
+        &scratch,
+        &[
+            ("run.sh", &run_sh),
+            ("build.sh", &build_sh),
+            ("hello.txt", "v1"),
+        ],
+        &["run.sh", "build.sh"],
+    );
+    let runtime = scratch.path("run");
+    std::fs::create_dir(&runtime).unwrap();
+    let control = runtime.join("control.sock");
+    let env = format!(
+        "{{ OUT = {out:?}, SECRET = {secret:?}, STATE = {state:?}, BATON = {BATON:?}, CONTROL = {control:?} }}"
+    );
+    let config = config(
+        &scratch,
+        &format!(
+            "[app]\nuser = \"nobody\"\nenv = {env}\n\
+             [build]\ncommand = [\"./build.sh\"]\nuser = \"daemon\"\nenv = {env}\n"
+        ),
+    );
+    let baton = deploying(&repo, &state, &config)
+        .webhook(&secret)
+        .runtime_dir(&runtime)
+        .start();
+    assert_eq!(baton.control, control);
+    let read = |who: &str| {
+        eventually(
+            Duration::from_secs(20),
+            || format!("no {who} report; log:\n{}", baton.log_text()),
+            || std::fs::read_to_string(out.join(format!("{who}.txt"))).ok(),
+        )
+    };
+    let daemon = nix::unistd::User::from_name("daemon").unwrap().unwrap();
+    let build = read("build");
+    let lines: Vec<&str> = build.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [daemon.uid.to_string(), daemon.gid.to_string()],
+        "{build}"
+    );
+    assert!(
+        build.contains("WROTE-RELEASE"),
+        "the build may write its release: {build}"
+    );
+    let app = read("app");
+    let lines: Vec<&str> = app.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [NOBODY.to_string(), "65534".to_string()],
+        "{app}"
+    );
+    for (who, report) in [("build", &build), ("app", &app)] {
+        assert!(
+            !report.contains("READ-SECRET"),
+            "the {who} read the secret: {report}"
+        );
+        assert!(
+            !report.contains(SECRET),
+            "the {who} read the secret: {report}"
+        );
+        assert!(
+            !report.contains("READ-STATE"),
+            "the {who} read history.json: {report}"
+        );
+        assert!(
+            !report.contains("CONTROL-OK"),
+            "the {who} drove baton: {report}"
+        );
+        // The secret, history.json and the control socket: each refused by the kernel.
+        let denied = report.matches("Permission denied").count();
+        assert!(denied >= 3, "{who}: {report}");
+    }
+    assert!(
+        !app.contains("WROTE-RELEASE"),
+        "the app cannot write its release: {app}"
+    );
+    // After its build the release is baton's again, so baton can prune it later.
+    let release = std::fs::canonicalize(state.join("current")).unwrap();
+    for entry in [
+        &release,
+        &release.join("build-wrote-here"),
+        &release.join("run.sh"),
+    ] {
+        let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::symlink_metadata(entry).unwrap());
+        assert_eq!(owner, 0, "{} belongs to baton", entry.display());
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", baton.app_pid())).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:")
+                && l.split_whitespace().all(|f| f == "Uid:" || f == "65534")),
+        "the app runs as nobody: {status}"
+    );
+    assert_eq!(http_get(baton.addr, "/").unwrap().0, 200);
+    assert!(baton.stop().success());
+}

@@ -370,7 +370,11 @@ fn kill_9_of_baton_loses_no_request_and_a_stop_leaves_nothing_behind() {
     let Some(m) = Manager::boot("kill9") else {
         return;
     };
-    install_baton(&m, &[HELLO]);
+    // A longer idle grace than the default: on a loaded machine a keep-alive client can sit
+    // idle past 500 ms while the survivor drains, then race its close (the app-side keep-alive
+    // race between a server closing an idle connection and a client reusing it; not what this
+    // test is about).
+    install_baton(&m, &[HELLO, "--idle-grace", "2s"]);
     assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
     m.wait_prop(
         "baton.service",
@@ -708,4 +712,101 @@ fn templated_instances_run_side_by_side_and_reload_independently() {
         );
     }
     assert!(Path::new(&m.dir).exists());
+}
+
+#[test]
+fn the_app_runs_as_its_own_user_and_cannot_reach_the_secret_or_the_control_socket() {
+    let Some(m) = Manager::boot("app-user") else {
+        return;
+    };
+    if m.user == "root" {
+        eprintln!("SKIPPED: no unprivileged account to run baton as");
+        return;
+    }
+    // `daemon` is neither baton's account (nobody here) nor root.
+    let daemon = nix::unistd::User::from_name("daemon").unwrap().unwrap();
+    let out = m.dir.join("srv").join("baton");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let report = out.join("app.txt");
+    let secret = m.dir.join("etc").join("baton.secret");
+    let probe = script(
+        &m,
+        "probe-app.sh",
+        &format!(
+            "{{ id -u; cat /run/credentials/baton.service/webhook-secret && echo READ-CREDENTIAL; \
+             cat {secret:?} && echo READ-SECRET; \
+             {BATON} status --timeout 2s --control /run/baton/control.sock && echo CONTROL-OK; \
+             }} > {report:?} 2>&1\nexec {HELLO}\n"
+        ),
+    );
+    install_baton(&m, &[&probe]);
+    m.etc_file(
+        "baton.toml",
+        &format!(
+            "[app]\ncommand = [{probe:?}]\nuser = \"daemon\"\nready_timeout = \"10s\"\n\
+             drain_timeout = \"{DRAIN_TIMEOUT_S}s\"\n"
+        ),
+        0o644,
+    );
+    let (status, _) = m
+        .in_netns(|| get_here(APP_PORT, "/", &[], ""))
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the app answers: {e}\n{}", m.diagnostics()));
+    assert_eq!(status, 200);
+
+    let app_pid = baton_status(&m, "/run/baton/control.sock")["app_pid"]
+        .as_i64()
+        .unwrap();
+    let host = m.host_pid(app_pid as i32).unwrap();
+    let proc_status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap();
+    let field = |name: &str| -> Vec<String> {
+        let line = proc_status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    assert_eq!(
+        field("Uid:"),
+        vec![daemon.uid.to_string(); 4],
+        "{proc_status}"
+    );
+    assert_eq!(
+        field("Gid:"),
+        vec![daemon.gid.to_string(); 4],
+        "{proc_status}"
+    );
+    assert_eq!(
+        field("CapEff:"),
+        ["0000000000000000"],
+        "the app holds no capability"
+    );
+    assert_eq!(field("CapPrm:"), ["0000000000000000"]);
+    assert_eq!(field("CapAmb:"), ["0000000000000000"]);
+
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some(daemon.uid.to_string().as_str()),
+        "{text}"
+    );
+    for leak in [
+        "READ-CREDENTIAL",
+        "READ-SECRET",
+        "CONTROL-OK",
+        SECRET.trim(),
+    ] {
+        assert!(!text.contains(leak), "the app got {leak}: {text}");
+    }
+    assert_eq!(text.matches("Permission denied").count(), 3, "{text}");
+    // baton itself still runs as its account and answers its own control socket.
+    let main_pid: i32 = m.prop("baton.service", "MainPID").parse().unwrap();
+    let baton_status_file =
+        std::fs::read_to_string(format!("/proc/{}/status", m.host_pid(main_pid).unwrap())).unwrap();
+    let baton_uid = nix::unistd::User::from_name(&m.user).unwrap().unwrap().uid;
+    assert!(
+        baton_status_file
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains(&baton_uid.to_string())),
+        "{baton_status_file}"
+    );
 }

@@ -99,7 +99,9 @@ fn bad_requests_get_the_right_answer_and_never_disturb_the_app() {
     let flood: String = (0..200)
         .map(|i| format!("X-Flood-{i}: {}\r\n", "a".repeat(64)))
         .collect();
-    let mut chunked = b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: sha256=00\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    // A well-formed (forged) signature gets past the header check, so the size limit is what
+    // stops the body.
+    let mut chunked = format!("POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: push\r\nX-Hub-Signature-256: sha256={}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", "0".repeat(64)).into_bytes();
     for _ in 0..27 {
         chunked.extend_from_slice(format!("{:x}\r\n", 1 << 20).as_bytes());
         chunked.extend(std::iter::repeat_n(b'{', 1 << 20));

@@ -22,10 +22,23 @@ def _message():
 MESSAGE = _message()
 
 
+def _instance_note():
+    """Instance files (config, uploads) live outside the release: baton links `instance/` from
+    its shared directory into every release (`[source] shared = ["instance/"]`)."""
+    try:
+        with open(os.path.join(app.instance_path, "note.txt")) as f:
+            return f.readline().strip()
+    except OSError:
+        return "-"
+
+
 @app.get("/")
 def index():
     generation = os.environ.get("BATON_GENERATION", "0")
-    return f"pid={os.getpid()} generation={generation} message={MESSAGE}\n"
+    return (
+        f"pid={os.getpid()} generation={generation} message={MESSAGE} "
+        f"instance={_instance_note()}\n"
+    )
 
 
 @app.get("/slow")

@@ -8,8 +8,11 @@
 //! The supervisor only ever sees a reload into a release directory; the running release is
 //! never touched.
 
+mod announce;
+pub mod hooks;
 mod pipeline;
 pub mod poll;
+pub mod progress;
 pub mod queue;
 pub mod state;
 
@@ -32,6 +35,10 @@ pub struct Settings {
     pub build: Option<Build>,
     pub keep: usize,
     pub poll_interval: Option<Duration>,
+    pub hooks: hooks::Hooks,
+    /// `[[notify]]` receivers, and the app name they are told.
+    pub notify: Vec<crate::notify::Target>,
+    pub app_name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +46,8 @@ pub struct Build {
     pub command: Vec<String>,
     pub timeout: Duration,
     pub env: Vec<(String, String)>,
+    /// `[build] user`: who the build runs as (`None`: baton's uid).
+    pub run_as: Option<baton_handoff::run_as::RunAs>,
 }
 
 /// What a finished deploy or rollback reports.
@@ -48,6 +57,9 @@ pub struct Report {
     pub commit: String,
     pub generation: u64,
     pub app_pid: i32,
+    /// The release serves, but its `after_live` / `after_rollback` hook failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Why a deploy or rollback did not put a release in service. The serving release, if any,
@@ -63,6 +75,9 @@ pub enum DeployError {
     /// The build command failed.
     #[error("{0}")]
     Build(String),
+    /// The `before_start` hook failed.
+    #[error("{0}")]
+    Hook(String),
     /// The new generation did not start, become ready or pass probation.
     #[error(transparent)]
     Handoff(#[from] ReloadError),
@@ -84,6 +99,11 @@ pub enum DeployError {
         phase: String,
         why: String,
     },
+    /// A passed CI run for a commit that is no longer worth deploying.
+    #[error(
+        "CI passed for {commit}, but it is not on the branch head's history or is behind what serves; not deploying it"
+    )]
+    Stale { commit: String },
     /// The deploy task itself died.
     #[error("deploy task failed: {0}")]
     Task(String),
@@ -96,9 +116,10 @@ impl DeployError {
     /// The history's name for the phase this error comes from.
     fn phase(&self) -> Option<&'static str> {
         match self {
-            DeployError::Git(_) => Some("fetch"),
+            DeployError::Git(_) | DeployError::Stale { .. } => Some("fetch"),
             DeployError::Release(_) => Some("checkout"),
             DeployError::Build(_) => Some("build"),
+            DeployError::Hook(_) => Some("before_start"),
             DeployError::Handoff(ReloadError::Probation(_)) => Some("probation"),
             DeployError::Handoff(_) => Some("start"),
             _ => None,
@@ -138,6 +159,8 @@ pub enum Trigger {
     Command,
     /// A verified push (forge and the pushed commit).
     Push { forge: String, commit: String },
+    /// A CI run passed for `commit` (`deploy_on = workflow_run`).
+    Ci { forge: String, commit: String },
     /// The poller saw the branch move.
     Poll,
     /// No release yet at start-up.
@@ -156,6 +179,9 @@ impl Trigger {
             Trigger::Push { forge, commit } => {
                 format!("webhook {forge} {}", &commit[..12.min(commit.len())])
             }
+            Trigger::Ci { forge, commit } => {
+                format!("ci {forge} {}", &commit[..12.min(commit.len())])
+            }
             Trigger::Poll => "poll".into(),
             Trigger::Startup => "startup".into(),
             Trigger::AutoRollback => "auto-rollback".into(),
@@ -165,7 +191,10 @@ impl Trigger {
 
     /// Automatic triggers do not retry a commit that failed after its build.
     fn is_automatic(&self) -> bool {
-        matches!(self, Trigger::Push { .. } | Trigger::Poll)
+        matches!(
+            self,
+            Trigger::Push { .. } | Trigger::Ci { .. } | Trigger::Poll
+        )
     }
 }
 
@@ -184,5 +213,10 @@ pub enum Request {
     },
     Status {
         reply: oneshot::Sender<Status>,
+    },
+    /// The newest `n` history entries, newest first.
+    History {
+        n: usize,
+        reply: oneshot::Sender<Vec<Entry>>,
     },
 }

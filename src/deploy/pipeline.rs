@@ -9,13 +9,19 @@ use baton_handoff::error::ReloadError;
 use baton_handoff::supervisor::{ReloadReport, Request as SupervisorRequest};
 use tokio::sync::{mpsc, oneshot};
 
+use super::announce::announce;
+use super::hooks::Hook;
+use super::progress::{self, Progress};
 use super::{DeployError, DeployResult, DeployState, Report, Settings, Trigger};
+use crate::notify::Event;
 
 /// What every job needs: the settings, the state directory's owner, the supervisor.
 pub struct Context {
     pub settings: Arc<Settings>,
     pub state: Arc<DeployState>,
     pub supervisor: mpsc::Sender<SupervisorRequest>,
+    /// `[[notify]]` receivers, when configured.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// One unit of work of the queue.
@@ -75,16 +81,37 @@ impl Phases {
     }
 
     fn add_ms(&mut self, phase: &str, ms: f64) {
+        let ms = ms.round() as u64;
+        progress::emit(Progress::PhaseDone {
+            phase: phase.to_string(),
+            ms,
+        });
         self.0.push(PhaseTime {
             phase: phase.to_string(),
-            ms: ms.round() as u64,
+            ms,
         });
     }
+}
+
+/// Tells followers a phase begins.
+fn begin_phase(phase: &str) {
+    progress::emit(Progress::Phase {
+        phase: phase.to_string(),
+    });
 }
 
 /// Runs one job to the end and records it.
 pub async fn execute(ctx: Arc<Context>, job: Job) -> DeployResult {
     ctx.state.begin(job.trigger().label());
+    progress::emit(Progress::Job {
+        description: job.describe(),
+    });
+    if let Job::Deploy { .. } = &job {
+        if let Some(commit) = job.commit() {
+            ctx.state.update(|e| e.commit = commit);
+        }
+        announce(ctx.notifier.as_deref(), &ctx.state, Event::Started);
+    }
     let mut phases = Phases::default();
     let prepared = match &job {
         Job::Deploy { rev, trigger } => prepare(&ctx, rev.clone(), trigger, &mut phases).await,
@@ -96,7 +123,50 @@ pub async fn execute(ctx: Arc<Context>, job: Job) -> DeployResult {
             .map(|report| (release, report)),
         Err(failure) => Err(failure),
     };
-    finish(&ctx, outcome, phases)
+    let (mut result, failed_phase) = settle(&ctx, outcome);
+    if let Ok((release, report)) = &mut result {
+        let hook = match job {
+            Job::Deploy { .. } => Hook::AfterLive,
+            Job::Rollback { .. } => Hook::AfterRollback,
+        };
+        report.warning = after_hook(&ctx, hook, release, &mut phases).await;
+    }
+    let result = result.map(|(_, report)| report);
+    record(&ctx, job.trigger(), &result, failed_phase, phases);
+    let event = match (&result, &job) {
+        (Err(_), _) => Event::Failed,
+        (Ok(_), Job::Deploy { .. }) => Event::Live,
+        (
+            Ok(_),
+            Job::Rollback {
+                trigger: Trigger::AutoRollback,
+                ..
+            },
+        ) => Event::AutoRolledBack,
+        (Ok(_), Job::Rollback { .. }) => Event::RolledBack,
+    };
+    announce(ctx.notifier.as_deref(), &ctx.state, event);
+    result
+}
+
+/// Runs `after_live` / `after_rollback`: the release already serves, so a failure is only
+/// reported (returned as the deploy's warning and logged), never rolled back.
+async fn after_hook(
+    ctx: &Context,
+    hook: Hook,
+    release: &Release,
+    phases: &mut Phases,
+) -> Option<String> {
+    let started = Instant::now();
+    let outcome = ctx.settings.hooks.run(hook, release).await?;
+    phases.add(hook.name(), started);
+    let why = outcome.err()?;
+    tracing::error!(
+        "release {} serves, but its {} hook failed (nothing is rolled back): {why}",
+        release.id,
+        hook.name()
+    );
+    Some(why)
 }
 
 /// A failure, and the release it leaves behind (to be marked failed), if one was made.
@@ -121,25 +191,40 @@ async fn prepare(
     trigger: &Trigger,
     phases: &mut Phases,
 ) -> Result<Release, Box<Failure>> {
+    begin_phase("fetch");
     let fetch = Instant::now();
     let (state, settings) = (ctx.state.clone(), ctx.settings.clone());
-    let commit = blocking(move || {
+    let serving = ctx.state.releases.current().map(|r| r.commit);
+    let (commit, fresh) = blocking(move || {
         state.with_mirror(|mirror| {
             let head = mirror.fetch(&settings.source).map_err(|e| e.to_string())?;
-            match &rev {
-                Some(rev) => mirror.resolve(rev).map_err(|e| e.to_string()),
-                None => Ok(head),
-            }
+            let commit = match &rev {
+                Some(rev) => mirror.resolve(rev).map_err(|e| e.to_string())?,
+                None => head,
+            };
+            let fresh = worth_deploying(mirror, head, commit, serving.as_deref())
+                .map_err(|e| e.to_string())?;
+            Ok((commit, fresh))
         })
     })
     .await?
     .map_err(DeployError::Git)?;
+    // A CI run may report long after newer commits landed: deploy what it tested only if that
+    // is still the branch head or at least ahead of what serves (never back in time).
+    if matches!(trigger, Trigger::Ci { .. }) && !fresh {
+        ctx.state.update(|e| e.commit = commit.to_string());
+        return Err(DeployError::Stale {
+            commit: commit.to_string(),
+        }
+        .into());
+    }
     phases.add("fetch", fetch);
     let commit_id = commit.to_string();
     ctx.state.update(|e| e.commit = commit_id);
     if trigger.is_automatic() {
         refuse_known_bad(&ctx.state, &commit.to_string())?;
     }
+    begin_phase("checkout");
     let checkout = Instant::now();
     let (state, shared) = (ctx.state.clone(), ctx.settings.shared.clone());
     let release = blocking(move || {
@@ -167,14 +252,28 @@ async fn prepare(
         release.dir.display()
     );
     if let Some(build) = &ctx.settings.build {
+        begin_phase("build");
         let started = Instant::now();
         let id = release.id.clone();
-        let built = baton_deploy::build::run(
+        let step = baton_deploy::build::Step {
+            name: "build",
+            log_file: "build.log",
+            user: build.run_as.as_ref(),
+            owns_release: true,
+        };
+        let built = baton_deploy::build::run_step(
+            step,
             &build.command,
             &release,
             &build.env,
             build.timeout,
-            |line| tracing::info!("build {id}: {line}"),
+            |line| {
+                tracing::info!("build {id}: {line}");
+                progress::emit(Progress::Output {
+                    step: "build".into(),
+                    line: line.to_string(),
+                });
+            },
         )
         .await;
         phases.add("build", started);
@@ -185,6 +284,16 @@ async fn prepare(
             }));
         }
     }
+    let started = Instant::now();
+    if let Some(outcome) = ctx.settings.hooks.run(Hook::BeforeStart, &release).await {
+        phases.add(Hook::BeforeStart.name(), started);
+        if let Err(why) = outcome {
+            return Err(Box::new(Failure {
+                release: Some(release),
+                error: DeployError::Hook(why),
+            }));
+        }
+    }
     if let Err(e) = ctx.state.releases.mark_built(&release) {
         return Err(Box::new(Failure {
             release: Some(release),
@@ -192,6 +301,26 @@ async fn prepare(
         }));
     }
     Ok(release)
+}
+
+/// Whether `commit` is on the branch (the fetched `head` contains it) and is either the head
+/// itself or newer than the serving commit.
+fn worth_deploying(
+    mirror: &baton_deploy::Mirror,
+    head: baton_deploy::Oid,
+    commit: baton_deploy::Oid,
+    serving: Option<&str>,
+) -> Result<bool, baton_deploy::Error> {
+    if commit == head {
+        return Ok(true);
+    }
+    if !mirror.contains(head, commit)? {
+        return Ok(false);
+    }
+    match serving.and_then(|s| baton_deploy::Oid::from_str(s).ok()) {
+        Some(serving) => Ok(commit != serving && mirror.contains(commit, serving)?),
+        None => Ok(true),
+    }
 }
 
 /// A commit that failed after its build (it failed to start or pass probation, or crash-looped
@@ -252,6 +381,7 @@ async fn handoff(
             error,
         })
     };
+    begin_phase("start");
     let (tx, rx) = oneshot::channel();
     let request = SupervisorRequest::Reload {
         dir: Some(release.dir.clone()),
@@ -272,6 +402,7 @@ async fn handoff(
         commit: release.commit.clone(),
         generation: report.generation,
         app_pid: report.app_pid,
+        warning: None,
     })
 }
 
@@ -282,14 +413,14 @@ fn handoff_error(e: ReloadError) -> DeployError {
     }
 }
 
-/// Records the outcome: `current` + retention on success, the failure marker otherwise.
-fn finish(
+/// Settles the outcome: `current` + retention on success, the failure marker otherwise.
+/// Returns the result and, for a failure, the phase it failed in.
+fn settle(
     ctx: &Context,
     outcome: Result<(Release, Report), Box<Failure>>,
-    phases: Phases,
-) -> DeployResult {
+) -> (Result<(Release, Report), DeployError>, Option<&'static str>) {
     let state = &ctx.state;
-    let (result, failed_phase) = match outcome {
+    match outcome {
         Ok((release, report)) => match state.releases.set_current(&release) {
             Ok(()) => {
                 // Ready, through probation and switched to: rollbacks may come back to it.
@@ -300,7 +431,7 @@ fn finish(
                     Ok(_) => {}
                     Err(e) => tracing::warn!("pruning releases failed: {e}"),
                 }
-                (Ok(report), None)
+                (Ok((release, report)), None)
             }
             Err(e) => (Err(DeployError::Release(e.to_string())), Some("start")),
         },
@@ -315,8 +446,18 @@ fn finish(
             let phase = error.phase();
             (Err(error), phase)
         }
-    };
-    state.update(|e| {
+    }
+}
+
+/// Writes the job's end into its history entry.
+fn record(
+    ctx: &Context,
+    trigger: &Trigger,
+    result: &DeployResult,
+    failed_phase: Option<&'static str>,
+    phases: Phases,
+) {
+    ctx.state.update(|e| {
         e.finished_at = Some(baton_clock::utc_now());
         e.outcome = if result.is_ok() {
             Outcome::Ok
@@ -324,10 +465,16 @@ fn finish(
             Outcome::Failed
         };
         e.reason = result.as_ref().err().map(|e| e.to_string());
+        e.warning = result.as_ref().ok().and_then(|r| r.warning.clone());
         e.failed_phase = failed_phase.map(str::to_string);
-        e.phases = phases.0;
+        e.phases = phases.0.clone();
     });
-    result
+    let rollback = match trigger {
+        Trigger::AutoRollback => Some(true),
+        Trigger::Rollback => Some(false),
+        _ => None,
+    };
+    crate::metrics::job_finished(rollback, result.is_ok(), &phases.0);
 }
 
 /// Runs blocking git/filesystem work off the async runtime.

@@ -23,10 +23,18 @@ pub async fn run(
     mut requests: mpsc::Receiver<Request>,
     mut notices: mpsc::UnboundedReceiver<Notice>,
 ) {
+    let notifier = (!settings.notify.is_empty()).then(|| {
+        let targets = settings.notify.clone();
+        Arc::new(crate::notify::Notifier::start(
+            settings.app_name.clone(),
+            targets,
+        ))
+    });
     let ctx = Arc::new(Context {
         settings,
         state,
         supervisor,
+        notifier,
     });
     let mut running: Option<(Running, JobInfo, Vec<Reply>)> = None;
     let mut pending: Option<(Job, Vec<Reply>)> = None;
@@ -47,6 +55,9 @@ pub async fn run(
                 None => return,
                 Some(Request::Status { reply }) => {
                     let _ = reply.send(status(&ctx.state, &running, &pending));
+                }
+                Some(Request::History { n, reply }) => {
+                    let _ = reply.send(ctx.state.recent(n));
                 }
                 Some(Request::Deploy { rev, trigger, reply }) => {
                     enqueue(&mut pending, Job::Deploy { rev, trigger }, reply);

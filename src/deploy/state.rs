@@ -48,6 +48,7 @@ impl DeployState {
             reason: None,
             phases: Vec::new(),
             failed_phase: None,
+            warning: None,
         };
         warn_on_error(
             "recording the deploy in the history",

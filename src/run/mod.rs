@@ -209,6 +209,7 @@ fn prepare_webhook(
     verify.branch = w.branch.clone();
     verify.path = w.path.clone();
     verify.repository = w.repository.clone();
+    verify.deploy_on = w.deploy_on.clone();
     create_dir(&config.state_dir, "state")?;
     let deliveries = Deliveries::load(config.state_dir.join("webhook-deliveries.json"))?;
     tracing::info!(
@@ -258,7 +259,8 @@ async fn supervise(
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
 
-    let (control_listener, mut control_path) = open_control(&config.control, control_fd)?;
+    let (control_listener, mut control_path) =
+        open_control(&config.control, &config.control_access, control_fd)?;
     if let Some(r) = &resumed {
         // The image before created it: remove it when this one stops.
         control_path = r.control_path.clone();
@@ -316,19 +318,29 @@ async fn supervise(
         control_listener,
         front.clone(),
         upgrader.clone(),
+        config.control_access.clone(),
     ));
+    if let Some(addr) = config.metrics {
+        crate::metrics::start(addr, front.clone())?;
+    }
     tracing::info!("control socket {}", config.control.display());
     if let Some((socket, verify, deliveries)) = webhook {
         let endpoint = Arc::new(Endpoint {
             config: verify,
             deliveries: Arc::new(Mutex::new(deliveries)),
             front: front.clone(),
+            budget: webhook::budget::Budget::new(webhook::BODY_BUDGET),
         });
         let listener = kit_listener(socket)?;
+        let tls = config.webhook.tls.as_ref();
+        let tls = tls
+            .map(|(c, k)| crate::tls::server_config(c, k))
+            .transpose()?;
         tokio::spawn(webhook::serve(
             vec![listener],
             endpoint,
             std::future::pending(),
+            tls,
         ));
     }
 

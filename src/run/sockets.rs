@@ -2,7 +2,6 @@
 //! activation, from binding, or from the baton image this one was upgraded from.
 
 use std::os::fd::FromRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use baton_handoff::listen::{self, ListenAddr, ListenSpec, Socket};
@@ -16,6 +15,7 @@ pub(super) fn take_named(sockets: &mut Vec<Socket>, name: &str) -> Option<Socket
 /// whoever can reload can also disrupt the service). Returns the path to remove at exit.
 pub(super) fn open_control(
     path: &Path,
+    access: &crate::control_access::ControlAccess,
     activated: Option<Socket>,
 ) -> Result<(tokio::net::UnixListener, Option<PathBuf>), String> {
     let (socket, created) = match activated {
@@ -30,8 +30,7 @@ pub(super) fn open_control(
                 addr: ListenAddr::Unix(path.to_path_buf()),
             };
             let s = listen::bind(&spec).map_err(|e| format!("control socket: {e}"))?;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| format!("cannot restrict {}: {e}", path.display()))?;
+            access.secure_socket(path)?;
             (s, Some(path.to_path_buf()))
         }
     };

@@ -1,6 +1,7 @@
 //! The push-webhook endpoint on baton's own socket: verify, enqueue, answer — the deploy itself
 //! runs in the background, so the forge gets its reply well within its 10 s.
 
+pub mod budget;
 pub mod dedupe;
 pub mod secret;
 
@@ -10,32 +11,53 @@ use std::time::Duration;
 use baton_kit::serve;
 use baton_webhook::{Push, Rejection, Verdict};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use crate::trigger::{Action, AlreadyThere, Dispatcher};
+use budget::{Budget, Refused};
 use dedupe::{Deliveries, Outcome};
 
 /// Time a client gets to send the whole body once the headers are in.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time a client gets to send the request headers.
+/// Time a client gets to send the request headers (HTTP/1).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a connection may go without a request in progress: its first bytes, its headers (HTTP/1
+/// and HTTP/2) and the gaps between keep-alive requests. Forges send at once.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// No connection lives longer, whatever it is doing: headers, body and answer fit well within.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30);
 /// Webhook connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 32;
+/// Connections one peer may hold, so it cannot take every slot. Behind a reverse proxy all
+/// deliveries share the proxy's allowance (see docs/webhooks.md).
+const MAX_CONNECTIONS_PER_PEER: usize = 16;
+/// Forges send one delivery per connection; a few streams leave room for retries.
+const MAX_STREAMS_PER_CONNECTION: u32 = 4;
+/// Unread HTTP/2 bytes buffered per stream and per connection: 32 connections at most hold
+/// 8 MiB that nobody asked for.
+const HTTP2_STREAM_WINDOW: u32 = 64 * 1024;
+const HTTP2_CONNECTION_WINDOW: u32 = 256 * 1024;
+/// Body bytes all requests together may buffer: one delivery of the largest size a forge sends
+/// fits, with room to spare; beyond it requests get 503.
+pub const BODY_BUDGET: usize = 32 * 1024 * 1024;
 
 pub struct Endpoint {
     pub config: baton_webhook::Config,
     pub deliveries: Arc<Mutex<Deliveries>>,
     /// Where verified pushes go (with a `[source]` they deploy, without one they reload).
     pub front: Dispatcher,
+    /// Shared by every request, so many at once cannot buffer more than [`BODY_BUDGET`].
+    pub budget: Budget,
 }
 
-/// Serves the endpoint on `listeners` until `shutdown`.
+/// Serves the endpoint on `listeners` until `shutdown`, over TLS when `tls` is given.
 pub async fn serve(
     listeners: Vec<baton_kit::listeners::Named>,
     endpoint: Arc<Endpoint>,
     shutdown: impl std::future::Future<Output = ()>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let options = serve::Options {
         drain: serve::Drain {
@@ -44,14 +66,28 @@ pub async fn serve(
         },
         limits: serve::Limits {
             header_read_timeout: Some(HEADER_TIMEOUT),
+            idle_timeout: Some(IDLE_TIMEOUT),
+            max_connection_age: Some(MAX_CONNECTION_AGE),
             max_connections: Some(MAX_CONNECTIONS),
+            max_connections_per_peer: Some(MAX_CONNECTIONS_PER_PEER),
+            http2_max_concurrent_streams: Some(MAX_STREAMS_PER_CONNECTION),
+            http2_stream_window: Some(HTTP2_STREAM_WINDOW),
+            http2_connection_window: Some(HTTP2_CONNECTION_WINDOW),
         },
     };
     let handler = move |req| {
         let endpoint = endpoint.clone();
-        async move { handle(req, &endpoint).await }
+        async move {
+            let response = handle(req, &endpoint).await;
+            crate::metrics::webhook_answered(response.status().as_u16());
+            response
+        }
     };
-    if let Err(e) = serve::serve(listeners, handler, shutdown, options).await {
+    let served = match tls {
+        Some(tls) => serve::serve_tls(listeners, handler, shutdown, options, tls).await,
+        None => serve::serve(listeners, handler, shutdown, options).await,
+    };
+    if let Err(e) = served {
         tracing::error!("webhook endpoint failed: {e}");
     }
 }
@@ -76,20 +112,34 @@ async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<Full<By
     if let Err(r) = baton_webhook::check_content_length(length) {
         return rejected(&Verdict::Rejected(r));
     }
+    // A body that cannot authenticate is not worth buffering.
+    if let Err(r) = baton_webhook::check_headers(&endpoint.config, &headers) {
+        return rejected(&Verdict::Rejected(r));
+    }
     let collected = tokio::time::timeout(
         BODY_TIMEOUT,
-        Limited::new(body, baton_webhook::MAX_BODY).collect(),
+        endpoint
+            .budget
+            .collect(body, length, baton_webhook::MAX_BODY),
     )
     .await;
-    let body = match collected {
-        Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+    let held = match collected {
+        Ok(Ok(held)) => held,
+        Ok(Err(Refused::TooLarge)) => {
             let r = Rejection::TooLarge {
                 length: baton_webhook::MAX_BODY as u64 + 1,
             };
             return rejected(&Verdict::Rejected(r));
         }
-        Ok(Err(_)) => return reply(400, "body could not be read\n"),
+        Ok(Err(Refused::OverBudget)) => {
+            tracing::warn!(
+                "webhook: refused a body: requests in progress already buffer the \
+                 {} MiB budget",
+                BODY_BUDGET >> 20
+            );
+            return reply(503, "busy, retry later\n");
+        }
+        Ok(Err(Refused::Unreadable)) => return reply(400, "body could not be read\n"),
         Err(_) => {
             tracing::warn!("webhook: body not received within {BODY_TIMEOUT:?}");
             return reply(408, "request timeout\n");
@@ -99,7 +149,7 @@ async fn handle(req: Request<Incoming>, endpoint: &Endpoint) -> Response<Full<By
         method: parts.method.as_str(),
         path: parts.uri.path(),
         headers: &headers,
-        body: &body,
+        body: &held.bytes,
     };
     let verdict = baton_webhook::evaluate(&endpoint.config, &request);
     match verdict {
@@ -168,8 +218,13 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
             .set(key, Outcome::Pending);
     }
     tracing::info!(
-        "webhook: verified {} push to {} at {}{}: {} queued",
+        "webhook: verified {} {} {} at {}{}: {} queued",
         push.forge,
+        if push.ci.is_some() {
+            "CI run passed on"
+        } else {
+            "push to"
+        },
         push.branch,
         push.after,
         key.as_deref()
@@ -181,9 +236,10 @@ async fn enqueue(endpoint: &Endpoint, push: Push) -> Response<Full<Bytes>> {
             "reload"
         }
     );
-    let action = Action::Push {
-        forge: push.forge.to_string(),
-        commit: push.after.clone(),
+    let (forge, commit) = (push.forge.to_string(), push.after.clone());
+    let action = match push.ci {
+        None => Action::Push { forge, commit },
+        Some(_) => Action::CiPassed { forge, commit },
     };
     let Ok(done) = endpoint.front.submit(action).await else {
         return reply(503, "shutting down\n");

@@ -1,11 +1,13 @@
 //! Test harness: real baton processes on 127.0.0.1, driven through their real interfaces.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod files;
 pub mod hostile;
 pub mod http;
 pub mod load;
 pub mod repo;
+pub mod sshd;
 
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
@@ -355,10 +357,18 @@ impl Baton {
 }
 
 impl Drop for Baton {
+    /// SIGTERM first: baton then drains and stops its app. A SIGKILLed baton would leave its
+    /// generation serving (by design: the next baton takes it over), i.e. a stray process.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid()),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            if wait_child(&mut self.child, Duration::from_secs(20)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
     }
 }

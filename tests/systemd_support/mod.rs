@@ -2,9 +2,10 @@
 //!
 //! Each [`Manager`] gets its own cgroup (created on the host, so the new cgroup namespace is
 //! rooted there), pid/mount/uts/ipc/net/cgroup namespaces, `/proc/sys` and `/sys` read-only, a
-//! fresh cgroup2 on `/sys/fs/cgroup`, tmpfs on `/run`, `/tmp`, `/var/tmp` and `/var/lib` (so
-//! `StateDirectory=`, `PrivateTmp=` and the manager's own state never touch the host), the
-//! manager's console and kmsg bound to a log file, and only the test's units on its unit path.
+//! fresh cgroup2 on `/sys/fs/cgroup`, tmpfs on `/run`, `/tmp`, `/var/tmp`, `/var/lib` and
+//! `/etc/systemd/system` (so `StateDirectory=`, `PrivateTmp=`, `systemctl enable` and the
+//! manager's own state never touch the host), the manager's console and kmsg bound to a log
+//! file, and only the test's units (plus that private /etc/systemd/system) on its unit path.
 //! It has its own network namespace: clients run inside it ([`Manager::in_netns`]).
 //!
 //! Stopping is SIGKILL to its PID 1 (the kernel then ends everything in the pid namespace) and
@@ -125,6 +126,8 @@ mount --bind /sys /sys; mount -o remount,bind,ro /sys
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t tmpfs -o mode=755 tmpfs /var/lib
+# `systemctl enable` and drop-ins land here: in the namespace, never in the host's /etc.
+mount -t tmpfs -o mode=755 tmpfs /etc/systemd/system
 if [ "$4" = tmp ]; then
   mount -t tmpfs -o mode=1777 tmpfs /tmp; mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 fi
@@ -132,7 +135,7 @@ mount --bind "$1" /dev/console; mount --bind "$1" /dev/kmsg
 # unshare made every mount private (nothing propagates to the host); new peer groups inside let
 # systemd move per-unit mounts (credentials) into place, as it does when booted for real.
 mount --make-rshared /
-exec env -i container=baton-test SYSTEMD_UNIT_PATH="$2" SYSTEMD_GENERATOR_PATH="$3" \
+exec env -i container=baton-test SYSTEMD_UNIT_PATH="$2:/etc/systemd/system" SYSTEMD_GENERATOR_PATH="$3" \
   SYSTEMD_ENVIRONMENT_GENERATOR_PATH="$3" PATH=/usr/sbin:/usr/bin:/sbin:/bin \
   /lib/systemd/systemd --system --unit=baton-test.target --log-target=kmsg --log-level=info
 "#;
@@ -368,10 +371,17 @@ exec unshare --pid --fork --mount --propagation private --uts --ipc --net --cgro
     /// and secrets in the scratch `etc/`, deploy directories in `srv/`, the test account. Its
     /// output is appended to `log/<unit name>.log` (there is no journal).
     pub fn install_shipped(&self, name: &str) {
+        self.install_with_paths(name, &shipped_unit(name), BATON);
+    }
+
+    /// Like [`Manager::install_shipped`] for a unit's text from elsewhere (e.g. a package's
+    /// `lib/systemd/system`), running `baton` instead of the target/ binary.
+    pub fn install_with_paths(&self, name: &str, unit_text: &str, baton: &str) {
         let etc = format!("{}/", self.dir.join("etc").display());
         let srv = format!("{}/", self.dir.join("srv").display());
-        let mut text = shipped_unit(name)
-            .replace("/usr/local/bin/baton", BATON)
+        let mut text = unit_text
+            .replace("/usr/bin/baton", baton)
+            .replace("/usr/local/bin/baton", baton)
             .replace("/etc/baton/", &etc)
             .replace("/srv/", &srv)
             .replace("User=baton", &format!("User={}", self.user))

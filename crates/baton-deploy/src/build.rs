@@ -15,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use tokio::time::Instant;
 
+use baton_handoff::run_as::RunAs;
+
 use crate::error::{BuildError, Error};
 use crate::releases::Release;
 use crate::state_file::create_in_release;
@@ -98,21 +100,66 @@ pub async fn run(
     timeout: Duration,
     log: impl Fn(&str),
 ) -> Result<(), Error> {
+    let step = Step {
+        name: "build",
+        log_file: "build.log",
+        user: None,
+        owns_release: true,
+    };
+    run_step(step, command, release, env, timeout, log).await
+}
+
+/// What is run (`build`, a release hook), the file in the release its output goes to, and as
+/// whom.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// Named in errors: `before_start exited with status 1`.
+    pub name: &'a str,
+    /// A plain file name inside the release directory.
+    pub log_file: &'a str,
+    /// Another user to run it as (`[build] user`); `HOME`, `USER` and `LOGNAME` are theirs.
+    pub user: Option<&'a RunAs>,
+    /// With a `user`: the release is handed to that user for the step and taken back
+    /// afterwards (see [`give_tree`]), so the build can write in it. Hooks only read it.
+    pub owns_release: bool,
+}
+
+/// Like [`run`], for any step run the way a build is (release hooks): same environment, same
+/// process-group handling, output to `<release>/<step.log_file>` and `log`.
+pub async fn run_step(
+    step: Step<'_>,
+    command: &[String],
+    release: &Release,
+    env: &[(String, String)],
+    timeout: Duration,
+    log: impl Fn(&str),
+) -> Result<(), Error> {
+    let name = step.name.to_string();
+    let user = step.user;
     let Some((program, args)) = command.split_first() else {
-        return Err(BuildError::EmptyCommand.into());
+        return Err(BuildError::EmptyCommand { step: name }.into());
     };
     check_env(env)?;
-    let log_path = release.build_log();
-    // A checkout may have committed `build.log` as a symlink: never write through it.
-    let mut log_file = File::from_std(create_in_release(&release.dir, "build.log")?);
+    let switched = user.filter(|u| step.owns_release && !u.is_self());
+    if let Some(user) = switched {
+        give_tree(&release.dir, user.uid, user.gid)?;
+    }
+    let log_path = release.dir.join(step.log_file);
+    // A checkout may have committed the log as a symlink: never write through it.
+    let mut log_file = File::from_std(create_in_release(&release.dir, step.log_file)?);
 
     let mut command = Command::new(program);
     crate::fds::only_stdio(&mut command);
+    if let Some(user) = user {
+        user.apply(&mut command);
+    }
+    baton_handoff::run_as::no_inherited_capabilities(&mut command);
     let mut child = command
         .args(args)
         .current_dir(&release.dir)
         .env_clear()
         .envs(build_env(release, env))
+        .envs(user.iter().flat_map(|u| u.identity_env()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -120,6 +167,7 @@ pub async fn run(
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| BuildError::NotStarted {
+            step: name.clone(),
             program: program.clone(),
             source,
         })?;
@@ -141,7 +189,7 @@ pub async fn run(
                 forward(line, &mut stderr, &mut log_file, &log).await;
             }
             exited = child.wait(), if status.is_none() => {
-                let exited = exited.map_err(BuildError::Wait)?;
+                let exited = exited.map_err(|source| BuildError::Wait { step: name.clone(), source })?;
                 status = Some(exited);
                 // Whatever the build left running in its group would hold the pipes open.
                 group.kill();
@@ -170,14 +218,15 @@ pub async fn run(
     let log = log_path.clone();
     let outcome = if timed_out {
         Err(BuildError::TimedOut {
+            step: name,
             after: timeout,
             log,
         })
     } else {
         match status {
             Some(s) if s.success() => Ok(()),
-            Some(s) => Err(describe_failure(s, log)),
-            None => Err(BuildError::NoStatus { log }),
+            Some(s) => Err(describe_failure(name, s, log)),
+            None => Err(BuildError::NoStatus { step: name, log }),
         }
     };
     if let Err(why) = &outcome {
@@ -186,6 +235,15 @@ pub async fn run(
             .await;
     }
     let _ = log_file.flush().await;
+    if switched.is_some() {
+        // The build's process group is gone: from here on the release is baton's again, and
+        // neither the build's user nor the app's can change the code that is about to run.
+        give_tree(
+            &release.dir,
+            nix::unistd::Uid::effective(),
+            nix::unistd::Gid::effective(),
+        )?;
+    }
     outcome.map_err(Error::from)
 }
 
@@ -274,19 +332,42 @@ async fn forward<R>(
     }
 }
 
-fn describe_failure(status: ExitStatus, log: PathBuf) -> BuildError {
+fn describe_failure(step: String, status: ExitStatus, log: PathBuf) -> BuildError {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (Some(code), _) => BuildError::Exited { code, log },
+        (Some(code), _) => BuildError::Exited { step, code, log },
         (_, Some(signal)) => BuildError::Killed {
+            step,
             signal: Signal::try_from(signal)
                 .map(|s| s.as_str().to_string())
                 .unwrap_or_else(|_| format!("signal {signal}")),
             log,
         },
         // Neither an exit code nor a signal: not a status Linux reports for a waited child.
-        (None, None) => BuildError::NoStatus { log },
+        (None, None) => BuildError::NoStatus { step, log },
     }
+}
+
+/// Gives everything under `dir` to `uid`/`gid`: the release to the build user, so the build can
+/// write in it (and nowhere else of baton's), and back to baton afterwards. Symlinks are
+/// re-owned themselves, never followed.
+pub fn give_tree(
+    dir: &std::path::Path,
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
+) -> Result<(), Error> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).map_err(Error::io("inspect", &path))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).map_err(Error::io("read", &path))? {
+                stack.push(entry.map_err(Error::io("read", &path))?.path());
+            }
+        }
+        std::os::unix::fs::lchown(&path, Some(uid.as_raw()), Some(gid.as_raw()))
+            .map_err(Error::io("chown", &path))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -47,51 +47,70 @@ pub enum Error {
     State(String),
 }
 
-/// How a build failed. `log` is the release's `build.log`, named in the message.
+/// How a build (or a release hook: `step` names which) failed. `log` is the file the step's
+/// output went to, named in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("build command is empty")]
-    /// The `[build] command` has no program.
-    EmptyCommand,
-    #[error("build command `{program}` could not start: {source}")]
+    /// The command has no program.
+    #[error("{step} command is empty")]
+    EmptyCommand {
+        /// `build` or the hook's name.
+        step: String,
+    },
     /// The program could not be started.
+    #[error("{step} command `{program}` could not start: {source}")]
     NotStarted {
+        /// `build` or the hook's name.
+        step: String,
         /// The program.
         program: String,
         /// The OS error.
         source: std::io::Error,
     },
-    #[error("waiting for the build failed: {0}")]
-    /// Waiting for the build failed.
-    Wait(std::io::Error),
-    #[error("build exited with status {code} (see {})", log.display())]
-    /// The build exited non-zero; its output is in `log`.
+    /// Waiting for the step failed.
+    #[error("waiting for the {step} failed: {source}")]
+    Wait {
+        /// `build` or the hook's name.
+        step: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The step exited non-zero; its output is in `log`.
+    #[error("{step} exited with status {code} (see {})", log.display())]
     Exited {
+        /// `build` or the hook's name.
+        step: String,
         /// The exit code.
         code: i32,
-        /// Where the build's output is.
+        /// Where the step's output is.
         log: PathBuf,
     },
-    #[error("build was killed by {signal} (see {})", log.display())]
-    /// The build was killed by a signal.
+    /// The step was killed by a signal.
+    #[error("{step} was killed by {signal} (see {})", log.display())]
     Killed {
+        /// `build` or the hook's name.
+        step: String,
         /// The signal's name.
         signal: String,
-        /// Where the build's output is.
+        /// Where the step's output is.
         log: PathBuf,
     },
-    #[error("build timed out after {} (see {})", human_duration(*after), log.display())]
-    /// The build ran past its timeout and was killed.
+    /// The step ran past its timeout and was killed.
+    #[error("{step} timed out after {} (see {})", human_duration(*after), log.display())]
     TimedOut {
+        /// `build` or the hook's name.
+        step: String,
         /// The timeout.
         after: Duration,
-        /// Where the build's output is.
+        /// Where the step's output is.
         log: PathBuf,
     },
-    #[error("build ended without an exit status (see {})", log.display())]
-    /// The build ended without an exit status.
+    /// The step ended without an exit status.
+    #[error("{step} ended without an exit status (see {})", log.display())]
     NoStatus {
-        /// Where the build's output is.
+        /// `build` or the hook's name.
+        step: String,
+        /// Where the step's output is.
         log: PathBuf,
     },
 }

@@ -45,15 +45,20 @@ pub struct Entry {
     /// How long each phase took, in the order they ran.
     #[serde(default)]
     pub phases: Vec<PhaseTime>,
-    /// The phase a failed deploy failed in (`fetch`, `checkout`, `build`, `start`, `probation`).
+    /// The phase a failed deploy failed in (`fetch`, `checkout`, `build`, `before_start`,
+    /// `start`, `probation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_phase: Option<String>,
+    /// A deploy that went live but whose `after_live` / `after_rollback` hook failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// One phase of a deploy and its duration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseTime {
-    /// `fetch`, `checkout`, `build`, `start` (handoff asked for to the new generation ready), `probation`.
+    /// `fetch`, `checkout`, `build`, `before_start`, `start` (handoff asked for to the new
+    /// generation ready), `probation`, `after_live` / `after_rollback`.
     pub phase: String,
     /// Milliseconds it took.
     pub ms: u64,

@@ -132,6 +132,21 @@ impl Mirror {
         Ok(head)
     }
 
+    /// Whether `commit` is `ancestor` or has it in its history (`git merge-base --is-ancestor`).
+    pub fn contains(&self, commit: Oid, ancestor: Oid) -> Result<bool, Error> {
+        if commit == ancestor {
+            return Ok(true);
+        }
+        self.repo()?
+            .graph_descendant_of(commit, ancestor)
+            .map_err(|e| {
+                Error::Git(format!(
+                    "cannot compare {commit} with {ancestor}: {}",
+                    e.message()
+                ))
+            })
+    }
+
     /// Resolves what `baton deploy --rev` was given: a fetched branch name, or a full or
     /// abbreviated commit id (anything `git rev-parse` understands that names a commit).
     pub fn resolve(&self, rev: &str) -> Result<Oid, Error> {
@@ -166,7 +181,7 @@ impl Mirror {
 
 /// Host key check and deploy-key authentication. Both callbacks only ever answer from
 /// `source`: `$HOME/.ssh` and ssh-agent are never consulted.
-fn install_ssh_callbacks<'a>(
+pub(crate) fn install_ssh_callbacks<'a>(
     callbacks: &mut RemoteCallbacks<'a>,
     source: &Source,
     host: &str,
@@ -177,11 +192,12 @@ fn install_ssh_callbacks<'a>(
         Some(path) => Some(KnownHosts::load(path)?),
         None => None,
     };
-    let pinned = source
+    let mut pinned = source
         .host_fingerprints
         .iter()
         .map(|f| Fingerprint::parse(f))
         .collect::<Result<Vec<_>, _>>()?;
+    pinned.extend(crate::forge_keys::pinned_for(host, port));
     let policy = HostKeyPolicy {
         host: host.to_string(),
         port,

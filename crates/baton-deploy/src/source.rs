@@ -53,7 +53,7 @@ impl Source {
     pub fn validate(&self) -> Result<(), Error> {
         let location = self.location()?;
         check_branch(&self.branch).map_err(Error::Config)?;
-        if let Location::Ssh { .. } = location {
+        if let Location::Ssh { host, port, .. } = &location {
             match &self.deploy_key {
                 None => {
                     return Err(Error::Config(format!(
@@ -64,11 +64,13 @@ impl Source {
                 }
                 Some(key) => check_deploy_key(key).map_err(Error::Config)?,
             }
-            if self.known_hosts.is_none() && self.host_fingerprints.is_empty() {
+            let pinned_forge = crate::forge_keys::forge_for(host, *port).is_some();
+            if self.known_hosts.is_none() && self.host_fingerprints.is_empty() && !pinned_forge {
                 return Err(Error::Config(format!(
                     "repository {} is reached over ssh but neither known_hosts nor \
-                     host_fingerprints is set: host keys are always verified (get the \
-                     fingerprint with `ssh-keyscan HOST | ssh-keygen -lf -`)",
+                     host_fingerprints is set: host keys are always verified (ask the host's \
+                     owner for its SHA256 fingerprint, `ssh-keygen -lf` on the server's \
+                     /etc/ssh/ssh_host_ed25519_key.pub)",
                     self.repo
                 )));
             }

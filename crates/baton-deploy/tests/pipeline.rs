@@ -348,6 +348,7 @@ fn history_round_trip_and_bound() {
         reason: None,
         phases: Vec::new(),
         failed_phase: None,
+        warning: None,
     };
     history.append(entry(1)).unwrap();
     history

@@ -405,3 +405,43 @@ fn user_ssh_and_git_config_are_ignored() {
         server.log()
     );
 }
+
+/// `baton doctor`'s check: each failure is told apart, so the fix printed can be the right one.
+#[test]
+fn probe_tells_host_key_refused_key_and_missing_branch_apart() {
+    use baton_deploy::probe::{ProbeError, remote_head};
+    if !sshd_available() {
+        return;
+    }
+    let server = Server::start("ssh-probe");
+    let mut source = server.source("deploy_key");
+    source.host_fingerprints = vec![server.host_fingerprint()];
+    let probed = |source: Source| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(remote_head(&source)));
+        rx.recv_timeout(Duration::from_secs(15))
+            .expect("probe hung for 15 s")
+    };
+    assert_eq!(
+        probed(source.clone()).map(|oid| oid.to_string()),
+        Ok(server.head.clone())
+    );
+
+    let mut wrong_host = source.clone();
+    wrong_host.host_fingerprints = vec![openssh_fingerprint(&server.dir().join("wrong_key.pub"))];
+    match probed(wrong_host) {
+        Err(ProbeError::HostKey(why)) => assert!(why.contains(&server.host_fingerprint()), "{why}"),
+        other => panic!("expected a host key error, got {other:?}"),
+    }
+
+    let mut wrong_key = source.clone();
+    wrong_key.deploy_key = Some(server.dir().join("wrong_key"));
+    match probed(wrong_key) {
+        Err(ProbeError::KeyRefused(_)) => {}
+        other => panic!("expected the key to be refused, got {other:?}"),
+    }
+
+    let mut no_branch = source;
+    no_branch.branch = "nope".into();
+    assert_eq!(probed(no_branch), Err(ProbeError::NoBranch("nope".into())));
+}

@@ -89,6 +89,16 @@ impl Generation {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
+        // An app running as another user must be able to send to it; senders are checked by
+        // pid all the same.
+        if let Some(run_as) = spec.command.run_as.as_ref().filter(|r| !r.is_self()) {
+            nix::unistd::chown(&path, Some(run_as.uid), Some(run_as.gid)).map_err(|e| {
+                StartError::NotifySocket {
+                    path: path.display().to_string(),
+                    reason: format!("cannot hand it to {}: {e}", run_as.name),
+                }
+            })?;
+        }
         let sockets_error = |what| {
             move |e: std::io::Error| StartError::Sockets {
                 what,

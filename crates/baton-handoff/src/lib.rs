@@ -9,6 +9,7 @@ pub mod listen;
 pub mod notify;
 pub mod probation;
 pub mod readiness;
+pub mod run_as;
 pub mod spawn;
 pub mod supervisor;
 pub mod upstream;

@@ -74,6 +74,8 @@ pub struct AppCommand {
     pub cwd: Option<PathBuf>,
     /// What environment it gets.
     pub env: AppEnv,
+    /// Another user to run it as (`[app] user`); `None` keeps baton's.
+    pub run_as: Option<crate::run_as::RunAs>,
 }
 
 /// A variable `[app] env` may not set.
@@ -207,6 +209,7 @@ pub fn spawn_with_env(
         .env("NOTIFY_SOCKET", with.notify_socket)
         .env("BATON_GENERATION", with.generation.to_string())
         .envs(extra_env.iter().copied())
+        .envs(cmd.run_as.iter().flat_map(|r| r.identity_env()))
         .stdin(Stdio::null())
         .process_group(0)
         .kill_on_drop(false);
@@ -223,6 +226,10 @@ pub fn spawn_with_env(
             Ok(())
         });
     }
+    if let Some(run_as) = &cmd.run_as {
+        run_as.apply(&mut command);
+    }
+    crate::run_as::no_inherited_capabilities(&mut command);
     command.spawn()
 }
 

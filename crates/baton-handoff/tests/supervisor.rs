@@ -93,6 +93,7 @@ fn settings(dir: &Dir, script: &str, delay: Duration, probation: Duration) -> Se
     Settings {
         launch: LaunchSpec {
             command: AppCommand {
+                run_as: None,
                 argv: vec!["sh".into(), "-c".into(), script.into()],
                 cwd: Some(dir.0.clone()),
                 env: AppEnv::Clean(Vec::new()),

@@ -247,6 +247,7 @@ async fn start_and_wait(
     manager: Option<&Path>,
 ) -> Result<(u32, Duration, Option<String>), ReplaceError> {
     let command = AppCommand {
+        run_as: None,
         argv: match &options.command {
             Some(argv) => argv.clone(),
             None => own_command()?,

@@ -11,4 +11,5 @@
 pub mod handoff;
 pub mod listeners;
 pub mod notify;
+pub mod peers;
 pub mod serve;

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::listeners::{Listener, Named};
+use crate::peers::{Peer, Peers};
 
 /// How a drain proceeds.
 #[derive(Debug, Clone, Copy)]
@@ -46,13 +47,33 @@ impl Default for Drain {
 }
 
 /// Protection against clients that hold resources without making progress.
+///
+/// `None` everywhere (the default) leaves hyper's defaults and no caps. A server facing the
+/// internet wants at least `idle_timeout`, `max_connections` and `max_connections_per_peer`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
-    /// Close a connection whose request headers take longer than this (slowloris).
+    /// Close an HTTP/1 connection whose request headers take longer than this (slowloris).
     pub header_read_timeout: Option<Duration>,
+    /// Close a connection that has had no request in progress for this long, on HTTP/1 and
+    /// HTTP/2 alike: one that never sends its first bytes, dribbles its headers, sends only the
+    /// HTTP/2 preface (or PINGs), or sits idle between requests.
+    pub idle_timeout: Option<Duration>,
+    /// Close any connection this long after it was accepted, busy or not: no client keeps a
+    /// slot forever by always having a slow request in progress.
+    pub max_connection_age: Option<Duration>,
     /// Stop accepting while this many connections are open; new clients wait in the kernel's
     /// accept queue instead of being refused.
     pub max_connections: Option<usize>,
+    /// Close at once a new connection from a peer that already has this many open, so one
+    /// address cannot take every slot. See [`Peer`] for who counts as one peer.
+    pub max_connections_per_peer: Option<usize>,
+    /// HTTP/2 streams a client may have open at once on one connection.
+    pub http2_max_concurrent_streams: Option<u32>,
+    /// Bytes a client may send on one HTTP/2 stream before the server reads them.
+    pub http2_stream_window: Option<u32>,
+    /// Bytes a client may send on one HTTP/2 connection (all streams) before the server reads
+    /// them: bounds what an unread connection buffers.
+    pub http2_connection_window: Option<u32>,
 }
 
 /// How to serve: drain behaviour and limits.
@@ -71,12 +92,17 @@ pub struct Report {
     pub connections: u64,
     /// Connections still busy at the drain deadline, dropped unfinished.
     pub forced: u64,
+    /// Connections closed at once because their peer had too many open.
+    pub refused_per_peer: u64,
+    /// Connections closed for having no request in progress for `idle_timeout`.
+    pub idle_closed: u64,
 }
 
 #[derive(Default)]
 struct Counters {
     connections: AtomicU64,
     forced: AtomicU64,
+    idle_closed: AtomicU64,
 }
 
 /// Serves `handler` on every listener until `shutdown` completes, then drains.
@@ -92,6 +118,48 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    serve_inner(listeners, handler, shutdown, options, None).await
+}
+
+/// [`serve`] with TLS on every connection: each accepted stream does its handshake (bounded by
+/// the header read timeout, else 10 s) before HTTP. The config decides certificates; a
+/// resolver in it may change them between handshakes (renewed files).
+#[cfg(feature = "tls")]
+pub async fn serve_tls<F, Fut>(
+    listeners: Vec<Named>,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+    options: Options,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) -> io::Result<Report>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    serve_inner(listeners, handler, shutdown, options, Some(acceptor)).await
+}
+
+#[cfg(feature = "tls")]
+type Tls = Option<tokio_rustls::TlsAcceptor>;
+/// Without the `tls` feature there is never an acceptor (a value of this type cannot exist).
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+struct NoTls(std::convert::Infallible);
+#[cfg(not(feature = "tls"))]
+type Tls = Option<NoTls>;
+
+async fn serve_inner<F, Fut>(
+    listeners: Vec<Named>,
+    handler: F,
+    shutdown: impl Future<Output = ()>,
+    options: Options,
+    tls: Tls,
+) -> io::Result<Report>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let (drain_tx, drain_rx) = watch::channel(None::<Instant>);
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let counters = Arc::new(Counters::default());
@@ -100,15 +168,18 @@ where
         .limits
         .max_connections
         .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+    let peers = options.limits.max_connections_per_peer.map(Peers::new);
     let mut accepting = Vec::new();
     for named in listeners {
         let ctx = ConnCtx {
             drain_rx: drain_rx.clone(),
             drain,
-            header_read_timeout: options.limits.header_read_timeout,
+            limits: options.limits,
             slots: slots.clone(),
+            peers: peers.clone(),
             _alive: alive_tx.clone(),
             counters: counters.clone(),
+            tls: tls.clone(),
         };
         accepting.push(match named.listener {
             Listener::Tcp(l) => {
@@ -135,51 +206,43 @@ where
     Ok(Report {
         connections: counters.connections.load(Ordering::Relaxed),
         forced: counters.forced.load(Ordering::Relaxed),
+        refused_per_peer: peers.map_or(0, |p| p.refused()),
+        idle_closed: counters.idle_closed.load(Ordering::Relaxed),
     })
 }
 
+#[derive(Clone)]
 struct ConnCtx {
     drain_rx: watch::Receiver<Option<Instant>>,
     drain: Drain,
-    header_read_timeout: Option<Duration>,
+    limits: Limits,
     slots: Option<Arc<tokio::sync::Semaphore>>,
+    peers: Option<Arc<Peers>>,
     _alive: mpsc::Sender<()>,
     counters: Arc<Counters>,
-}
-
-impl Clone for ConnCtx {
-    fn clone(&self) -> Self {
-        ConnCtx {
-            drain_rx: self.drain_rx.clone(),
-            drain: self.drain,
-            header_read_timeout: self.header_read_timeout,
-            slots: self.slots.clone(),
-            _alive: self._alive.clone(),
-            counters: self.counters.clone(),
-        }
-    }
+    tls: Tls,
 }
 
 /// TCP and unix listeners, accepted the same way.
 trait Acceptor: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    fn accept_one(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    fn accept_one(&self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>> + Send;
 }
 
 impl Acceptor for tokio::net::TcpListener {
     type Stream = tokio::net::TcpStream;
-    async fn accept_one(&self) -> io::Result<Self::Stream> {
-        let (stream, _) = self.accept().await?;
+    async fn accept_one(&self) -> io::Result<(Self::Stream, Peer)> {
+        let (stream, addr) = self.accept().await?;
         // Small responses must not wait for Nagle's algorithm.
         stream.set_nodelay(true)?;
-        Ok(stream)
+        Ok((stream, Peer::of(addr)))
     }
 }
 
 impl Acceptor for tokio::net::UnixListener {
     type Stream = tokio::net::UnixStream;
-    async fn accept_one(&self) -> io::Result<Self::Stream> {
-        Ok(self.accept().await?.0)
+    async fn accept_one(&self) -> io::Result<(Self::Stream, Peer)> {
+        Ok((self.accept().await?.0, Peer::Local))
     }
 }
 
@@ -199,12 +262,22 @@ where
         };
         tokio::select! {
             accepted = listener.accept_one() => match accepted {
-                Ok(stream) => {
+                Ok((stream, peer)) => {
                     ctx.counters.connections.fetch_add(1, Ordering::Relaxed);
+                    let peer_slot = match &ctx.peers {
+                        Some(peers) => match peers.admit(peer) {
+                            Some(place) => Some(place),
+                            None => continue, // dropping the stream closes it
+                        },
+                        None => None,
+                    };
                     let (handler, ctx) = (handler.clone(), ctx.clone());
                     tokio::spawn(async move {
-                        connection(stream, handler, ctx).await;
-                        drop(slot);
+                        match ctx.tls.clone() {
+                            None => connection(stream, handler, ctx).await,
+                            Some(tls) => handshake_then_serve(tls, stream, handler, ctx).await,
+                        }
+                        drop((slot, peer_slot));
                     });
                 }
                 Err(e) => {
@@ -218,6 +291,34 @@ where
     }
 }
 
+#[cfg(feature = "tls")]
+async fn handshake_then_serve<S, F, Fut>(
+    tls: tokio_rustls::TlsAcceptor,
+    stream: S,
+    handler: F,
+    ctx: ConnCtx,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let limit = ctx
+        .limits
+        .header_read_timeout
+        .or(ctx.limits.idle_timeout)
+        .unwrap_or(Duration::from_secs(10));
+    match tokio::time::timeout(limit, tls.accept(stream)).await {
+        Ok(Ok(stream)) => connection(stream, handler, ctx).await,
+        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!("TLS handshake not done within {limit:?}"),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+async fn handshake_then_serve<S, F>(never: NoTls, _stream: S, _handler: F, _ctx: ConnCtx) {
+    match never.0 {}
+}
+
 async fn connection<S, F, Fut>(stream: S, handler: F, mut ctx: ConnCtx)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -226,17 +327,21 @@ where
 {
     let draining = Arc::new(AtomicBool::new(ctx.drain_rx.borrow().is_some()));
     let saw_http2 = Arc::new(AtomicBool::new(false));
+    let activity = Arc::new(Activity::new());
     let service = {
         let (draining, saw_http2) = (draining.clone(), saw_http2.clone());
+        let activity = activity.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let http1 = req.version() < Version::HTTP_2;
             if !http1 {
                 saw_http2.store(true, Ordering::Relaxed);
             }
+            let busy = activity.begin();
             let response = handler(req);
             let draining = draining.clone();
             async move {
                 let mut response = response.await;
+                drop(busy);
                 // Connection headers are illegal in HTTP/2; there GOAWAY does this job.
                 if http1 && draining.load(Ordering::Relaxed) {
                     response
@@ -247,23 +352,41 @@ where
             }
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    if let Some(timeout) = ctx.header_read_timeout {
-        builder
-            .http1()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(timeout);
-    }
+    let builder = builder(&ctx.limits);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
 
+    let limits = ctx.limits;
+    let far = Duration::from_secs(365 * 24 * 3600);
+    let too_old = Instant::now() + limits.max_connection_age.unwrap_or(far);
     let deadline = loop {
         if let Some(deadline) = *ctx.drain_rx.borrow() {
             break deadline;
         }
+        let idle_check = match limits.idle_timeout {
+            Some(idle) => activity
+                .idle_since()
+                .map_or(Instant::now() + idle, |t| t + idle),
+            None => too_old,
+        };
         tokio::select! {
             _ = conn.as_mut() => return,
             changed = ctx.drain_rx.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep_until(idle_check), if limits.idle_timeout.is_some() => {
+                let idle = limits.idle_timeout.unwrap_or(far);
+                if activity.idle_since().is_some_and(|t| t + idle <= Instant::now()) {
+                    // Nothing in progress: dropping the connection closes it.
+                    ctx.counters.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(too_old) => {
+                // HTTP/1: close after the response in flight; HTTP/2: GOAWAY, then drop.
+                conn.as_mut().graceful_shutdown();
+                let grace = Instant::now() + ctx.drain.idle_grace;
+                let _ = tokio::time::timeout_at(grace, conn.as_mut()).await;
+                return;
+            }
         }
     };
     draining.store(true, Ordering::Relaxed);
@@ -283,5 +406,65 @@ where
         .is_err()
     {
         ctx.counters.forced.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// hyper's connection builder with the limits applied.
+fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Some(timeout) = limits.header_read_timeout {
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(timeout);
+    }
+    let mut http2 = builder.http2();
+    if let Some(streams) = limits.http2_max_concurrent_streams {
+        http2.max_concurrent_streams(streams);
+    }
+    if let Some(window) = limits.http2_stream_window {
+        http2.initial_stream_window_size(window);
+    }
+    if let Some(window) = limits.http2_connection_window {
+        http2.initial_connection_window_size(window);
+    }
+    builder
+}
+
+/// Whether a connection has a request in progress, and since when it has had none.
+struct Activity {
+    in_progress: AtomicUsize,
+    idle_since: std::sync::Mutex<Instant>,
+}
+
+/// One request in progress; dropping it (answered or abandoned) may make the connection idle.
+struct Busy(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            in_progress: AtomicUsize::new(0),
+            idle_since: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_progress.fetch_add(1, Ordering::SeqCst);
+        Busy(self.clone())
+    }
+
+    /// `None` while a request is in progress.
+    fn idle_since(&self) -> Option<Instant> {
+        let since = *self.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        (self.in_progress.load(Ordering::SeqCst) == 0).then_some(since)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut since = self.0.idle_since.lock().unwrap_or_else(|p| p.into_inner());
+        if self.0.in_progress.fetch_sub(1, Ordering::SeqCst) == 1 {
+            *since = Instant::now();
+        }
     }
 }

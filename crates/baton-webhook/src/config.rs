@@ -15,16 +15,33 @@ pub struct Config {
     pub repository: Option<String>,
     /// Path the webhook is served on; other paths get 404.
     pub path: String,
+    /// Which event deploys: a push, or a CI run that completed successfully.
+    pub deploy_on: DeployOn,
+}
+
+/// What makes a commit deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DeployOn {
+    /// A push to the branch (the default).
+    #[default]
+    Push,
+    /// A CI run on the branch that completed successfully: GitHub's or Gitea's `workflow_run`,
+    /// GitLab's Pipeline Hook. Pushes are then answered 200 and not deployed.
+    CiSuccess {
+        /// Only this workflow (by name or file path) counts; `None`: any.
+        workflow: Option<String>,
+    },
 }
 
 impl Config {
-    /// Defaults: branch `main`, any repository, path `/webhook`.
+    /// Defaults: branch `main`, any repository, path `/webhook`, deploy on push.
     pub fn new(secret: Secret) -> Self {
         Self {
             secret,
             branch: "main".to_owned(),
             repository: None,
             path: "/webhook".to_owned(),
+            deploy_on: DeployOn::Push,
         }
     }
 }

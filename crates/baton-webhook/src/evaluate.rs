@@ -1,13 +1,14 @@
 //! The decision pipeline: one request in, one verdict out.
 
-use crate::config::Config;
+use crate::ci::{self, RunEvent};
+use crate::config::{Config, DeployOn};
 use crate::forge::{self, Forge, Hook};
 use crate::headers::Headers;
 use crate::ping;
 use crate::push::{self, PushEvent};
 use crate::rejection::Rejection;
 use crate::text::clip;
-use crate::verdict::{IgnoreReason, Push, Verdict};
+use crate::verdict::{CiRun, IgnoreReason, Push, Verdict};
 use crate::verify;
 
 /// What the HTTP layer received, borrowed as plain data.
@@ -45,6 +46,15 @@ pub fn check_route(config: &Config, method: &str, path: &str) -> Result<(), Reje
     Ok(())
 }
 
+/// The checks that need headers but no body (401): a forge's event header, and its signature
+/// header present and well-formed (a GitLab token is compared in full). The HTTP layer calls
+/// this after [`check_route`] so that a body that cannot authenticate is never buffered.
+pub fn check_headers(config: &Config, headers: &[(&str, &[u8])]) -> Result<(), Rejection> {
+    let headers = Headers::new(headers);
+    let hook = forge::detect(&headers).map_err(Rejection::Unauthorized)?;
+    verify::precheck(&hook, &headers, &config.secret).map_err(Rejection::Unauthorized)
+}
+
 fn decide(config: &Config, request: &Request<'_>) -> Result<Verdict, Rejection> {
     check_route(config, request.method, request.path)?;
     if request.body.len() > crate::MAX_BODY {
@@ -58,7 +68,18 @@ fn decide(config: &Config, request: &Request<'_>) -> Result<Verdict, Rejection> 
 
     // Authenticated from here on. Events we do not handle are not decoded at all: their shape is
     // not ours to judge, and a 2xx keeps the forge from disabling the hook.
+    let waits_for_ci = matches!(config.deploy_on, DeployOn::CiSuccess { .. });
     match classify(&hook) {
+        Event::Push if waits_for_ci => Ok(Verdict::Ignored {
+            forge: hook.forge,
+            reason: IgnoreReason::WaitingForCi,
+        }),
+        Event::Run if waits_for_ci => {
+            let event =
+                ci::parse(hook.forge, &headers, request.body).map_err(Rejection::BadRequest)?;
+            let delivery = forge::delivery_key(hook.forge, &headers);
+            Ok(filter_run(config, hook.forge, event, delivery))
+        }
         Event::Push => {
             let event =
                 push::parse(hook.forge, &headers, request.body).map_err(Rejection::BadRequest)?;
@@ -75,7 +96,7 @@ fn decide(config: &Config, request: &Request<'_>) -> Result<Verdict, Rejection> 
                 warnings: ping.warnings,
             })
         }
-        Event::Other => Ok(Verdict::Ignored {
+        Event::Run | Event::Other => Ok(Verdict::Ignored {
             forge: hook.forge,
             reason: IgnoreReason::Event {
                 event: clip(&String::from_utf8_lossy(hook.event)),
@@ -87,6 +108,8 @@ fn decide(config: &Config, request: &Request<'_>) -> Result<Verdict, Rejection> 
 enum Event {
     Push,
     Ping,
+    /// A CI run: deploys only with `deploy_on = workflow_run`.
+    Run,
     Other,
 }
 
@@ -95,8 +118,76 @@ fn classify(hook: &Hook<'_>) -> Event {
         (Forge::GitHub | Forge::Gitea | Forge::Forgejo, b"push") => Event::Push,
         (Forge::GitLab, b"Push Hook") => Event::Push,
         (Forge::GitHub, b"ping") => Event::Ping,
+        (Forge::GitHub | Forge::Gitea, b"workflow_run") => Event::Run,
+        (Forge::GitLab, b"Pipeline Hook") => Event::Run,
         _ => Event::Other,
     }
+}
+
+/// The repository filter, shared by pushes and CI runs.
+fn other_repository(config: &Config, repository: Option<&str>) -> Option<IgnoreReason> {
+    let wanted = config.repository.as_ref()?;
+    let matches = repository.is_some_and(|name| name.eq_ignore_ascii_case(wanted));
+    (!matches).then(|| IgnoreReason::OtherRepository {
+        repository: repository.map(clip),
+        wanted: wanted.clone(),
+    })
+}
+
+/// Applies the repository, workflow, branch and outcome filters to a decoded CI run.
+fn filter_run(
+    config: &Config,
+    forge: Forge,
+    run: RunEvent,
+    delivery: Option<crate::forge::DeliveryKey>,
+) -> Verdict {
+    let ignored = |reason| Verdict::Ignored { forge, reason };
+    if let Some(reason) = other_repository(config, run.repository.as_deref()) {
+        return ignored(reason);
+    }
+    if let Some(why) = &run.foreign {
+        return ignored(IgnoreReason::ForeignRun { why: clip(why) });
+    }
+    if let DeployOn::CiSuccess {
+        workflow: Some(wanted),
+    } = &config.deploy_on
+        && !run.is_workflow(wanted)
+    {
+        return ignored(IgnoreReason::OtherWorkflow {
+            name: run.workflow_name.as_deref().map(clip),
+            wanted: wanted.clone(),
+        });
+    }
+    let Some(branch) = run.branch.as_deref() else {
+        return ignored(IgnoreReason::NoBranch);
+    };
+    if branch != config.branch {
+        return ignored(IgnoreReason::OtherBranch {
+            branch: clip(branch),
+            wanted: config.branch.clone(),
+        });
+    }
+    if !run.finished {
+        return ignored(IgnoreReason::RunNotFinished {
+            state: clip(&run.outcome),
+        });
+    }
+    if run.outcome != "success" {
+        return ignored(IgnoreReason::RunFailed {
+            outcome: clip(&run.outcome),
+        });
+    }
+    Verdict::Deploy(Push {
+        forge,
+        git_ref: format!("refs/heads/{branch}"),
+        branch: branch.to_owned(),
+        after: run.commit,
+        repository: run.repository,
+        delivery,
+        ci: Some(CiRun {
+            workflow: run.workflow_name.as_deref().map(clip),
+        }),
+    })
 }
 
 /// Applies the repository and branch filters to a decoded push.
@@ -107,17 +198,8 @@ fn filter(
     delivery: Option<crate::forge::DeliveryKey>,
 ) -> Verdict {
     let ignored = |reason| Verdict::Ignored { forge, reason };
-    if let Some(wanted) = &config.repository {
-        let matches = event
-            .repository
-            .as_deref()
-            .is_some_and(|name| name.eq_ignore_ascii_case(wanted));
-        if !matches {
-            return ignored(IgnoreReason::OtherRepository {
-                repository: event.repository.as_deref().map(clip),
-                wanted: wanted.clone(),
-            });
-        }
+    if let Some(reason) = other_repository(config, event.repository.as_deref()) {
+        return ignored(reason);
     }
     let Some(branch) = event.git_ref.strip_prefix("refs/heads/") else {
         let git_ref = clip(&event.git_ref);
@@ -145,5 +227,6 @@ fn filter(
         after: event.after,
         repository: event.repository,
         delivery,
+        ci: None,
     })
 }

@@ -25,6 +25,7 @@
 //! ```
 
 mod body;
+mod ci;
 mod config;
 mod evaluate;
 mod forge;
@@ -39,12 +40,12 @@ mod text;
 mod verdict;
 mod verify;
 
-pub use config::Config;
-pub use evaluate::{Request, check_route, evaluate};
+pub use config::{Config, DeployOn};
+pub use evaluate::{Request, check_headers, check_route, evaluate};
 pub use forge::{DeliveryKey, Forge};
 pub use rejection::{AuthError, PayloadError, Rejection};
 pub use secret::{InvalidSecret, Secret};
-pub use verdict::{IgnoreReason, Push, Verdict};
+pub use verdict::{CiRun, IgnoreReason, Push, Verdict};
 pub use verify::sign_github;
 
 /// Largest body accepted. GitHub never sends payloads over 25 MB, so anything larger is not a

@@ -95,6 +95,10 @@ pub enum PayloadError {
     MissingAfter,
     /// `after` is not a 40-hex-digit commit id.
     BadAfter,
+    /// A CI-run payload without its run object (`workflow_run`, `object_attributes`).
+    MissingRun,
+    /// A CI run's commit (`head_sha`, `sha`) is missing or not a 40-hex-digit commit id.
+    BadRunCommit,
 }
 
 impl Rejection {
@@ -198,6 +202,12 @@ impl fmt::Display for PayloadError {
             PayloadError::MissingAfter => f.write_str("payload has no after commit"),
             PayloadError::BadAfter => {
                 f.write_str("payload's after is not a 40-hex-digit commit id")
+            }
+            PayloadError::MissingRun => {
+                f.write_str("CI payload has no workflow_run or object_attributes")
+            }
+            PayloadError::BadRunCommit => {
+                f.write_str("CI payload's commit is missing or not a 40-hex-digit commit id")
             }
         }
     }

@@ -47,6 +47,16 @@ pub struct Push {
     pub repository: Option<String>,
     /// For deduplicating redeliveries; `None` when the forge sent no usable id.
     pub delivery: Option<DeliveryKey>,
+    /// `Some` when this is a CI run that passed (`deploy_on = workflow_run`): deploy exactly
+    /// `after`, and only if it is still the branch head or ahead of what serves.
+    pub ci: Option<CiRun>,
+}
+
+/// The CI run behind a deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiRun {
+    /// The workflow's (or GitLab pipeline's) name, when the payload gives one.
+    pub workflow: Option<String>,
 }
 
 /// Why an authenticated request does not lead to a deploy.
@@ -78,6 +88,32 @@ pub enum IgnoreReason {
     Deleted {
         /// The deleted branch.
         branch: String,
+    },
+    /// A push while deploys wait for CI (`deploy_on = workflow_run`).
+    WaitingForCi,
+    /// A CI run that has not finished (`requested`, `in_progress`, `running`…).
+    RunNotFinished {
+        /// The action or status the forge sent.
+        state: String,
+    },
+    /// A CI run that finished without success (`failure`, `cancelled`, `failed`…).
+    RunFailed {
+        /// The conclusion or status the forge sent.
+        outcome: String,
+    },
+    /// A CI run of another workflow than the configured one.
+    OtherWorkflow {
+        /// The run's workflow name, if any.
+        name: Option<String>,
+        /// The configured workflow (name or path).
+        wanted: String,
+    },
+    /// A CI run for a tag or without a branch.
+    NoBranch,
+    /// A CI run that did not test a push to this repository (pull request, fork).
+    ForeignRun {
+        /// What kind of run it was.
+        why: String,
     },
     /// A push from another repository than the configured one (one hook URL, many repos).
     OtherRepository {
@@ -126,6 +162,14 @@ impl IgnoreReason {
             IgnoreReason::OtherBranch { .. } => "ignored: not the deployed branch\n",
             IgnoreReason::Deleted { .. } => "ignored: branch deleted\n",
             IgnoreReason::OtherRepository { .. } => "ignored: not the deployed repository\n",
+            IgnoreReason::WaitingForCi => "ignored: deploys wait for a successful CI run\n",
+            IgnoreReason::RunNotFinished { .. } => "ignored: CI run not finished\n",
+            IgnoreReason::RunFailed { .. } => "ignored: CI run did not succeed\n",
+            IgnoreReason::OtherWorkflow { .. } => "ignored: not the configured workflow\n",
+            IgnoreReason::NoBranch => "ignored: CI run not on a branch\n",
+            IgnoreReason::ForeignRun { .. } => {
+                "ignored: CI run not for a push to this repository\n"
+            }
         }
     }
 }
@@ -156,13 +200,23 @@ impl fmt::Display for Verdict {
 
 impl fmt::Display for Push {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match &self.ci {
+            None => "push to",
+            Some(_) => "CI run passed on",
+        };
         write!(
             f,
-            "deploy {} from {} push to {}",
+            "deploy {} from {} {what} {}",
             self.after,
             self.forge,
             Shown(&self.git_ref)
         )?;
+        if let Some(CiRun {
+            workflow: Some(name),
+        }) = &self.ci
+        {
+            write!(f, " (workflow {})", Shown(name))?;
+        }
         if let Some(repository) = &self.repository {
             write!(f, " of {}", Shown(repository))?;
         }
@@ -185,6 +239,23 @@ impl fmt::Display for IgnoreReason {
                 write!(f, "branch {} is not {}", Shown(branch), Shown(wanted))
             }
             IgnoreReason::Deleted { branch } => write!(f, "branch {} was deleted", Shown(branch)),
+            IgnoreReason::WaitingForCi => {
+                f.write_str("push not deployed: deploy_on = workflow_run waits for CI")
+            }
+            IgnoreReason::RunNotFinished { state } => {
+                write!(f, "CI run is {}, not completed", Shown(state))
+            }
+            IgnoreReason::RunFailed { outcome } => {
+                write!(f, "CI run concluded {}, not success", Shown(outcome))
+            }
+            IgnoreReason::OtherWorkflow { name, wanted } => write!(
+                f,
+                "workflow {} is not {}",
+                Shown(name.as_deref().unwrap_or("(unnamed)")),
+                Shown(wanted)
+            ),
+            IgnoreReason::NoBranch => f.write_str("CI run is for a tag or no branch"),
+            IgnoreReason::ForeignRun { why } => write!(f, "{}", Shown(why)),
             IgnoreReason::OtherRepository {
                 repository: Some(name),
                 wanted,

@@ -40,73 +40,96 @@ pub(crate) fn authenticate(
     secret: &Secret,
     body: &[u8],
 ) -> Result<(), AuthError> {
-    match hook.forge {
-        Forge::GitHub => github(headers, secret, body),
-        Forge::Gitea => bare_hex(GITEA_SIGNATURE, headers, secret, body),
-        Forge::Forgejo => bare_hex(FORGEJO_SIGNATURE, headers, secret, body),
-        Forge::GitLab => gitlab(headers, secret.expose()),
+    match signature(hook.forge, headers)? {
+        Credential::Tag { header, tag } => verify_tag(header, &tag, secret, body),
+        Credential::Token(token) => check_token(token, secret.expose()),
     }
 }
 
-fn github(headers: &Headers<'_>, secret: &Secret, body: &[u8]) -> Result<(), AuthError> {
-    let header = GITHUB_SIGNATURE;
-    let value = match headers.lookup(header) {
-        Lookup::One(value) => value,
-        Lookup::Repeated => return Err(AuthError::RepeatedHeader { header }),
-        Lookup::Absent if headers.contains(GITHUB_SHA1_SIGNATURE) => {
-            return Err(AuthError::Sha1Only);
-        }
-        Lookup::Absent => return Err(AuthError::MissingSignature { header }),
-    };
-    let digits = value.strip_prefix(b"sha256=").ok_or(AuthError::BadPrefix)?;
-    check_hmac(header, digits, secret, body)
-}
-
-/// Gitea and Forgejo send the bare hex digest, without GitHub's `sha256=` prefix.
-fn bare_hex(
-    header: &'static str,
+/// Everything that can be checked without the body: the signature header is present, single
+/// and well-formed, and a GitLab token is right. Lets the HTTP layer refuse a request before
+/// buffering a body that cannot authenticate.
+pub(crate) fn precheck(
+    hook: &Hook<'_>,
     headers: &Headers<'_>,
     secret: &Secret,
-    body: &[u8],
 ) -> Result<(), AuthError> {
+    match signature(hook.forge, headers)? {
+        Credential::Tag { .. } => Ok(()),
+        Credential::Token(token) => check_token(token, secret.expose()),
+    }
+}
+
+/// What a forge authenticates with.
+enum Credential<'a> {
+    /// An HMAC-SHA256 of the body, from `header`.
+    Tag { header: &'static str, tag: [u8; 32] },
+    /// The shared secret itself (GitLab).
+    Token(&'a [u8]),
+}
+
+fn signature<'a>(forge: Forge, headers: &Headers<'a>) -> Result<Credential<'a>, AuthError> {
+    match forge {
+        Forge::GitHub => {
+            let header = GITHUB_SIGNATURE;
+            let value = match headers.lookup(header) {
+                Lookup::One(value) => value,
+                Lookup::Repeated => return Err(AuthError::RepeatedHeader { header }),
+                Lookup::Absent if headers.contains(GITHUB_SHA1_SIGNATURE) => {
+                    return Err(AuthError::Sha1Only);
+                }
+                Lookup::Absent => return Err(AuthError::MissingSignature { header }),
+            };
+            let digits = value.strip_prefix(b"sha256=").ok_or(AuthError::BadPrefix)?;
+            tag(header, digits)
+        }
+        // Gitea and Forgejo send the bare hex digest, without GitHub's `sha256=` prefix.
+        Forge::Gitea => bare_hex(GITEA_SIGNATURE, headers),
+        Forge::Forgejo => bare_hex(FORGEJO_SIGNATURE, headers),
+        Forge::GitLab => match headers.lookup(GITLAB_TOKEN) {
+            Lookup::One(token) => Ok(Credential::Token(token)),
+            Lookup::Repeated => Err(AuthError::RepeatedHeader {
+                header: GITLAB_TOKEN,
+            }),
+            Lookup::Absent => Err(AuthError::MissingToken),
+        },
+    }
+}
+
+fn bare_hex<'a>(header: &'static str, headers: &Headers<'a>) -> Result<Credential<'a>, AuthError> {
     match headers.lookup(header) {
-        Lookup::One(digits) => check_hmac(header, digits, secret, body),
+        Lookup::One(digits) => tag(header, digits),
         Lookup::Repeated => Err(AuthError::RepeatedHeader { header }),
         Lookup::Absent => Err(AuthError::MissingSignature { header }),
     }
 }
 
-fn check_hmac(
-    header: &'static str,
-    digits: &[u8],
-    secret: &Secret,
-    body: &[u8],
-) -> Result<(), AuthError> {
+fn tag<'a>(header: &'static str, digits: &[u8]) -> Result<Credential<'a>, AuthError> {
     let tag = hex::decode_32(digits).map_err(|error| match error {
         HexError::Length => AuthError::BadLength { header },
         HexError::Digit => AuthError::BadHex { header },
     })?;
+    Ok(Credential::Tag { header, tag })
+}
+
+fn verify_tag(
+    header: &'static str,
+    tag: &[u8; 32],
+    secret: &Secret,
+    body: &[u8],
+) -> Result<(), AuthError> {
     // `verify_slice` compares in constant time, so response timing says nothing about how many
     // leading bytes of a forged signature were right.
     secret
         .mac()
         .chain_update(body)
-        .verify_slice(&tag)
+        .verify_slice(tag)
         .map_err(|_| AuthError::SignatureMismatch { header })
 }
 
 /// GitLab sends the secret itself. `ct_eq` compares lengths first (revealing only the length),
 /// then every byte regardless of where the first difference is.
-fn gitlab(headers: &Headers<'_>, secret: &[u8]) -> Result<(), AuthError> {
-    let token = match headers.lookup(GITLAB_TOKEN) {
-        Lookup::One(token) => token,
-        Lookup::Repeated => {
-            return Err(AuthError::RepeatedHeader {
-                header: GITLAB_TOKEN,
-            });
-        }
-        Lookup::Absent => return Err(AuthError::MissingToken),
-    };
+fn check_token(token: &[u8], secret: &[u8]) -> Result<(), AuthError> {
     if bool::from(token.ct_eq(secret)) {
         Ok(())
     } else {
@@ -133,6 +156,14 @@ mod tests {
         assert_eq!(sign_github(SECRET, BODY), EXPECTED);
     }
 
+    fn github(headers: &Headers<'_>, secret: &Secret, body: &[u8]) -> Result<(), AuthError> {
+        let hook = Hook {
+            forge: Forge::GitHub,
+            event: b"push",
+        };
+        authenticate(&hook, headers, secret, body)
+    }
+
     #[test]
     fn github_published_vector_verifies() {
         let pairs: [(&str, &[u8]); 1] = [("X-Hub-Signature-256", EXPECTED.as_bytes())];
@@ -155,13 +186,53 @@ mod tests {
     }
 
     #[test]
-    fn gitlab_token_compare() {
-        let pairs: [(&str, &[u8]); 1] = [("X-Gitlab-Token", b"s3cret")];
-        let headers = Headers::new(&pairs);
-        assert_eq!(gitlab(&headers, b"s3cret"), Ok(()));
-        assert_eq!(gitlab(&headers, b"s3creT"), Err(AuthError::TokenMismatch));
+    fn precheck_needs_a_well_formed_signature_or_the_right_token() {
+        let secret = Secret::new(SECRET).unwrap();
+        let github = Hook {
+            forge: Forge::GitHub,
+            event: b"push",
+        };
+        let check = |hook: &Hook<'_>, pairs: &[(&str, &[u8])]| {
+            precheck(hook, &Headers::new(pairs), &secret)
+        };
+        // Any well-formed signature passes: only the body can show it is wrong.
+        let forged = format!("sha256={}", "0".repeat(64));
         assert_eq!(
-            gitlab(&headers, b"s3cret-longer"),
+            check(&github, &[("X-Hub-Signature-256", forged.as_bytes())]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&github, &[]),
+            Err(AuthError::MissingSignature {
+                header: GITHUB_SIGNATURE
+            })
+        );
+        assert_eq!(
+            check(&github, &[("X-Hub-Signature-256", b"sha256=zz")]),
+            Err(AuthError::BadLength {
+                header: GITHUB_SIGNATURE
+            })
+        );
+        let gitlab = Hook {
+            forge: Forge::GitLab,
+            event: b"Push Hook",
+        };
+        assert_eq!(check(&gitlab, &[("X-Gitlab-Token", SECRET)]), Ok(()));
+        assert_eq!(
+            check(&gitlab, &[("X-Gitlab-Token", b"guess")]),
+            Err(AuthError::TokenMismatch)
+        );
+    }
+
+    #[test]
+    fn gitlab_token_compare() {
+        assert_eq!(check_token(b"s3cret", b"s3cret"), Ok(()));
+        assert_eq!(
+            check_token(b"s3cret", b"s3creT"),
+            Err(AuthError::TokenMismatch)
+        );
+        assert_eq!(
+            check_token(b"s3cret", b"s3cret-longer"),
             Err(AuthError::TokenMismatch)
         );
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use baton_handoff::duration;
 use baton_handoff::listen::ListenSpec;
 use baton_handoff::readiness::Readiness;
+use baton_handoff::run_as::RunAs;
 use baton_handoff::spawn::{AppCommand, AppEnv};
 use baton_handoff::supervisor::CrashLoop;
 use nix::sys::signal::Signal;
@@ -14,12 +15,21 @@ use serde::Deserialize;
 
 use crate::paths;
 
+mod deploy;
+
+pub use deploy::{DeploySection, MetricsSection, NotifySection};
+use deploy::{DeploySections, deploy_settings, parse_deploy_on};
+
 /// The TOML file. Unknown keys are errors: a typo must not silently fall back to a default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The app's name in notifications and metrics (default: the state directory's name).
+    pub name: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub control: Option<PathBuf>,
+    /// Members of this group may use the control socket too (it becomes 0660, this group's).
+    pub control_group: Option<String>,
     pub runtime_dir: Option<PathBuf>,
     #[serde(default)]
     pub app: AppSection,
@@ -29,6 +39,12 @@ pub struct FileConfig {
     pub source: SourceSection,
     #[serde(default)]
     pub build: BuildSection,
+    #[serde(default)]
+    pub deploy: DeploySection,
+    #[serde(default)]
+    pub notify: Vec<NotifySection>,
+    #[serde(default)]
+    pub metrics: MetricsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +55,13 @@ pub struct WebhookSection {
     pub secret_file: Option<PathBuf>,
     /// Only pushes to this repository (`owner/name`) deploy.
     pub repository: Option<String>,
+    /// `push` (default) or `workflow_run`: deploy only commits whose CI run passed.
+    pub deploy_on: Option<String>,
+    /// With `deploy_on = "workflow_run"`: only this workflow (name or file path) counts.
+    pub workflow: Option<String>,
+    /// PEM certificate chain and key: serve the webhook over TLS (see `crate::tls`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +86,9 @@ pub struct SourceSection {
 #[serde(deny_unknown_fields)]
 pub struct BuildSection {
     pub command: Option<Vec<String>>,
+    /// Run the build as this user (and group): see docs/systemd.md.
+    pub user: Option<String>,
+    pub group: Option<String>,
     pub timeout: Option<String>,
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -72,6 +98,9 @@ pub struct BuildSection {
 #[serde(deny_unknown_fields)]
 pub struct AppSection {
     pub command: Option<Vec<String>>,
+    /// Run the app as this user (and group): see docs/systemd.md.
+    pub user: Option<String>,
+    pub group: Option<String>,
     pub cwd: Option<PathBuf>,
     pub listen: Option<Vec<String>>,
     pub ready: Option<String>,
@@ -100,6 +129,9 @@ pub struct RunFlags {
     /// Control socket for `baton reload` / `baton status`.
     #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Let members of this group use the control socket too (default: root and baton's uid).
+    #[arg(long, value_name = "NAME")]
+    pub control_group: Option<String>,
     /// Directory for baton's persistent state.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -165,6 +197,7 @@ pub struct RunFlags {
 pub struct Config {
     pub listen: Vec<ListenSpec>,
     pub control: PathBuf,
+    pub control_access: crate::control_access::ControlAccess,
     pub runtime_dir: PathBuf,
     pub state_dir: PathBuf,
     pub command: AppCommand,
@@ -177,6 +210,8 @@ pub struct Config {
     pub webhook: WebhookConfig,
     /// Present when a repository is configured: baton deploys releases itself.
     pub deploy: Option<crate::deploy::Settings>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Webhook settings; the secret itself is read only when the endpoint is started.
@@ -187,6 +222,9 @@ pub struct WebhookConfig {
     pub secret_file: Option<PathBuf>,
     pub repository: Option<String>,
     pub branch: String,
+    pub deploy_on: baton_webhook::DeployOn,
+    /// (certificate, key) when the webhook serves TLS itself.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, String> {
@@ -211,6 +249,15 @@ impl Config {
             None => FileConfig::default(),
         };
         let app = file.app;
+        let metrics = file
+            .metrics
+            .listen
+            .map(|l| {
+                l.parse::<std::net::SocketAddr>().map_err(|_| {
+                    format!("[metrics] listen {l:?} is not host:port (e.g. 127.0.0.1:9100)")
+                })
+            })
+            .transpose()?;
         let webhook = WebhookConfig {
             listen: flags
                 .webhook_listen
@@ -241,6 +288,12 @@ impl Config {
                 .clone()
                 .or(file.source.branch.clone())
                 .unwrap_or_else(|| "main".into()),
+            deploy_on: parse_deploy_on(file.webhook.deploy_on.as_deref(), file.webhook.workflow)?,
+            tls: match (file.webhook.tls_cert, file.webhook.tls_key) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => return Err("[webhook] tls_cert and tls_key go together: set both".into()),
+            },
         };
         if !webhook.path.starts_with('/') {
             return Err(format!(
@@ -287,6 +340,10 @@ impl Config {
             .clone()
             .or(file.control)
             .unwrap_or_else(|| paths::control_in(&runtime_dir));
+        let control_access = match flags.control_group.clone().or(file.control_group) {
+            Some(name) => crate::control_access::ControlAccess::with_group(&name)?,
+            None => crate::control_access::ControlAccess::owner_only(),
+        };
         let pick = |flag: &Option<String>, file: Option<String>, default: &str| {
             flag.clone().or(file).unwrap_or_else(|| default.to_string())
         };
@@ -295,7 +352,14 @@ impl Config {
             .clone()
             .or(file.state_dir)
             .unwrap_or_else(paths::default_state_dir);
-        let deploy = deploy_settings(flags, file.source, file.build, &webhook.branch, &state_dir)?;
+        let sections = DeploySections {
+            source: file.source,
+            build: file.build,
+            hooks: file.deploy,
+            notify: file.notify,
+            name: file.name,
+        };
+        let deploy = deploy_settings(flags, sections, &webhook.branch, &state_dir)?;
         let readiness: Readiness = named("ready", pick(&flags.ready, app.ready, "notify").parse())?;
         let ready_timeout = named(
             "ready_timeout",
@@ -315,12 +379,15 @@ impl Config {
             readiness,
             ready_timeout,
             control,
+            control_access,
             runtime_dir,
             state_dir,
             deploy,
+            metrics,
             command: AppCommand {
                 argv,
                 cwd: flags.cwd.clone().or(app.cwd),
+                run_as: RunAs::configured("[app]", app.user, app.group)?,
                 env: AppEnv::Clean(app_env),
             },
             drain_signal: parse_signal(&pick(&flags.drain_signal, app.drain_signal, "SIGTERM"))?,
@@ -339,72 +406,6 @@ impl Config {
             webhook,
         })
     }
-}
-
-/// `[source]` + `[build]` (+ flags) → deploy settings; `None` without a repository, in which
-/// case `[build]` or other `[source]` keys are an error rather than silently ignored.
-fn deploy_settings(
-    flags: &RunFlags,
-    source: SourceSection,
-    build: BuildSection,
-    branch: &str,
-    state_dir: &Path,
-) -> Result<Option<crate::deploy::Settings>, String> {
-    let repo = flags.repo.clone().or(source.repo);
-    let Some(repo) = repo else {
-        let stray = build.command.is_some()
-            || source.deploy_key.is_some()
-            || source.known_hosts.is_some()
-            || !source.host_fingerprints.is_empty()
-            || !source.shared.is_empty()
-            || source.poll_interval.is_some();
-        if stray {
-            return Err("[build] and [source] deploy settings need [source] repo".into());
-        }
-        return Ok(None);
-    };
-    let source_cfg = baton_deploy::Source {
-        repo,
-        branch: branch.to_string(),
-        deploy_key: flags.deploy_key.clone().or(source.deploy_key),
-        known_hosts: flags.known_hosts.clone().or(source.known_hosts),
-        host_fingerprints: source.host_fingerprints,
-    };
-    source_cfg.validate().map_err(|e| e.to_string())?;
-    let build = match build.command {
-        Some(command) if command.is_empty() => return Err("[build] command is empty".into()),
-        Some(command) => {
-            let env: Vec<(String, String)> = build.env.into_iter().collect();
-            baton_deploy::build::check_env(&env).map_err(|e| e.to_string())?;
-            Some(crate::deploy::Build {
-                command,
-                timeout: named(
-                    "[build] timeout",
-                    duration::parse(build.timeout.as_deref().unwrap_or("20m")),
-                )?,
-                env,
-            })
-        }
-        None if build.timeout.is_some() || !build.env.is_empty() => {
-            return Err("[build] needs a command".into());
-        }
-        None => None,
-    };
-    let keep = source.keep.unwrap_or(5);
-    if keep == 0 {
-        return Err("[source] keep must be at least 1".into());
-    }
-    Ok(Some(crate::deploy::Settings {
-        source: source_cfg,
-        state_dir: state_dir.to_path_buf(),
-        shared: source.shared,
-        build,
-        keep,
-        poll_interval: source
-            .poll_interval
-            .map(|p| named("[source] poll_interval", duration::parse(&p)))
-            .transpose()?,
-    }))
 }
 
 fn named<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, String> {

@@ -1,0 +1,212 @@
+//! A real OpenSSH server on 127.0.0.1 playing the forge: its own host key, and an
+//! authorized_keys file where each deploy key is confined to git-shell, as a forge's git
+//! account is. Killed (by pid) on drop.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+pub struct Forge {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub user: String,
+    /// `None` when sshd runs (daemonized) inside a systemd test namespace, which ends it.
+    child: Option<Child>,
+}
+
+impl Drop for Forge {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether sshd, ssh-keygen and git-shell are here; prints SKIPPED (or fails under
+/// BATON_REQUIRE_ALL) when not.
+pub fn available() -> bool {
+    let missing = [SSHD, "/usr/bin/ssh-keygen", "/usr/bin/git-shell"]
+        .into_iter()
+        .find(|tool| !Path::new(tool).exists());
+    match missing {
+        None => true,
+        Some(tool) if std::env::var_os("BATON_REQUIRE_ALL").is_some() => {
+            panic!(
+                "{tool} is required (BATON_REQUIRE_ALL is set): apt-get install openssh-server git"
+            )
+        }
+        Some(tool) => {
+            eprintln!("SKIPPED: {tool} is not installed");
+            false
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn current_user() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .unwrap()
+        .name
+}
+
+/// Host key, empty authorized_keys and sshd_config for `port` in `dir`; returns the config.
+fn prepare(dir: &Path, port: u16, user: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let host_key = dir.join("host_key");
+    if !host_key.exists() {
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(dir.join("authorized_keys"), "").unwrap();
+    }
+    let config = dir.join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
+             AuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
+             AllowUsers {user}\nLogLevel VERBOSE\n",
+            host_key.display(),
+            dir.join("sshd.pid").display(),
+            dir.join("authorized_keys").display(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+impl Forge {
+    /// Starts sshd on this host's 127.0.0.1 for the current user, authorized_keys empty.
+    pub fn start(dir: &Path) -> Forge {
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let user = current_user();
+        for _ in 0..5 {
+            let port = free_port();
+            let config = prepare(dir, port, &user);
+            let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+            let mut child = Command::new(SSHD)
+                .args(["-D", "-e", "-f"])
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Forge {
+                        dir: dir.to_path_buf(),
+                        port,
+                        user,
+                        child: Some(child),
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // the port was taken meanwhile: try another
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "sshd would not start: {}",
+            std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+        );
+    }
+
+    /// Starts sshd on `port` through `run` (e.g. inside a namespace with its own network),
+    /// daemonized; it ends with that namespace.
+    pub fn start_via(
+        dir: &Path,
+        port: u16,
+        run: impl Fn(&[&str]) -> std::process::Output,
+    ) -> Forge {
+        let user = current_user();
+        let config = prepare(dir, port, &user);
+        let log = dir.join("sshd.log");
+        let out = run(&[
+            "sh",
+            "-c",
+            "mkdir -p /run/sshd && exec \"$0\" -f \"$1\" -E \"$2\"",
+            SSHD,
+            config.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "sshd: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Forge {
+            dir: dir.to_path_buf(),
+            port,
+            user,
+            child: None,
+        }
+    }
+
+    /// `SHA256:...` of the host key, as its owner would read it off the server.
+    pub fn host_fingerprint(&self) -> String {
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.dir.join("host_key.pub"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.split_whitespace().nth(1).unwrap().to_string()
+    }
+
+    /// `ssh://user@127.0.0.1:PORT/abs/path` for a bare repository on this machine.
+    pub fn url(&self, bare: &Path) -> String {
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            bare.display()
+        )
+    }
+
+    /// Adds a deploy key, confined to git-shell (only fetches and pushes, no shell).
+    pub fn add_deploy_key(&self, public_key: &str) {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("authorized_keys"))
+            .unwrap();
+        writeln!(
+            file,
+            "restrict,command=\"git-shell -c \\\"$SSH_ORIGINAL_COMMAND\\\"\" {}",
+            public_key.trim()
+        )
+        .unwrap();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+}

@@ -1,0 +1,119 @@
+//! `--follow` on `baton deploy`, `reload` and `rollback` through the real binary: progress
+//! lines with elapsed times and the build's output, then the usual result; without it the
+//! output is the one result line as before.
+
+mod common;
+
+use std::process::Command;
+
+use common::repo::Repo;
+use common::*;
+
+const BUILD_SH: &str = "#!/bin/sh\necho compiling part 1\nsleep 0.2\necho compiling part 2\n";
+
+fn baton_cmd(baton: &Baton, args: &[&str]) -> (bool, Vec<String>) {
+    let out = Command::new(BATON)
+        .args(args)
+        .arg("--control")
+        .arg(&baton.control)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    (
+        out.status.success(),
+        text.lines().map(str::to_string).collect(),
+    )
+}
+
+/// The index of the first line after `from` containing `needle`.
+fn find(lines: &[String], from: usize, needle: &str) -> usize {
+    lines[from..]
+        .iter()
+        .position(|l| l.contains(needle))
+        .map(|i| i + from)
+        .unwrap_or_else(|| panic!("{needle:?} not after line {from} in {lines:#?}"))
+}
+
+#[test]
+fn follow_streams_phases_and_build_output_before_the_result() {
+    if !have_tool("git") {
+        return;
+    }
+    let scratch = Scratch::new("follow");
+    let run_sh = format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n");
+    let repo = Repo::new(
+        &scratch,
+        &[
+            ("run.sh", &run_sh),
+            ("build.sh", BUILD_SH),
+            ("hello.txt", "v1"),
+        ],
+        &["run.sh", "build.sh"],
+    );
+    let config = scratch.path("baton.toml");
+    std::fs::write(&config, "[build]\ncommand = [\"./build.sh\"]\n").unwrap();
+    let baton = BatonBuilder::new()
+        .state_dir(&scratch.path("state"))
+        .arg("--repo")
+        .arg(repo.bare.to_str().unwrap())
+        .arg("-c")
+        .arg(config.to_str().unwrap())
+        .app(&["./run.sh"])
+        .start();
+    baton.wait_status(
+        std::time::Duration::from_secs(20),
+        "the first deploy done",
+        |s| s["deploys"]["running"].is_null() && s["deploys"]["recent"][0]["outcome"] == "ok",
+    );
+
+    repo.commit(&[("hello.txt", "v2")], &[]);
+    let (_, lines) = baton_cmd(&baton, &["deploy", "--follow"]);
+    let job = find(&lines, 0, "deploy of the branch head (baton deploy)");
+    assert!(
+        lines[job].starts_with("[") && lines[job].contains("s] "),
+        "{lines:#?}"
+    );
+    let fetch = find(&lines, job, "fetch done in ");
+    let part1 = find(&lines, fetch, "build | compiling part 1");
+    let part2 = find(&lines, part1, "build | compiling part 2");
+    let built = find(&lines, part2, "build done in ");
+    let start = find(&lines, built, "start done in ");
+    assert!(
+        lines[start + 1].starts_with("deployed: release "),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        start + 2,
+        lines.len(),
+        "the result is the last line: {lines:#?}"
+    );
+    // The elapsed times grow: the build slept 0.2 s between its two lines.
+    let secs = |l: &str| l[1..l.find("s]").unwrap()].trim().parse::<f64>().unwrap();
+    assert!(
+        secs(&lines[part2]) - secs(&lines[part1]) >= 0.1,
+        "{lines:#?}"
+    );
+
+    let (_, lines) = baton_cmd(&baton, &["reload", "--follow"]);
+    let reloading = find(&lines, 0, "] reloading");
+    let start = find(&lines, reloading, "] start done in ");
+    assert!(
+        lines[start + 1].starts_with("reloaded: generation"),
+        "{lines:#?}"
+    );
+
+    let (_, lines) = baton_cmd(&baton, &["rollback", "--follow"]);
+    let job = find(&lines, 0, "rollback to the previous release (rollback)");
+    let start = find(&lines, job, "start done in ");
+    assert!(
+        lines[start + 1].starts_with("rolled back: release "),
+        "{lines:#?}"
+    );
+
+    // Without --follow: the one result line, as before.
+    let (_, lines) = baton_cmd(&baton, &["deploy"]);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with("deployed: release "));
+    assert!(baton.stop().success());
+}
