@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::app::message;
 use common::files::write_private;
 use common::hostile::*;
 use common::repo::Repo;
@@ -51,15 +52,6 @@ fn deploying(repo: &Repo, state: &Path, config: &Path) -> BatonBuilder {
         .arg("-c")
         .arg(config.to_str().unwrap())
         .app(&["./run.sh"])
-}
-
-fn message(baton: &Baton) -> String {
-    let (_, body) = http_get(baton.addr, "/").unwrap();
-    body.split("message=")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string()
 }
 
 fn client(baton: &Baton, args: &[&str]) -> Command {
@@ -770,4 +762,45 @@ fn the_app_and_the_build_run_as_their_users_and_cannot_reach_batons_secrets() {
     );
     assert_eq!(http_get(baton.addr, "/").unwrap().0, 200);
     assert!(baton.stop().success());
+}
+
+#[test]
+fn a_replayed_push_deploys_nothing_whatever_its_delivery_id() {
+    if !have_tool("git") {
+        return;
+    }
+    let scratch = Scratch::new("replay");
+    let repo = app_repo(&scratch);
+    let state = scratch.path("state");
+    let secret = scratch.path("secret");
+    write_private(&secret, SECRET);
+    let baton = deploying(&repo, &state, &config(&scratch, BUILD))
+        .webhook(&secret)
+        .start();
+    let hook = baton.webhook.unwrap();
+    let commit = repo.commit(&[("hello.txt", "v2")], &[]);
+    let (status, text) = github_push(hook, SECRET.as_bytes(), "first", &commit);
+    assert_eq!(status, 202, "{text}");
+    eventually(
+        Duration::from_secs(30),
+        || format!("v2 never served:\n{}", baton.log_text()),
+        || (message(&baton) == "v2").then_some(()),
+    );
+    let generation = baton.generation();
+    let deploys = baton.status().unwrap()["deploys"]["recent"]
+        .as_array()
+        .map_or(0, |r| r.len());
+    // The same signed body again, under a new delivery id, and under none at all.
+    for delivery in ["replayed-with-a-new-id", ""] {
+        let (status, text) = github_push(hook, SECRET.as_bytes(), delivery, &commit);
+        assert_eq!(status, 200, "{delivery:?}: {text}");
+        assert!(text.contains("already serving"), "{delivery:?}: {text}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(baton.generation(), generation, "nothing was handed over");
+    let after = baton.status().unwrap()["deploys"]["recent"]
+        .as_array()
+        .map_or(0, |r| r.len());
+    assert_eq!(after, deploys, "nothing was deployed");
+    assert_eq!(message(&baton), "v2");
 }
