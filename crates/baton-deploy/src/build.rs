@@ -21,18 +21,9 @@ use crate::error::{BuildError, Error};
 use crate::releases::Release;
 use crate::state_file::create_in_release;
 
-/// Variables passed through from baton's environment; everything else is dropped.
-const PASSED: &[&str] = &[
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "LANG",
-    "LANGUAGE",
-    "TZ",
-    "TMPDIR",
-    "TERM",
+/// What a build gets on top of the personal variables every child of baton gets
+/// ([`baton_handoff::spawn::PERSONAL_VARS`]): toolchain homes, CA bundles, proxies.
+const BUILD_PASSED_VARS: &[&str] = &[
     "CARGO_HOME",
     "RUSTUP_HOME",
     "SSL_CERT_FILE",
@@ -75,7 +66,7 @@ pub fn check_env(env: &[(String, String)]) -> Result<(), Error> {
 /// `BATON_COMMIT` and `BATON_RELEASE_DIR`.
 fn build_env(release: &Release, env: &[(String, String)]) -> Vec<(String, String)> {
     let mut vars: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| PASSED.contains(&k.as_str()) || k.starts_with("LC_"))
+        .filter(|(k, _)| baton_handoff::spawn::passes(k, BUILD_PASSED_VARS))
         .collect();
     if !vars.iter().any(|(k, _)| k == "PATH") {
         vars.push(("PATH".into(), DEFAULT_PATH.into()));

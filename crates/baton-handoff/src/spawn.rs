@@ -34,24 +34,24 @@ const STRIPPED_VARS: &[&str] = &[
     SHIM_FDS_VAR,
 ];
 
-/// Variables an app supervised by baton gets from baton's environment; everything else is
-/// dropped (a service's environment holds whatever its unit, its shell or its deploy tooling
-/// put there: `AWS_SECRET_ACCESS_KEY`, `SSH_AUTH_SOCK`, `GIT_SSH_COMMAND`…). The app's own
-/// settings go in `[app] env`.
-const APP_PASSED_VARS: &[&str] = &[
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "LANG",
-    "LANGUAGE",
-    "TZ",
-    "TMPDIR",
-    "TERM",
-    "JOURNAL_STREAM",
-    "INVOCATION_ID",
+/// Who and where the process runs: passed from baton's environment to everything it starts
+/// (apps and builds); everything not on an allowlist is dropped (a service's environment holds
+/// whatever its unit, its shell or its deploy tooling put there: `AWS_SECRET_ACCESS_KEY`,
+/// `SSH_AUTH_SOCK`, `GIT_SSH_COMMAND`…). `LC_*` passes too.
+pub const PERSONAL_VARS: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
 ];
+
+/// What an app gets on top of [`PERSONAL_VARS`]: systemd's journal and invocation ids. The
+/// app's own settings go in `[app] env`.
+const APP_PASSED_VARS: &[&str] = &["JOURNAL_STREAM", "INVOCATION_ID"];
+
+/// Whether `key` passes from baton's environment to a child: a personal variable, `LC_*`, or
+/// one of `extra`.
+pub fn passes(key: &str, extra: &[&str]) -> bool {
+    PERSONAL_VARS.contains(&key) || extra.contains(&key) || key.starts_with("LC_")
+}
+
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// Which environment a generation starts from.
@@ -110,10 +110,7 @@ pub fn check_app_env(env: &[(String, String)]) -> Result<(), AppEnvError> {
 /// The allow-listed part of this process's environment, with a default `PATH`.
 fn passed_env() -> Vec<(OsString, OsString)> {
     let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| {
-            k.to_str()
-                .is_some_and(|k| APP_PASSED_VARS.contains(&k) || k.starts_with("LC_"))
-        })
+        .filter(|(k, _)| k.to_str().is_some_and(|k| passes(k, APP_PASSED_VARS)))
         .collect();
     if !vars.iter().any(|(k, _)| k == "PATH") {
         vars.push(("PATH".into(), DEFAULT_PATH.into()));
