@@ -255,7 +255,12 @@ pub async fn drain_orphan(record: Record, signal: nix::sys::signal::Signal, time
         "draining generation {} (pid {pid}) left by the previous baton with {signal}",
         record.number
     );
-    let _ = nix::sys::signal::kill(pid, signal);
+    if let Err(e) = nix::sys::signal::kill(pid, signal) {
+        tracing::warn!(
+            "cannot signal orphaned generation {} (pid {pid}): {e}",
+            record.number
+        );
+    }
     if tokio::time::timeout(timeout, pidfd.readable())
         .await
         .is_err()
