@@ -12,13 +12,18 @@ use common::*;
 
 const SECRET: &str = "proxy-test-secret-0123456789abcdef";
 
-/// nginx started by this test, killed by pid and reaped on drop.
+/// nginx started by this test, stopped by pid and reaped on drop: SIGTERM first, so the
+/// master takes its workers down too (a SIGKILLed master leaves them running).
 struct Nginx(Child);
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        if wait_child(&mut self.0, Duration::from_secs(10)).is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
