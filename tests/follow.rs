@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::repo::Repo;
+use common::app::hello_repo;
 use common::*;
 
 const BUILD_SH: &str = "#!/bin/sh\necho compiling part 1\nsleep 0.2\necho compiling part 2\n";
@@ -41,16 +41,7 @@ fn follow_streams_phases_and_build_output_before_the_result() {
         return;
     }
     let scratch = Scratch::new("follow");
-    let run_sh = format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n");
-    let repo = Repo::new(
-        &scratch,
-        &[
-            ("run.sh", &run_sh),
-            ("build.sh", BUILD_SH),
-            ("hello.txt", "v1"),
-        ],
-        &["run.sh", "build.sh"],
-    );
+    let repo = hello_repo(&scratch, &[("build.sh", BUILD_SH)], &["build.sh"]);
     let config = scratch.path("baton.toml");
     std::fs::write(&config, "[build]\ncommand = [\"./build.sh\"]\n").unwrap();
     let baton = BatonBuilder::new()

@@ -6,8 +6,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::app::hello_repo;
 use common::app::message;
-use common::repo::Repo;
 use common::*;
 
 const SECRET: &str = "a-long-enough-webhook-secret";
@@ -36,12 +36,7 @@ fn counters_move_with_deploys_reloads_and_webhook_requests() {
         return;
     }
     let scratch = Scratch::new("metrics");
-    let run_sh = format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n");
-    let repo = Repo::new(
-        &scratch,
-        &[("run.sh", &run_sh), ("hello.txt", "v1")],
-        &["run.sh"],
-    );
+    let repo = hello_repo(&scratch, &[], &[]);
     let secret = scratch.path("secret");
     common::files::write_private(&secret, &format!("{SECRET}\n"));
     let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::app::baton_cmd;
-use common::repo::Repo;
+use common::app::hello_repo;
 use common::*;
 use openssl::ssl::{SslAcceptor, SslMethod};
 use openssl::x509::X509;
@@ -154,16 +154,7 @@ fn every_deploy_event_reaches_the_receiver_with_retries_and_urls_stay_out_of_the
         return;
     }
     let scratch = Scratch::new("notify");
-    let run_sh = format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n");
-    let repo = Repo::new(
-        &scratch,
-        &[
-            ("run.sh", &run_sh),
-            ("build.sh", BUILD_SH),
-            ("hello.txt", "v1"),
-        ],
-        &["run.sh", "build.sh"],
-    );
+    let repo = hello_repo(&scratch, &[("build.sh", BUILD_SH)], &["build.sh"]);
     let port = free_port();
     let slack_url = scratch.path("slack.url");
     common::files::write_private(
@@ -310,12 +301,7 @@ fn https_receivers_are_verified_against_the_ca_bundle() {
         return;
     }
     let scratch = Scratch::new("notify-tls");
-    let run_sh = format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n");
-    let repo = Repo::new(
-        &scratch,
-        &[("run.sh", &run_sh), ("hello.txt", "v1")],
-        &["run.sh"],
-    );
+    let repo = hello_repo(&scratch, &[], &[]);
     // Two receivers over TLS: baton's CA bundle (SSL_CERT_FILE) holds only the first's cert.
     let (trusted_cert, trusted) = self_signed();
     let (_, untrusted) = self_signed();

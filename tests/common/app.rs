@@ -33,3 +33,18 @@ pub fn baton_cmd(baton: &Baton, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// A repository whose app is baton-hello (`run.sh`, named by path: the app's environment is an
+/// allowlist) answering `message=v1`, plus `extra` files (`executables` among them get 0755).
+pub fn hello_repo(
+    scratch: &super::Scratch,
+    extra: &[(&str, &str)],
+    executables: &[&str],
+) -> super::repo::Repo {
+    let run_sh = format!("#!/bin/sh\nexec \"{}\" --idle-grace 100ms\n", super::HELLO);
+    let mut files = vec![("run.sh", run_sh.as_str()), ("hello.txt", "v1")];
+    files.extend_from_slice(extra);
+    let mut scripts = vec!["run.sh"];
+    scripts.extend_from_slice(executables);
+    super::repo::Repo::new(scratch, &files, &scripts)
+}
