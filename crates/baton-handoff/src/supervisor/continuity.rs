@@ -37,17 +37,26 @@ impl Supervisor {
         let Some(path) = &self.settings.record else {
             return;
         };
-        let mut now = Vec::new();
+        let mut serving: Vec<(u64, nix::unistd::Pid, Option<std::path::PathBuf>)> = Vec::new();
         if let Some(g) = self.phase.serving() {
-            now.extend(crate::adopt::Record::of(g.number, g.pid, g.dir.clone()));
+            serving.push((g.number, g.pid, g.dir.clone()));
         }
         if let Phase::Probation { trial, .. } = &self.phase {
-            let pid = nix::unistd::Pid::from_raw(trial.pid);
-            now.extend(crate::adopt::Record::of(trial.number, pid, None));
+            serving.push((trial.number, nix::unistd::Pid::from_raw(trial.pid), None));
         }
-        if now == self.recorded {
+        // Called after every event: read /proc and write only when the set changed.
+        let unchanged = serving.len() == self.recorded.len()
+            && serving
+                .iter()
+                .zip(&self.recorded)
+                .all(|((n, pid, _), r)| *n == r.number && pid.as_raw() == r.pid);
+        if unchanged {
             return;
         }
+        let now: Vec<_> = serving
+            .into_iter()
+            .filter_map(|(n, pid, dir)| crate::adopt::Record::of(n, pid, dir))
+            .collect();
         match crate::adopt::Record::save_all(&now, path) {
             Ok(()) => self.recorded = now,
             Err(e) => tracing::warn!(
