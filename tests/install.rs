@@ -300,24 +300,7 @@ fn from_the_package_to_push_to_deploy() {
         return;
     }
     let (cert, key) = (etc.join("app.tls-cert.pem"), etc.join("app.tls-key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", text(&made));
+    common::files::self_signed(&cert, &key, "localhost", "IP:127.0.0.1");
     let owner = nix::unistd::User::from_name(&m.user).unwrap().unwrap();
     nix::unistd::chown(&key, Some(owner.uid), Some(owner.gid)).unwrap();
     use std::os::unix::fs::PermissionsExt;

@@ -83,30 +83,11 @@ fn nginx_recipe_proxies_app_and_webhook_to_batons_unix_sockets() {
         .start();
 
     let (cert, key) = (scratch.path("cert.pem"), scratch.path("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=shop.example.org"])
-        .args([
-            "-addext",
-            "subjectAltName=DNS:shop.example.org,IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
+    common::files::self_signed(
+        &cert,
+        &key,
+        "shop.example.org",
+        "DNS:shop.example.org,IP:127.0.0.1",
     );
 
     let port = free_port();

@@ -18,30 +18,7 @@ const PING: &str = r#"{"zen":"tls","hook_id":1,"hook":{"events":["push"]}}"#;
 
 /// A self-signed certificate for 127.0.0.1 (and localhost), key mode 0600.
 fn self_signed(cert: &Path, key: &Path) {
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(key)
-        .arg("-out")
-        .arg(cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    common::files::self_signed(cert, key, "localhost", "DNS:localhost,IP:127.0.0.1");
 }
 
 /// curl's status for a signed ping over https, trusting only `ca`; `None` if curl failed
