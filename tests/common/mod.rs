@@ -6,6 +6,7 @@ pub mod files;
 pub mod hostile;
 pub mod http;
 pub mod load;
+pub mod port;
 pub mod repo;
 pub mod sshd;
 
@@ -16,6 +17,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub use port::free_port;
 
 pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
 pub const HELLO: &str = env!("CARGO_BIN_EXE_baton-hello");
@@ -69,14 +72,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running `baton run`.

@@ -6,8 +6,10 @@
 //! print `SKIPPED: sshd not installed`, unless `BATON_REQUIRE_ALL` is set (CI), then they fail.
 
 mod common;
+#[path = "../../../tests/common/port.rs"]
+mod port;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use baton_deploy::{Mirror, Source};
 use common::{TempDir, Upstream};
+use port::free_port;
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -75,14 +78,6 @@ fn sshd_available() -> bool {
     }
     println!("SKIPPED: sshd not installed");
     false
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn whoami() -> String {
