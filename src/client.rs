@@ -160,10 +160,17 @@ pub fn print_status(s: &baton_handoff::supervisor::StatusReport) {
         println!("draining:    {} old generation(s)", s.retiring);
     }
     if let Some(n) = s.probation {
-        println!("probation:   generation {n} serving next to it, watched");
+        println!("probation:   generation {n} ready next to it, watched");
     }
     if let Some(e) = &s.last_error {
         println!("last error:  {e}");
+    }
+    for socket in &s.sockets {
+        let mode = match &socket.reason {
+            None => "steered to the newest generation before a drain".to_string(),
+            Some(why) => format!("not steered: {why}"),
+        };
+        println!("socket:      {} ({}): {mode}", socket.name, socket.origin);
     }
 }
 

@@ -29,8 +29,9 @@ use crate::trigger::Dispatcher;
 pub const CHECK_ARG: &str = "__baton-check-upgrade";
 /// Environment variable with the fd number of the memfd holding the [`State`].
 pub const STATE_VAR: &str = "BATON_UPGRADE_STATE";
-/// Format of [`State`]; a new binary refuses one it does not know.
-const FORMAT: u32 = 1;
+/// Format of [`State`]; a binary refuses one it does not know. 2 added the steering siblings
+/// (format 1 is read as "none").
+const FORMAT: u32 = 2;
 
 /// A listening socket passed across `execve` by fd number.
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,6 +47,9 @@ pub struct State {
     pub format: u32,
     pub from: BuildInfo,
     pub app_sockets: Vec<PassedSocket>,
+    /// The app sockets' reuseport siblings (see `baton_handoff::steer`), named after them.
+    #[serde(default)]
+    pub app_siblings: Vec<PassedSocket>,
     pub webhook: Option<PassedSocket>,
     pub control: PassedSocket,
     /// The control socket file baton created (removed when baton stops).
@@ -58,6 +62,7 @@ pub struct State {
 /// What the upgrade needs from the running baton: duplicates of its sockets, kept aside.
 pub struct Upgrader {
     pub app_sockets: Arc<Vec<Socket>>,
+    pub steering: Arc<baton_handoff::steer::Steering>,
     pub webhook: Option<Socket>,
     pub control: Socket,
     pub control_path: Option<PathBuf>,
@@ -122,11 +127,17 @@ impl Upgrader {
                 .iter()
                 .map(&mut pass)
                 .collect::<Result<Vec<_>, _>>()?;
+            let siblings = self
+                .steering
+                .siblings()?
+                .iter()
+                .map(&mut pass)
+                .collect::<Result<Vec<_>, _>>()?;
             let webhook = self.webhook.as_ref().map(&mut pass).transpose()?;
             let control = pass(&self.control)?;
-            Ok((app, webhook, control))
+            Ok((app, siblings, webhook, control))
         })();
-        let (app_sockets, webhook, control) = match sockets {
+        let (app_sockets, app_siblings, webhook, control) = match sockets {
             Ok(s) => s,
             Err(e) => return format!("cannot pass the sockets on: {e}"),
         };
@@ -138,6 +149,7 @@ impl Upgrader {
             format: FORMAT,
             from: build_info::current().clone(),
             app_sockets,
+            app_siblings,
             webhook,
             control,
             control_path: self.control_path.clone(),
@@ -256,9 +268,9 @@ fn parse_state(mut file: std::fs::File) -> Result<State, String> {
         .map_err(|e| format!("cannot read the upgrade state: {e}"))?;
     let state: State =
         serde_json::from_str(&text).map_err(|e| format!("cannot parse the upgrade state: {e}"))?;
-    if state.format != FORMAT {
+    if !(1..=FORMAT).contains(&state.format) {
         return Err(format!(
-            "upgrade state format {} is not {FORMAT}",
+            "upgrade state format {} is not 1 to {FORMAT}",
             state.format
         ));
     }

@@ -111,6 +111,10 @@ pub struct AppSection {
     pub probation: Option<String>,
     /// `DEATHS/WINDOW` (default `3/5m`) or `off`: when deaths of the serving release roll back.
     pub crash_loop: Option<String>,
+    /// Steer new connections to the newest generation before the old one drains (default true).
+    pub steer: Option<bool>,
+    /// How long the old generation's accept queue must stay empty before it drains (100ms).
+    pub settle: Option<String>,
     /// Variables for the app, on top of the few it gets from baton's environment.
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
@@ -163,6 +167,14 @@ pub struct RunFlags {
     /// DEATHS/WINDOW (default 3/5m) or off.
     #[arg(long, value_name = "N/DURATION")]
     pub crash_loop: Option<String>,
+    /// Share every socket between generations instead of steering new connections to the
+    /// newest one before the old one drains (see docs/apps.md, "Steering").
+    #[arg(long)]
+    pub no_steer: bool,
+    /// How long the old generation's accept queue must stay empty before it is told to drain
+    /// (default 100ms).
+    #[arg(long, value_name = "DURATION")]
+    pub settle: Option<String>,
     /// Serve the push webhook on [NAME=]ADDR (when not socket-activated with a `webhook` socket).
     #[arg(long, value_name = "ADDR")]
     pub webhook_listen: Option<String>,
@@ -207,6 +219,7 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub probation: Duration,
     pub crash_loop: CrashLoop,
+    pub steer: baton_handoff::steer::SteerSettings,
     pub webhook: WebhookConfig,
     /// Present when a repository is configured: baton deploys releases itself.
     pub deploy: Option<crate::deploy::Settings>,
@@ -403,6 +416,13 @@ impl Config {
                 "crash_loop",
                 parse_crash_loop(&pick(&flags.crash_loop, app.crash_loop, DEFAULT_CRASH_LOOP)),
             )?,
+            steer: baton_handoff::steer::SteerSettings {
+                enabled: !flags.no_steer && app.steer.unwrap_or(true),
+                settle: named(
+                    "settle",
+                    duration::parse(&pick(&flags.settle, app.settle, "100ms")),
+                )?,
+            },
             webhook,
         })
     }

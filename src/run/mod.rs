@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use baton_handoff::generation::LaunchSpec;
 use baton_handoff::listen::{self, Socket};
+use baton_handoff::steer::{Origin, Steering};
 use baton_handoff::supervisor::{self, Request, Settings};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -249,7 +250,7 @@ async fn supervise(
     predecessor: Predecessor,
 ) -> Result<(), String> {
     let Predecessor {
-        resumed,
+        mut resumed,
         record,
         orphans,
     } = predecessor;
@@ -303,8 +304,28 @@ async fn supervise(
         }
     }
     let app_sockets = Arc::new(app_sockets);
+    let origin = match (&resumed, orphans.first()) {
+        (Some(r), _) => Origin::Resumed {
+            slot: r.supervisor.generation.slot,
+        },
+        (None, Some(o)) => Origin::TakingOver {
+            orphans: orphans.len(),
+            slot: o.slot,
+        },
+        (None, None) => Origin::Fresh,
+    };
+    let siblings = resumed
+        .as_mut()
+        .map(|r| std::mem::take(&mut r.siblings))
+        .unwrap_or_default();
+    let homes = app_sockets
+        .iter()
+        .map(copy_socket)
+        .collect::<Result<Vec<_>, _>>()?;
+    let steering = Arc::new(Steering::new(homes, siblings, &config.steer, origin));
     let upgrader = Arc::new(Upgrader {
         app_sockets: app_sockets.clone(),
+        steering: steering.clone(),
         webhook: webhook
             .as_ref()
             .map(|(s, _, _)| copy_socket(s))
@@ -347,10 +368,10 @@ async fn supervise(
     let settings = Settings {
         launch: LaunchSpec {
             command: config.command,
-            sockets: app_sockets,
             runtime_dir: config.runtime_dir,
             extra_env: Vec::new(),
         },
+        steering,
         readiness: config.readiness,
         ready_timeout: config.ready_timeout,
         drain_signal: config.drain_signal,

@@ -15,6 +15,8 @@ use crate::upgrade::{State, adopt_socket};
 
 pub(super) struct Resumed {
     pub(super) supervisor: Resume,
+    /// The app sockets' reuseport siblings.
+    pub(super) siblings: Vec<Socket>,
     pub(super) control_path: Option<PathBuf>,
     from: BuildInfo,
     reply: Option<OwnedFd>,
@@ -26,6 +28,11 @@ impl Resumed {
     pub(super) fn take(state: State) -> Result<(Vec<Socket>, Resumed), String> {
         let mut sockets = state
             .app_sockets
+            .into_iter()
+            .map(adopt_socket)
+            .collect::<Result<Vec<_>, _>>()?;
+        let siblings = state
+            .app_siblings
             .into_iter()
             .map(adopt_socket)
             .collect::<Result<Vec<_>, _>>()?;
@@ -48,6 +55,7 @@ impl Resumed {
             sockets,
             Resumed {
                 supervisor: state.supervisor,
+                siblings,
                 control_path: state.control_path,
                 from: state.from,
                 reply,

@@ -68,14 +68,9 @@ pub(super) fn kit_listener(socket: Socket) -> Result<baton_kit::listeners::Named
 
 /// A close-on-exec duplicate of a socket, kept for an upgrade in place.
 pub(super) fn copy_socket(socket: &Socket) -> Result<Socket, String> {
-    Ok(Socket {
-        name: socket.name.clone(),
-        fd: socket
-            .fd
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", socket.origin))?,
-        origin: socket.origin.clone(),
-    })
+    socket
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", socket.origin))
 }
 
 /// The same for a listener already handed to tokio.

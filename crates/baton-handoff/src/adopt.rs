@@ -90,6 +90,9 @@ pub struct Handover {
     pub dir: Option<PathBuf>,
     /// Private probe socket address, when readiness is probed over HTTP.
     pub probe: Option<SocketAddr>,
+    /// Its steering slot (see [`crate::steer`]).
+    #[serde(default)]
+    pub slot: usize,
     /// When it was started (Unix time, ms).
     pub started_at_ms: u64,
     /// How long it has been serving (since READY), in ms.
@@ -122,6 +125,7 @@ impl Generation {
                 .ok_or_else(|| io::Error::other("the generation is gone"))?,
             dir: self.dir.clone(),
             probe: self.probe,
+            slot: self.slot,
             started_at_ms,
             served_ms: self.ready_at.map_or(0, |t| t.elapsed().as_millis() as u64),
             app_status: self.app_status.clone(),
@@ -166,6 +170,7 @@ impl Generation {
             number: handover.number,
             pid,
             dir: handover.dir.clone(),
+            slot: handover.slot,
             probe: handover.probe,
             started: now.checked_sub(served).unwrap_or(now),
             started_at: SystemTime::UNIX_EPOCH + Duration::from_millis(handover.started_at_ms),
@@ -192,16 +197,20 @@ pub struct Record {
     pub start_time: u64,
     /// Its working directory (release).
     pub dir: Option<PathBuf>,
+    /// Its steering slot (see [`crate::steer`]).
+    #[serde(default)]
+    pub slot: usize,
 }
 
 impl Record {
-    /// The record of generation `number` led by `pid`, if it still runs.
-    pub fn of(number: u64, pid: Pid, dir: Option<PathBuf>) -> Option<Record> {
+    /// The record of generation `number` led by `pid` on steering `slot`, if it still runs.
+    pub fn of(number: u64, pid: Pid, dir: Option<PathBuf>, slot: usize) -> Option<Record> {
         Some(Record {
             number,
             pid: pid.as_raw(),
             start_time: start_time(pid)?,
             dir,
+            slot,
         })
     }
 

@@ -4,7 +4,6 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{Signal, kill, killpg};
@@ -18,13 +17,11 @@ use crate::notify::{NotifySocket, sender_belongs};
 use crate::readiness::{self, PROBE_SOCKET_NAME, Readiness};
 use crate::spawn::{AppCommand, Inheritance, spawn_with_env};
 
-/// What every generation is started from. Sockets are shared by all generations; the working
-/// directory may change from one generation to the next (a new release).
+/// What every generation is started from. The working directory may change from one generation
+/// to the next (a new release); the sockets are given to each (see [`crate::steer`]).
 pub struct LaunchSpec {
     /// The app command (argv, working directory, environment).
     pub command: AppCommand,
-    /// The listening sockets every generation inherits.
-    pub sockets: Arc<Vec<Socket>>,
     /// Directory for the per-generation notify sockets (baton's runtime directory).
     pub runtime_dir: PathBuf,
     /// Variables set for every generation on top of the cleaned environment.
@@ -52,6 +49,8 @@ pub struct Generation {
     pub pid: Pid,
     /// Working directory it runs in (`None`: baton's own).
     pub dir: Option<PathBuf>,
+    /// Which of the steering slots its sockets are (see [`crate::steer`]); 0 when unsteered.
+    pub slot: usize,
     /// Its private probe socket's address, when readiness is probed over HTTP.
     pub(crate) probe: Option<SocketAddr>,
     /// When it was spawned.
@@ -73,10 +72,12 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Starts generation `number` in `dir`. With an HTTP readiness probe it also gets a socket
-    /// of its own on 127.0.0.1 (the last fd, named `baton-probe`); baton keeps only its address.
+    /// Starts generation `number` in `dir` on `sockets` (fds 3.., in order). With an HTTP
+    /// readiness probe it also gets a socket of its own on 127.0.0.1 (the last fd, named
+    /// `baton-probe`); baton keeps only its address.
     pub fn spawn(
         spec: &LaunchSpec,
+        sockets: Vec<Socket>,
         number: u64,
         dir: Option<PathBuf>,
         readiness: &Readiness,
@@ -105,18 +106,7 @@ impl Generation {
                 reason: e.to_string(),
             }
         };
-        let mut sockets = spec
-            .sockets
-            .iter()
-            .map(|s| {
-                Ok(Socket {
-                    name: s.name.clone(),
-                    fd: s.fd.try_clone()?,
-                    origin: s.origin.clone(),
-                })
-            })
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(sockets_error("share the sockets"))?;
+        let mut sockets = sockets;
         let mut probe = None;
         if readiness.probe_path().is_some() {
             let listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -165,6 +155,7 @@ impl Generation {
             number,
             pid,
             dir,
+            slot: 0,
             probe,
             started: Instant::now(),
             started_at: SystemTime::now(),

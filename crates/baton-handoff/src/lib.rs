@@ -11,6 +11,7 @@ pub mod probation;
 pub mod readiness;
 pub mod run_as;
 pub mod spawn;
+pub mod steer;
 pub mod supervisor;
 pub mod upstream;
 

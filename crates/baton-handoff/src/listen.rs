@@ -26,6 +26,22 @@ pub struct Socket {
     pub origin: String,
 }
 
+impl Socket {
+    /// A close-on-exec duplicate under the same name.
+    pub fn try_clone(&self) -> std::io::Result<Socket> {
+        self.with_fd(self.fd.try_clone()?)
+    }
+
+    /// Another socket (e.g. a reuseport sibling) under this one's name and origin.
+    pub fn with_fd(&self, fd: OwnedFd) -> std::io::Result<Socket> {
+        Ok(Socket {
+            name: self.name.clone(),
+            fd,
+            origin: self.origin.clone(),
+        })
+    }
+}
+
 impl AsRawFd for Socket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()

@@ -13,6 +13,7 @@ use baton_handoff::generation::LaunchSpec;
 use baton_handoff::listen::{self, ListenSpec};
 use baton_handoff::readiness::Readiness;
 use baton_handoff::spawn::{AppCommand, AppEnv, SHIM_ARG, shim_main};
+use baton_handoff::steer::{Origin, SteerSettings, Steering};
 use baton_handoff::supervisor::{
     self, CrashLoop, Notice, ReloadResult, Request, Settings, State, StatusReport,
 };
@@ -98,10 +99,15 @@ fn settings(dir: &Dir, script: &str, delay: Duration, probation: Duration) -> Se
                 cwd: Some(dir.0.clone()),
                 env: AppEnv::Clean(Vec::new()),
             },
-            sockets: Arc::new(vec![socket]),
             runtime_dir: dir.0.clone(),
             extra_env: Vec::new(),
         },
+        steering: Arc::new(Steering::new(
+            vec![socket],
+            Vec::new(),
+            &SteerSettings::off(),
+            Origin::Fresh,
+        )),
         readiness: Readiness::Delay(delay),
         ready_timeout: Duration::from_secs(10),
         drain_signal: Signal::SIGTERM,

@@ -268,14 +268,19 @@ async fn start_and_wait(
     }
     let spec = LaunchSpec {
         command,
-        sockets: sockets.0.clone(),
         runtime_dir: options
             .notify_dir
             .clone()
             .unwrap_or_else(default_notify_dir),
         extra_env,
     };
-    let mut successor = Generation::spawn(&spec, generation, None, &Readiness::Notify)
+    let copies = sockets
+        .0
+        .iter()
+        .map(|s| s.try_clone())
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|e| ReplaceError::Spawn(e.to_string()))?;
+    let mut successor = Generation::spawn(&spec, copies, generation, None, &Readiness::Notify)
         .map_err(|e| ReplaceError::Spawn(e.to_string()))?;
     successor
         .wait_ready(&Readiness::Notify, options.ready_timeout)

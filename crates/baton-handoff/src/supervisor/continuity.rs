@@ -37,25 +37,31 @@ impl Supervisor {
         let Some(path) = &self.settings.record else {
             return;
         };
-        let mut serving: Vec<(u64, nix::unistd::Pid, Option<std::path::PathBuf>)> = Vec::new();
+        let mut serving: Vec<(u64, nix::unistd::Pid, Option<std::path::PathBuf>, usize)> =
+            Vec::new();
         if let Some(g) = self.phase.serving() {
-            serving.push((g.number, g.pid, g.dir.clone()));
+            serving.push((g.number, g.pid, g.dir.clone(), g.slot));
         }
         if let Phase::Probation { trial, .. } = &self.phase {
-            serving.push((trial.number, nix::unistd::Pid::from_raw(trial.pid), None));
+            serving.push((
+                trial.number,
+                nix::unistd::Pid::from_raw(trial.pid),
+                None,
+                trial.slot,
+            ));
         }
         // Called after every event: read /proc and write only when the set changed.
         let unchanged = serving.len() == self.recorded.len()
             && serving
                 .iter()
                 .zip(&self.recorded)
-                .all(|((n, pid, _), r)| *n == r.number && pid.as_raw() == r.pid);
+                .all(|((n, pid, _, _), r)| *n == r.number && pid.as_raw() == r.pid);
         if unchanged {
             return;
         }
         let now: Vec<_> = serving
             .into_iter()
-            .filter_map(|(n, pid, dir)| crate::adopt::Record::of(n, pid, dir))
+            .filter_map(|(n, pid, dir, slot)| crate::adopt::Record::of(n, pid, dir, slot))
             .collect();
         match crate::adopt::Record::save_all(&now, path) {
             Ok(()) => self.recorded = now,

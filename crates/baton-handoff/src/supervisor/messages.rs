@@ -16,6 +16,8 @@ use crate::readiness::Readiness;
 pub struct Settings {
     /// What every generation is started from.
     pub launch: LaunchSpec,
+    /// The app's sockets and where new connections go.
+    pub steering: std::sync::Arc<crate::steer::Steering>,
     /// When a new generation counts as ready.
     pub readiness: Readiness,
     /// Longest wait for readiness before the new generation is killed.
@@ -138,6 +140,12 @@ pub struct StatusReport {
     pub reloads_failed: u64,
     /// Why the last reload failed, until one succeeds.
     pub last_error: Option<String>,
+    /// Per app socket: are new connections steered to the newest generation before a drain.
+    #[serde(default)]
+    pub sockets: Vec<crate::steer::SocketSteering>,
+    /// `net.ipv4.tcp_migrate_req` (`None`: the kernel has none).
+    #[serde(default)]
+    pub migrate_req: Option<bool>,
 }
 
 /// What the supervisor task is asked to do.

@@ -154,10 +154,21 @@ impl Supervisor {
         }
         let settings = self.settings.clone();
         let dir = batch.dir.clone().or_else(|| self.app_dir.clone());
+        // The slot the serving generation does not use; with none, where connections wait.
+        let wanted = match self.phase.serving() {
+            Some(g) => 1 - g.slot,
+            None => settings.steering.target(),
+        };
+        let placed = settings.steering.sockets_for(wanted);
         let start = Start {
             ready: Box::pin(async move {
+                let (slot, sockets) = placed.map_err(|e| StartError::Sockets {
+                    what: "share the sockets",
+                    reason: e.to_string(),
+                })?;
                 let mut generation =
-                    Generation::spawn(&settings.launch, number, dir, &settings.readiness)?;
+                    Generation::spawn(&settings.launch, sockets, number, dir, &settings.readiness)?;
+                generation.slot = slot;
                 tracing::info!("generation {number} started as pid {}", generation.pid);
                 generation
                     .wait_ready(&settings.readiness, settings.ready_timeout)
@@ -230,6 +241,10 @@ impl Supervisor {
         };
         let ready_ms = ms(generation.ready_at.unwrap_or(generation.started) - generation.started);
         let cutover_ms = ms(start.requested.elapsed());
+        if serving.is_none() && self.orphans.is_empty() {
+            // Nothing else serves: connections waiting for the dead one come here.
+            self.take_connections(generation.slot);
+        }
         if self.settings.probation.is_zero() {
             self.promote(
                 serving,
@@ -239,11 +254,17 @@ impl Supervisor {
             );
             return Ok(());
         }
-        let (number, pid) = (generation.number, generation.pid.as_raw());
+        let (number, pid, slot) = (generation.number, generation.pid.as_raw(), generation.slot);
         let generation_started_at = generation.started_at;
         let length = self.settings.probation;
+        let steered = self.settings.steering.is_steered();
         let beside = serving.as_ref().map_or(String::new(), |s| {
-            format!(" next to generation {}", s.number)
+            let meanwhile = if steered {
+                ", which takes the new connections meanwhile"
+            } else {
+                ""
+            };
+            format!(" next to generation {}{meanwhile}", s.number)
         });
         tracing::info!(
             "generation {number} (pid {pid}) is ready in {ready_ms:.1} ms; on probation for {}{beside}",
@@ -264,6 +285,7 @@ impl Supervisor {
             stop,
             number,
             pid,
+            slot,
             started_at: baton_clock::Utc::from_system(generation_started_at).rfc3339(),
             ready_ms,
             cutover_ms,
@@ -281,7 +303,8 @@ impl Supervisor {
         Ok(())
     }
 
-    /// The new generation is in service: the old one (if any) is told to drain.
+    /// The new generation is in service: new connections go to it, and the old one (if any)
+    /// is told to drain once it has taken what was steered to it before.
     fn promote(
         &mut self,
         old: Option<Generation>,
@@ -289,8 +312,10 @@ impl Supervisor {
         batch: Batch,
         [ready_ms, cutover_ms, probation_ms]: [f64; 3],
     ) {
+        self.settings.steering.steer(generation.slot);
         if let Some(old) = old {
-            self.retire(old);
+            let settle = old.slot != generation.slot;
+            self.retire(old, settle);
             self.reloads_ok += 1;
         }
         if generation.dir != self.app_dir {
@@ -320,8 +345,12 @@ impl Supervisor {
         batch.answer(&Ok(report));
         for orphan in std::mem::take(&mut self.orphans) {
             let (signal, timeout) = (self.settings.drain_signal, self.settings.drain_timeout);
-            self.retiring
-                .spawn(crate::adopt::drain_orphan(orphan, signal, timeout));
+            let steering = self.settings.steering.clone();
+            self.retiring.spawn(async move {
+                steering.settle_foreign().await;
+                crate::adopt::drain_orphan(orphan, signal, timeout).await;
+                steering.foreign_gone();
+            });
         }
     }
 
@@ -374,10 +403,14 @@ impl Supervisor {
         self.phase = match phase {
             // A start is already on its way; it becomes the only hope.
             Phase::Reloading { next, .. } => Phase::Starting(next),
-            Phase::Probation { trial, .. } => Phase::Probation {
-                serving: None,
-                trial,
-            },
+            Phase::Probation { trial, .. } => {
+                // The one on probation is all that is left: it takes the connections now.
+                self.take_connections(trial.slot);
+                Phase::Probation {
+                    serving: None,
+                    trial,
+                }
+            }
             _ => {
                 self.schedule_restart(served);
                 return;
@@ -422,11 +455,31 @@ impl Supervisor {
         };
     }
 
-    fn retire(&mut self, old: Generation) {
+    /// Steers new connections to `slot`; what waited on the slot before (for a generation
+    /// that died) is rescued rather than left waiting for nobody.
+    fn take_connections(&mut self, slot: usize) {
+        let before = self.settings.steering.target();
+        if before != slot {
+            self.settings.steering.steer(slot);
+            self.settings.steering.rescue(before);
+        }
+    }
+
+    /// Drains `old`; with `settle`, only once its slot's accept queue has stayed empty.
+    fn retire(&mut self, old: Generation, settle: bool) {
         let (number, pid) = (old.number, old.pid);
         let (signal, timeout) = (self.settings.drain_signal, self.settings.drain_timeout);
-        tracing::info!("draining generation {number} (pid {pid}) with {signal}");
+        let steering = self.settings.steering.clone();
         self.retiring.spawn(async move {
+            if settle {
+                let began = Instant::now();
+                steering.settle(old.slot).await;
+                tracing::debug!(
+                    "generation {number}'s accept queue settled in {:.1} ms",
+                    ms(began.elapsed())
+                );
+            }
+            tracing::info!("draining generation {number} (pid {pid}) with {signal}");
             let (status, forced) = old.retire(signal, timeout).await;
             if forced {
                 tracing::warn!(
@@ -450,21 +503,21 @@ impl Supervisor {
             queued.fail(why.clone());
         }
         match std::mem::replace(&mut self.phase, Phase::Idle) {
-            Phase::Serving(g) => self.retire(g),
+            Phase::Serving(g) => self.retire(g, false),
             Phase::Starting(start) => start.batch.fail(why),
             Phase::Reloading { serving, next } => {
                 next.batch.fail(why);
-                self.retire(serving);
+                self.retire(serving, false);
             }
             Phase::Probation { serving, trial } => {
                 trial.batch.fail(why);
                 let _ = trial.stop.send(());
                 let (candidate, _) = trial.verdict.await;
                 if !candidate.has_exited() {
-                    self.retire(candidate);
+                    self.retire(candidate, false);
                 }
                 if let Some(g) = serving {
-                    self.retire(g);
+                    self.retire(g, false);
                 }
             }
             Phase::Idle | Phase::Down { .. } => {}

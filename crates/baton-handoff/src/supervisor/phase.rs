@@ -28,6 +28,8 @@ pub(super) struct Trial {
     pub(super) stop: tokio::sync::oneshot::Sender<()>,
     pub(super) number: u64,
     pub(super) pid: i32,
+    /// Its steering slot.
+    pub(super) slot: usize,
     /// When it was started (RFC 3339 UTC), for status while it serves alone.
     pub(super) started_at: String,
     pub(super) ready_ms: f64,

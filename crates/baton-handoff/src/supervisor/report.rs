@@ -39,6 +39,8 @@ impl Supervisor {
             reloads_ok: self.reloads_ok,
             reloads_failed: self.reloads_failed,
             last_error: self.last_error.clone(),
+            sockets: self.settings.steering.report(),
+            migrate_req: crate::steer::migrate_req(),
         };
         if let Some(g) = self.phase.serving() {
             report.generation = Some(g.number);
