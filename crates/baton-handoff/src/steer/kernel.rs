@@ -42,8 +42,8 @@ pub fn open_group(home: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// A new listener in `home`'s group: same address, v6-only setting, device, backlog and
-/// blocking mode, so the app cannot tell it from the one systemd would have passed.
+/// A new listener in `home`'s group: same address, v6-only setting, device, free-bind, backlog
+/// and blocking mode, so the app cannot tell it from the one systemd would have passed.
 pub fn sibling(home: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let addr: SockaddrStorage = socket::getsockname(home.as_raw_fd())?;
     let family = addr.family().ok_or(io::ErrorKind::InvalidInput)?;
@@ -55,6 +55,10 @@ pub fn sibling(home: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let device = socket::getsockopt(&home, socket::sockopt::BindToDevice)?;
     if !device.is_empty() {
         socket::setsockopt(&fd, socket::sockopt::BindToDevice, &device)?;
+    }
+    // systemd's FreeBind=: the address may not be configured yet.
+    if socket::getsockopt(&home, socket::sockopt::IpFreebind).unwrap_or(false) {
+        socket::setsockopt(&fd, socket::sockopt::IpFreebind, &true)?;
     }
     socket::setsockopt(&fd, socket::sockopt::ReuseAddr, &true)?;
     socket::setsockopt(&fd, socket::sockopt::ReusePort, &true)?;

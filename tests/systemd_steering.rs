@@ -1,0 +1,104 @@
+//! Connection steering with the shipped units under a real systemd (see `systemd_support`): the
+//! app socket is systemd's (root's), baton runs as its own user and still steers, so a Node
+//! server that closes idle connections at shutdown reloads under load without a failed
+//! connection-per-request request. Needs root and Node.js; skips visibly otherwise and fails
+//! under CI (`BATON_REQUIRE_ALL`).
+
+mod systemd_support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use systemd_support::{BATON, BothLoads, Manager, http_get};
+
+const APP_PORT: u16 = 8080;
+
+fn node_example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/node")
+}
+
+/// True when Node.js is there; a visible skip (or, under CI, a failure) when it is not.
+fn have_node() -> bool {
+    let found = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("BATON_REQUIRE_ALL").is_none(),
+            "node is required (BATON_REQUIRE_ALL is set): apt-get install nodejs"
+        );
+        eprintln!("SKIPPED: node is not installed");
+    }
+    found
+}
+
+#[test]
+fn a_socket_activated_node_server_reloads_under_load_with_steering() {
+    if !have_node() {
+        return;
+    }
+    let Some(m) = Manager::boot("steering") else {
+        return;
+    };
+    for unit in ["baton.socket", "baton-webhook.socket", "baton.service"] {
+        m.install_shipped(unit);
+    }
+    let dir = node_example();
+    m.etc_file(
+        "baton.toml",
+        &format!(
+            "[app]\ncommand = [\"node\", \"server.js\"]\ncwd = {:?}\nready = \"http:/health\"\n\
+             ready_timeout = \"20s\"\ndrain_timeout = \"4s\"\nprobation = \"0s\"\n",
+            dir.display().to_string()
+        ),
+        0o644,
+    );
+    m.etc_file("baton.secret", "0123456789abcdef0123456789abcdef\n", 0o600);
+    m.daemon_reload();
+    m.systemctl(&["start", "baton.socket", "baton-webhook.socket"]);
+    let (status, _) = http_get(&m, APP_PORT, "/").unwrap();
+    assert_eq!(status, 200, "{}", m.diagnostics());
+
+    let out = m.run(&[
+        BATON,
+        "status",
+        "--json",
+        "--control",
+        "/run/baton/control.sock",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("baton status: {out:?}\n{}", m.diagnostics()));
+    assert_eq!(
+        report["sockets"][0]["steered"],
+        true,
+        "{report}\n{}",
+        m.diagnostics()
+    );
+
+    let loads = BothLoads::start(&m, APP_PORT);
+    for _ in 0..5 {
+        m.systemctl(&["reload", "baton.service"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (keepalive, per_request) = loads.finish();
+    eprintln!(
+        "keep-alive: {}\nconnection per request: {}",
+        keepalive.summary(),
+        per_request.summary()
+    );
+    assert!(per_request.count() > 50, "{}", per_request.summary());
+    assert_eq!(
+        per_request.failures(),
+        0,
+        "{:?}\n{}",
+        per_request.failures_by_class(),
+        m.diagnostics()
+    );
+    assert!(
+        m.unit_log("baton.service")
+            .contains("new connections go to the newest generation"),
+        "{}",
+        m.diagnostics()
+    );
+}
