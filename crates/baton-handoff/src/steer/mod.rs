@@ -366,12 +366,13 @@ fn set_up(
     kernel::open_group(home_fd).map_err(|e| with_context("cannot join its group", e))?;
     match origin {
         Origin::TakingOver { .. } => Ok(None),
-        Origin::Resumed { .. } => {
+        Origin::Resumed { .. } if passed.is_some() => {
             kernel::steer_to(home_fd, target as u32)
                 .map_err(|e| with_context("the kernel refused a reuseport program", e))?;
             Ok(passed)
         }
-        Origin::Fresh => {
+        // Resumed from a baton that did not steer: as on a fresh start.
+        Origin::Resumed { .. } | Origin::Fresh => {
             // A group exists only once a member listened with SO_REUSEPORT on: attach first
             // when it does (no moment without a program), else make the sibling first.
             if kernel::steer_to(home_fd, 0).is_ok() {

@@ -160,6 +160,7 @@ impl Supervisor {
             None => settings.steering.target(),
         };
         let placed = settings.steering.sockets_for(wanted);
+        let slot = placed.as_ref().map_or(wanted, |(slot, _)| *slot);
         let start = Start {
             ready: Box::pin(async move {
                 let (slot, sockets) = placed.map_err(|e| StartError::Sockets {
@@ -176,6 +177,7 @@ impl Supervisor {
                 Ok(generation)
             }),
             requested: Instant::now(),
+            slot,
             batch,
         };
         self.phase = match std::mem::replace(&mut self.phase, Phase::Idle) {
@@ -401,8 +403,12 @@ impl Supervisor {
             describe(status)
         );
         self.phase = match phase {
-            // A start is already on its way; it becomes the only hope.
-            Phase::Reloading { next, .. } => Phase::Starting(next),
+            // A start is already on its way; it becomes the only hope, and new connections
+            // wait in its queue rather than in the dead one's.
+            Phase::Reloading { next, .. } => {
+                self.take_connections(next.slot);
+                Phase::Starting(next)
+            }
             Phase::Probation { trial, .. } => {
                 // The one on probation is all that is left: it takes the connections now.
                 self.take_connections(trial.slot);

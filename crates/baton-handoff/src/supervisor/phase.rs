@@ -18,6 +18,8 @@ pub(super) struct Start {
     pub(super) ready: Boxed<Result<Generation, StartError>>,
     /// When the first request of the batch asked for it (cutover is measured from here).
     pub(super) requested: Instant,
+    /// The steering slot it starts on.
+    pub(super) slot: usize,
     pub(super) batch: Batch,
 }
 
