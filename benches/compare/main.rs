@@ -1,7 +1,8 @@
 //! Reload-under-load benches: baton's reload next to the ways people replace a running app
 //! without it, under the same load, in one run; baton's reloads alone, steady next to
 //! reloading; a soak of many reloads in a row; probation's effect on prefork servers and on a
-//! release that dies after READY; and baton's own restarts (kill -9, upgrade in place).
+//! release that dies after READY; baton's own restarts (kill -9, upgrade in place); and apps
+//! with a careless shutdown, with connection steering on and off.
 //!
 //! For baton-hello and for the Flask example under gunicorn, in each client mode (keep-alive,
 //! connection per request, HTTP/2 where the app speaks h2c), it loads the app for a fixed time
@@ -18,6 +19,7 @@
 //! cargo bench --bench compare -- --probation  # gunicorn: probation 0 / default / USR2
 //! cargo bench --bench compare -- --post-ready-crash  # a release dying after READY
 //! cargo bench --bench compare -- --baton-restarts    # kill -9, upgrade, restart of baton
+//! cargo bench --bench compare -- --steering   # careless-shutdown apps, steering on/off
 //! ```
 //!
 //! Scale with `BATON_BENCH_SECONDS` (per run, default 10; 5 with `--reload`),
@@ -48,6 +50,7 @@ mod run;
 mod settings;
 mod soak;
 mod stats;
+mod steering;
 mod verdict;
 
 use std::path::Path;
@@ -84,6 +87,10 @@ fn main() {
         Bench::BatonRestarts => (
             "baton-restarts-bench",
             runtime.block_on(baton_restarts::run(&settings, &dir)),
+        ),
+        Bench::Steering => (
+            "steering-bench",
+            runtime.block_on(steering::run(&settings, &dir)),
         ),
     };
     match outcome {

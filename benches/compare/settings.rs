@@ -21,6 +21,8 @@ pub enum Bench {
     /// baton's own restarts: kill -9 + takeover, `baton upgrade`, a plain restart
     /// (`baton-restarts-bench`).
     BatonRestarts,
+    /// Apps with a careless shutdown, steering on and off (`steering-bench`).
+    Steering,
 }
 
 /// Everything that scales the run; see `main.rs` for the variables and their defaults.
@@ -51,6 +53,7 @@ impl Settings {
             None if given("--probation") => Bench::Probation,
             None if given("--post-ready-crash") => Bench::PostReadyCrash,
             None if given("--baton-restarts") => Bench::BatonRestarts,
+            None if given("--steering") => Bench::Steering,
             None => Bench::Compare,
         };
         // The reload report puts two runs per mode back to back, each half as long.
