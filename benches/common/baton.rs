@@ -59,6 +59,10 @@ impl Baton {
             .arg("--control")
             .arg(&control);
         cmd.arg("--runtime-dir").arg(dir);
+        // A/B runs of connection steering (docs/benchmarks.md): every baton shares its sockets.
+        if std::env::var_os("BATON_BENCH_NO_STEER").is_some_and(|v| v != "0") {
+            cmd.arg("--no-steer");
+        }
         clean_env(&mut cmd);
         configure(&mut cmd);
         let process = Owned::spawn(cmd, &log)?;

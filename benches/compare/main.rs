@@ -24,7 +24,8 @@
 //!
 //! Scale with `BATON_BENCH_SECONDS` (per run, default 10; 5 with `--reload`),
 //! `BATON_BENCH_RELOADS` (baton-hello, default 10), `BATON_BENCH_FLASK_RELOADS` (default 5),
-//! `BATON_BENCH_CONCURRENCY` (default 8), `BATON_BENCH_APPS` (default `hello,flask`), or the
+//! `BATON_BENCH_CONCURRENCY` (default 8), `BATON_BENCH_APPS` (default `hello,flask`),
+//! `BATON_BENCH_NO_STEER=1` (every baton with `--no-steer`, for A/B runs), or the
 //! flags `--seconds`, `--reloads`, `--flask-reloads`, `--concurrency`, `--apps`. gunicorn comes
 //! from `$BATON_VENV/bin`, else PATH, else a venv created under `target/bench-venv`. The soak
 //! also runs with `BATON_BENCH_SOAK=1` (1000 reloads, or `BATON_BENCH_SOAK_RELOADS=N`).

@@ -113,6 +113,8 @@ pub fn command_line() -> String {
             "BATON_BENCH_APPS",
             "BATON_BENCH_SOAK",
             "BATON_BENCH_SOAK_RELOADS",
+            "BATON_BENCH_NO_STEER",
+            "BATON_BENCH_SETTLE",
         ],
     )
 }

@@ -2,6 +2,7 @@
 //! (uvicorn under gunicorn's UvicornWorker, uvicorn `--fd 3`, a Node server closing idle
 //! connections), each reloaded K times under load with connection steering on and with
 //! `--no-steer`, the two alternating within one run. Counts failed requests by class.
+//! `BATON_BENCH_SETTLE=DURATION` gives the steered runs another `--settle`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -94,6 +95,8 @@ async fn one(
             .env("PATH", &path);
         if !steer {
             cmd.arg("--no-steer");
+        } else if let Some(s) = std::env::var_os("BATON_BENCH_SETTLE") {
+            cmd.arg("--settle").arg(s);
         }
         cmd.arg("--").args(&app.argv);
     })
