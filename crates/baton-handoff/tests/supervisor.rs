@@ -47,6 +47,10 @@ fn main() {
             "probation_failure_keeps_the_old_generation",
             probation_failure_keeps_the_old_generation,
         ),
+        (
+            "steering_moves_at_the_end_of_probation_or_when_the_old_one_dies",
+            steering_moves_at_the_end_of_probation_or_when_the_old_one_dies,
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests {
@@ -298,6 +302,54 @@ fn probation_failure_keeps_the_old_generation() {
         assert_eq!(good.generation, 3);
         assert_eq!(good.app_dir, Some(dir.0.clone()));
         assert!(good.probation_ms >= 1900.0, "{good:?}");
+        tx.send(Request::Shutdown).await.unwrap();
+        sup.await.unwrap().unwrap();
+    });
+}
+
+fn steering_moves_at_the_end_of_probation_or_when_the_old_one_dies() {
+    let dir = Dir::new("steering");
+    runtime().block_on(async {
+        let (tx, rx) = mpsc::channel(16);
+        let mut s = settings(
+            &dir,
+            "exec sleep 600",
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        );
+        let socket = listen::bind(&"127.0.0.1:0".parse::<ListenSpec>().unwrap()).unwrap();
+        let on = SteerSettings {
+            enabled: true,
+            settle: Duration::from_millis(50),
+        };
+        let steering = Arc::new(Steering::new(vec![socket], Vec::new(), &on, Origin::Fresh));
+        s.steering = steering.clone();
+        let sup = tokio::spawn(supervisor::run(s, rx));
+        let first = wait_for(&tx, "serving", |s| s.state == State::Serving).await;
+        assert!(first.sockets[0].steered, "{first:?}");
+        assert_eq!(steering.target(), 0);
+        // During probation the old generation keeps taking new connections.
+        let answer = reload(&tx, None);
+        wait_for(&tx, "probation", |s| s.state == State::Probation).await;
+        assert_eq!(steering.target(), 0, "steered before the probation ended");
+        assert_eq!(answer.await.unwrap().unwrap().generation, 2);
+        assert_eq!(steering.target(), 1, "generation 2 serves on the sibling");
+        // The old one dying during the next probation hands them to the candidate at once.
+        let serving = status(&tx).await.app_pid.unwrap();
+        let answer = reload(&tx, None);
+        wait_for(&tx, "probation", |s| s.state == State::Probation).await;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(serving),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        wait_for(&tx, "generation 3 alone", |s| s.generation == Some(3)).await;
+        assert_eq!(
+            steering.target(),
+            0,
+            "generation 3 serves on the home socket"
+        );
+        assert_eq!(answer.await.unwrap().unwrap().generation, 3);
         tx.send(Request::Shutdown).await.unwrap();
         sup.await.unwrap().unwrap();
     });
