@@ -33,16 +33,14 @@ fn have_node() -> bool {
     found
 }
 
-#[test]
-fn a_socket_activated_node_server_reloads_under_load_with_steering() {
-    if !have_node() {
-        return;
-    }
-    let Some(m) = Manager::boot("steering") else {
-        return;
-    };
+/// The shipped units running the Node example, with `drop_in` for baton.service (if any); the
+/// sockets are started and the first request has started baton. Returns its `status --json`.
+fn node_under_systemd(m: &Manager, drop_in: Option<&str>) -> serde_json::Value {
     for unit in ["baton.socket", "baton-webhook.socket", "baton.service"] {
         m.install_shipped(unit);
+    }
+    if let Some(text) = drop_in {
+        m.install("baton.service.d/test.conf", text);
     }
     let dir = node_example();
     m.etc_file(
@@ -57,9 +55,8 @@ fn a_socket_activated_node_server_reloads_under_load_with_steering() {
     m.etc_file("baton.secret", "0123456789abcdef0123456789abcdef\n", 0o600);
     m.daemon_reload();
     m.systemctl(&["start", "baton.socket", "baton-webhook.socket"]);
-    let (status, _) = http_get(&m, APP_PORT, "/").unwrap();
+    let (status, _) = http_get(m, APP_PORT, "/").unwrap();
     assert_eq!(status, 200, "{}", m.diagnostics());
-
     let out = m.run(&[
         BATON,
         "status",
@@ -67,17 +64,14 @@ fn a_socket_activated_node_server_reloads_under_load_with_steering() {
         "--control",
         "/run/baton/control.sock",
     ]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| panic!("baton status: {out:?}\n{}", m.diagnostics()));
-    assert_eq!(
-        report["sockets"][0]["steered"],
-        true,
-        "{report}\n{}",
-        m.diagnostics()
-    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("baton status: {out:?}\n{}", m.diagnostics()))
+}
 
-    let loads = BothLoads::start(&m, APP_PORT);
-    for _ in 0..5 {
+/// `n` `systemctl reload`s under both loads; returns (keep-alive, per request).
+fn reloads_under_load(m: &Manager, n: usize) -> (baton_load::Report, baton_load::Report) {
+    let loads = BothLoads::start(m, APP_PORT);
+    for _ in 0..n {
         m.systemctl(&["reload", "baton.service"]);
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -88,6 +82,25 @@ fn a_socket_activated_node_server_reloads_under_load_with_steering() {
         per_request.summary()
     );
     assert!(per_request.count() > 50, "{}", per_request.summary());
+    (keepalive, per_request)
+}
+
+#[test]
+fn a_socket_activated_node_server_reloads_under_load_with_steering() {
+    if !have_node() {
+        return;
+    }
+    let Some(m) = Manager::boot("steering") else {
+        return;
+    };
+    let report = node_under_systemd(&m, None);
+    assert_eq!(
+        report["sockets"][0]["steered"],
+        true,
+        "{report}\n{}",
+        m.diagnostics()
+    );
+    let (_, per_request) = reloads_under_load(&m, 5);
     assert_eq!(
         per_request.failures(),
         0,
@@ -101,4 +114,42 @@ fn a_socket_activated_node_server_reloads_under_load_with_steering() {
         "{}",
         m.diagnostics()
     );
+}
+
+#[test]
+fn without_cap_chown_systemd_s_socket_is_shared_and_says_why() {
+    if !have_node() {
+        return;
+    }
+    let Some(m) = Manager::boot("steering-shared") else {
+        return;
+    };
+    // baton may not take root's socket over: it shares it, as before steering.
+    let report = node_under_systemd(
+        &m,
+        Some("[Service]\nAmbientCapabilities=\nCapabilityBoundingSet=\n"),
+    );
+    let socket = &report["sockets"][0];
+    assert_eq!(socket["steered"], false, "{report}");
+    assert!(
+        socket["reason"].as_str().unwrap().contains("CAP_CHOWN"),
+        "{report}"
+    );
+    let log = m.unit_log("baton.service");
+    assert!(
+        log.contains("no connection steering") && log.contains("CAP_CHOWN"),
+        "{}",
+        m.diagnostics()
+    );
+    // Reloads still hand off (keep-alive and per-request clients keep being served).
+    reloads_under_load(&m, 2);
+    let after = m.run(&[
+        BATON,
+        "status",
+        "--json",
+        "--control",
+        "/run/baton/control.sock",
+    ]);
+    let after: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    assert_eq!(after["generation"], 3, "{after}\n{}", m.diagnostics());
 }
