@@ -4,20 +4,13 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::app::hello_repo;
+use common::app::{deploying, hello_site};
 use common::*;
 
 const BUILD_SH: &str = "#!/bin/sh\necho compiling part 1\nsleep 0.2\necho compiling part 2\n";
 
 fn baton_cmd(baton: &Baton, args: &[&str]) -> (bool, Vec<String>) {
-    let out = Command::new(BATON)
-        .args(args)
-        .arg("--control")
-        .arg(&baton.control)
-        .output()
-        .unwrap();
+    let out = common::app::baton_cmd(baton, args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{out:?}");
     (
@@ -37,21 +30,13 @@ fn find(lines: &[String], from: usize, needle: &str) -> usize {
 
 #[test]
 fn follow_streams_phases_and_build_output_before_the_result() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) =
+        hello_site("follow", &[("build.sh", BUILD_SH)], &["build.sh"])
+    else {
         return;
-    }
-    let scratch = Scratch::new("follow");
-    let repo = hello_repo(&scratch, &[("build.sh", BUILD_SH)], &["build.sh"]);
-    let config = scratch.path("baton.toml");
-    std::fs::write(&config, "[build]\ncommand = [\"./build.sh\"]\n").unwrap();
-    let baton = BatonBuilder::new()
-        .state_dir(&scratch.path("state"))
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("-c")
-        .arg(config.to_str().unwrap())
-        .app(&["./run.sh"])
-        .start();
+    };
+    let config = scratch.file("baton.toml", "[build]\ncommand = [\"./build.sh\"]\n");
+    let baton = deploying(&repo, &state, &config).start();
     baton.wait_status(
         std::time::Duration::from_secs(20),
         "the first deploy done",

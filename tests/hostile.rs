@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::app::message;
+use common::app::{message, site, wait_message};
 use common::files::write_private;
 use common::hostile::*;
 use common::repo::Repo;
@@ -35,23 +35,13 @@ fn app_repo(scratch: &Scratch) -> Repo {
 }
 
 fn config(scratch: &Scratch, text: &str) -> PathBuf {
-    let path = scratch.path("baton.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    scratch.file("baton.toml", text)
 }
 
 const BUILD: &str = "[build]\ncommand = [\"./build.sh\"]\ntimeout = \"30s\"\n";
 
 fn deploying(repo: &Repo, state: &Path, config: &Path) -> BatonBuilder {
-    BatonBuilder::new()
-        .state_dir(state)
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("--ready-timeout")
-        .arg("5s")
-        .arg("-c")
-        .arg(config.to_str().unwrap())
-        .app(&["./run.sh"])
+    common::app::deploying(repo, state, config).ready_timeout("5s")
 }
 
 fn client(baton: &Baton, args: &[&str]) -> Command {
@@ -168,8 +158,7 @@ fn empty_or_garbage_state_files_are_moved_aside_and_baton_starts() {
         for name in ["webhook-deliveries.json", "history.json"] {
             std::fs::write(state.join(name), content).unwrap();
         }
-        let secret = scratch.path("secret");
-        write_private(&secret, SECRET);
+        let secret = scratch.private("secret", SECRET);
         let baton = deploying(&repo, &state, &config(&scratch, BUILD))
             .webhook(&secret)
             .start();
@@ -304,17 +293,11 @@ fn the_app_and_the_build_get_an_allowlisted_environment_and_only_their_fds() {
         ("SSH_AUTH_SOCK", "/tmp/agent.sock"),
         ("GIT_SSH_COMMAND", "ssh -i /root/.ssh/id_rsa"),
     ];
-    let mut baton = BatonBuilder::new()
-        .state_dir(&state)
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("-c")
-        .arg(config.to_str().unwrap())
-        .app(&[
-            "python3",
-            fixture("env_probe.py").to_str().unwrap(),
-            report.to_str().unwrap(),
-        ]);
+    let mut baton = common::app::deploying(&repo, &state, &config).app(&[
+        "python3",
+        fixture("env_probe.py").to_str().unwrap(),
+        report.to_str().unwrap(),
+    ]);
     for (k, v) in secrets {
         baton = baton.env(k, v);
     }
@@ -479,8 +462,7 @@ fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String) {
 #[test]
 fn webhook_garbage_never_reaches_the_app_and_a_real_push_still_works() {
     let scratch = Scratch::new("hook-garbage");
-    let secret = scratch.path("secret");
-    write_private(&secret, SECRET);
+    let secret = scratch.private("secret", SECRET);
     let baton = BatonBuilder::new().webhook(&secret).start();
     let hook = baton.webhook.unwrap();
     let body = br#"{"ref":"refs/heads/main","after":"0123456789abcdef0123456789abcdef01234567","repository":{"full_name":"me/app"}}"#;
@@ -647,8 +629,7 @@ fn the_app_and_the_build_run_as_their_users_and_cannot_reach_batons_secrets() {
     let out = scratch.path("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let secret = scratch.path("secret");
-    write_private(&secret, SECRET);
+    let secret = scratch.private("secret", SECRET);
     let state = scratch.path("state");
     // Each records who it is and what of baton's it could reach, then the app serves.
     let probe = |who: &str| {
@@ -766,14 +747,10 @@ fn the_app_and_the_build_run_as_their_users_and_cannot_reach_batons_secrets() {
 
 #[test]
 fn a_replayed_push_deploys_nothing_whatever_its_delivery_id() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = site("replay", app_repo) else {
         return;
-    }
-    let scratch = Scratch::new("replay");
-    let repo = app_repo(&scratch);
-    let state = scratch.path("state");
-    let secret = scratch.path("secret");
-    write_private(&secret, SECRET);
+    };
+    let secret = scratch.private("secret", SECRET);
     let baton = deploying(&repo, &state, &config(&scratch, BUILD))
         .webhook(&secret)
         .start();
@@ -781,11 +758,7 @@ fn a_replayed_push_deploys_nothing_whatever_its_delivery_id() {
     let commit = repo.commit(&[("hello.txt", "v2")], &[]);
     let (status, text) = github_push(hook, SECRET.as_bytes(), "first", &commit);
     assert_eq!(status, 202, "{text}");
-    eventually(
-        Duration::from_secs(30),
-        || format!("v2 never served:\n{}", baton.log_text()),
-        || (message(&baton) == "v2").then_some(()),
-    );
+    wait_message(&baton, "v2");
     let generation = baton.generation();
     let deploys = baton.status().unwrap()["deploys"]["recent"]
         .as_array()

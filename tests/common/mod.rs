@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod files;
+pub mod forge;
 pub mod hostile;
 pub mod http;
 pub mod load;
@@ -18,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+// Tests written before `forge` existed call it as `common::github_push`.
+#[allow(unused_imports)]
+pub use forge::github_push;
 pub use port::free_port;
 
 pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
@@ -65,6 +69,20 @@ impl Scratch {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
+    }
+
+    /// Writes `text` to the file `name` in here (a config, a script); returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Like `file`, with mode 0600: what baton demands of a webhook secret or a deploy key.
+    pub fn private(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        files::write_private(&path, text);
+        path
     }
 }
 
@@ -164,6 +182,11 @@ impl BatonBuilder {
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
         self
+    }
+
+    /// `--ready-timeout`: how long a new generation may take to become ready.
+    pub fn ready_timeout(self, length: &str) -> Self {
+        self.arg("--ready-timeout").arg(length)
     }
 
     /// Hands baton a copy of `file` as descriptor `target`, without close-on-exec: what a
@@ -409,28 +432,6 @@ pub fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::Ex
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A GitHub push of `after` to `main`, signed with `secret`, to baton's webhook: (status, reply).
-pub fn github_push(
-    webhook: SocketAddr,
-    secret: &[u8],
-    delivery: &str,
-    after: &str,
-) -> (u16, String) {
-    let body = format!(
-        r#"{{"ref":"refs/heads/main","after":"{after}","repository":{{"full_name":"me/app"}}}}"#
-    );
-    let signature = baton_webhook::sign_github(secret, body.as_bytes());
-    let headers = [
-        ("X-GitHub-Event", "push"),
-        ("X-GitHub-Delivery", delivery),
-        ("X-GitHub-Hook-ID", "42"),
-        ("X-Hub-Signature-256", signature.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    let request = http::request("POST", "/webhook", &headers, body.as_bytes());
-    http::exchange(webhook, &request).unwrap()
 }
 
 /// One plain HTTP/1.1 GET with a fresh connection; returns (status, body).
