@@ -10,12 +10,13 @@ pub mod load;
 pub mod port;
 pub mod repo;
 pub mod sshd;
+pub mod wait;
 
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -23,6 +24,7 @@ use serde_json::Value;
 #[allow(unused_imports)]
 pub use forge::github_push;
 pub use port::free_port;
+pub use wait::{eventually, wait_child};
 
 pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
 pub const HELLO: &str = env!("CARGO_BIN_EXE_baton-hello");
@@ -48,6 +50,38 @@ pub fn have_tool(tool: &str) -> bool {
         eprintln!("SKIPPED: {tool} is not installed");
     }
     found
+}
+
+/// Says why a test does not run here (`SKIPPED: why`); under CI (`BATON_REQUIRE_ALL`), where
+/// everything is installed, fails it instead.
+pub fn skip(why: &str) {
+    if std::env::var_os("BATON_REQUIRE_ALL").is_some() {
+        panic!("{why} (BATON_REQUIRE_ALL is set)");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// What a command printed, stdout then stderr: for assertions and their messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `out` printed `needle`, on stdout or stderr.
+pub fn assert_printed(out: &Output, needle: &str) {
+    let text = output_text(out);
+    assert!(text.contains(needle), "{needle:?} not printed:\n{text}");
+}
+
+/// `baton init` run again on what it wrote: it succeeds with nothing to do, creating nothing.
+pub fn assert_init_changed_nothing(again: &Output) {
+    let text = output_text(again);
+    assert!(again.status.success(), "{text}");
+    assert!(text.contains("nothing to do"), "{text}");
+    assert!(!text.contains("created"), "{text}");
 }
 
 /// A scratch directory removed on drop.
@@ -403,35 +437,6 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
         "{needle:?} not in {err:?}"
     );
     assert!(!err.contains("panicked"), "{err}");
-}
-
-/// Polls `check` (every 20 ms) until it yields a value; panics with `what()` after `limit`.
-pub fn eventually<T>(
-    limit: Duration,
-    what: impl Fn() -> String,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{}", what());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-pub fn wait_child(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// One plain HTTP/1.1 GET with a fresh connection; returns (status, body).
