@@ -15,6 +15,8 @@
 
 #[path = "../common/http.rs"]
 mod http;
+#[path = "../common/load.rs"]
+mod load;
 #[path = "../common/wait.rs"]
 pub mod wait;
 
@@ -644,18 +646,10 @@ impl BothLoads {
 
 /// The load behind `report` made more than `at_least` requests, and none failed.
 pub fn assert_no_failures(what: &str, report: &baton_load::Report, at_least: usize, m: &Manager) {
-    assert!(
-        report.count() > at_least,
-        "{what}: too few requests: {}",
-        report.count()
-    );
-    assert_eq!(
-        report.failures(),
-        0,
-        "{what}: {:?} of {} requests failed; generations seen {:?}\n{}",
-        report.failures_by_class(),
-        report.count(),
+    let context = format!(
+        "generations seen {:?}\n{}",
         report.tag_counts(),
         m.diagnostics()
     );
+    load::assert_clean(what, report, at_least, &context);
 }
