@@ -24,6 +24,18 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> Request<'a> {
+    /// A POST of `body` to `path` with `headers`: how every forge delivers.
+    pub fn post(path: &'a str, headers: &'a [(&'a str, &'a [u8])], body: &'a [u8]) -> Self {
+        Request {
+            method: "POST",
+            path,
+            headers,
+            body,
+        }
+    }
+}
+
 /// Decides what to do with one webhook request.
 pub fn evaluate(config: &Config, request: &Request<'_>) -> Verdict {
     match decide(config, request) {
