@@ -168,6 +168,17 @@ impl Server {
         (result, started.elapsed())
     }
 
+    /// Fetching `source` brings the upstream head.
+    fn assert_fetches_head(&self, source: Source) {
+        let (result, _) = self.fetch(source);
+        assert_eq!(
+            result.as_deref(),
+            Ok(self.head.as_str()),
+            "sshd log:\n{}",
+            self.log()
+        );
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir().join("sshd.log")).unwrap_or_default()
     }
@@ -180,13 +191,7 @@ fn deploy_key_fetch_with_known_hosts() {
     };
     let mut source = server.source("deploy_key");
     source.known_hosts = Some(server.known_hosts_for("host_key"));
-    let (result, _) = server.fetch(source.clone());
-    assert_eq!(
-        result.as_deref(),
-        Ok(server.head.as_str()),
-        "sshd log:\n{}",
-        server.log()
-    );
+    server.assert_fetches_head(source);
 
     // The fetched commit checks out like any other.
     let mirror = Mirror::open_or_init(&server.dir().join("state/mirror.git")).unwrap();
@@ -205,14 +210,7 @@ fn deploy_key_fetch_with_pinned_fingerprint() {
     let Some(server) = Server::start("ssh-pinned") else {
         return;
     };
-    let source = server.pinned_source("deploy_key");
-    let (result, _) = server.fetch(source);
-    assert_eq!(
-        result.as_deref(),
-        Ok(server.head.as_str()),
-        "sshd log:\n{}",
-        server.log()
-    );
+    server.assert_fetches_head(server.pinned_source("deploy_key"));
 }
 
 #[test]
@@ -247,11 +245,8 @@ fn unknown_host_key_is_rejected_with_its_fingerprint() {
     );
     assert!(!err.contains('\n'), "{err}");
     // Rejected before authenticating: the deploy key was never offered.
-    assert!(
-        !server.log().contains("Accepted publickey"),
-        "{}",
-        server.log()
-    );
+    let log = server.log();
+    assert!(!log.contains("Accepted publickey"), "{log}");
 }
 
 #[test]
