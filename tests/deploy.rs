@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use baton_load::Mode;
-use common::app::{baton_cmd, deploying, message, site, wait_message};
+use common::app::{baton_cmd, deploying, launcher_repo, message, site, wait_message};
 use common::load::{Background, assert_no_failures};
 use common::repo::Repo;
 use common::*;
@@ -19,19 +19,12 @@ fn run_sh() -> String {
         "#!/bin/sh\n[ -e NEVER_READY ] && exec sleep 600\nexec \"{HELLO}\" --idle-grace 100ms\n"
     )
 }
+const SECRET: &str = "a-long-enough-webhook-secret";
 const BUILD_SH: &str = "#!/bin/sh\n[ -e BUILD_FAILS ] && { echo build broke >&2; exit 7; }\n[ -n \"$BUILD_GATE\" ] && while [ ! -e \"$BUILD_GATE\" ]; do sleep 0.05; done\necho \"built $BATON_COMMIT\" > built.txt\n";
 
 /// The test app's repository: a launcher script, a build script and `hello.txt`.
 fn app_repo(scratch: &Scratch) -> Repo {
-    Repo::new(
-        scratch,
-        &[
-            ("run.sh", &run_sh()),
-            ("build.sh", BUILD_SH),
-            ("hello.txt", "v1"),
-        ],
-        &["run.sh", "build.sh"],
-    )
+    launcher_repo(scratch, &run_sh(), &[("build.sh", BUILD_SH)], &["build.sh"])
 }
 
 /// A deploying baton whose releases must be ready within 3 s (`NEVER_READY` ones are not).
@@ -44,6 +37,13 @@ fn config_with_build(scratch: &Scratch, extra: &str) -> PathBuf {
         "baton.toml",
         &format!("[build]\ncommand = [\"./build.sh\"]\ntimeout = \"30s\"\n{extra}"),
     )
+}
+
+/// `baton deploy` fails, saying `why` on stderr.
+fn assert_deploy_fails(baton: &Baton, why: &str) {
+    let out = baton_cmd(baton, &["deploy"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(why), "{err}");
 }
 
 /// Waits until a deploy is running.
@@ -71,7 +71,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
     let Some((scratch, repo, state)) = site("deploy", app_repo) else {
         return;
     };
-    let secret = scratch.private("secret", "a-long-enough-webhook-secret\n");
+    let secret = scratch.private("secret", &format!("{SECRET}\n"));
     let config = config_with_build(&scratch, "");
     let baton = deploying_baton(&repo, &state, &config)
         .webhook(&secret)
@@ -83,12 +83,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
 
     // A push: the webhook deploys it, the new message is served.
     let sha = repo.commit(&[("hello.txt", "v2")], &[]);
-    let (status, answer) = github_push(
-        baton.webhook.unwrap(),
-        b"a-long-enough-webhook-secret",
-        "d-1",
-        &sha,
-    );
+    let (status, answer) = github_push(baton.webhook.unwrap(), SECRET.as_bytes(), "d-1", &sha);
     assert_eq!(status, 202, "{answer}");
     wait_message(&baton, "v2");
     // `current` switches right after the cutover.
@@ -102,12 +97,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
 
     // A commit whose build fails: deploy reports it, v2 keeps serving.
     repo.commit(&[("hello.txt", "v3"), ("BUILD_FAILS", "")], &[]);
-    let out = baton_cmd(&baton, &["deploy"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("build exited with status 7"),
-        "{err}"
-    );
+    assert_deploy_fails(&baton, "build exited with status 7");
     assert_eq!(message(&baton), "v2");
 
     // A commit whose app never becomes ready: same.
@@ -115,12 +105,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
         &[("hello.txt", "v4"), ("NEVER_READY", "")],
         &["BUILD_FAILS"],
     );
-    let out = baton_cmd(&baton, &["deploy"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("sent no READY within 3s"),
-        "{err}"
-    );
+    assert_deploy_fails(&baton, "sent no READY within 3s");
     assert_eq!(message(&baton), "v2");
     assert_eq!(
         std::fs::read_link(state.join("current")).unwrap(),

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use baton_load::Mode;
-use common::app::{deploying, hello_site, message};
+use common::app::{build_site, deploying, message};
 use common::load::{Background, assert_no_failures};
 use common::*;
 
@@ -49,8 +49,7 @@ fn rolling_deploy(playbook_bin: &Path, inventory: &Path, sha: &str, scratch: &Sc
 
 #[test]
 fn the_playbook_deploys_both_instances_one_after_the_other_without_failed_requests() {
-    let Some((scratch, repo, _)) = hello_site("fleet", &[("build.sh", BUILD_SH)], &["build.sh"])
-    else {
+    let Some((scratch, repo, _)) = build_site("fleet", BUILD_SH) else {
         return;
     };
     let Some(playbook_bin) = ansible_playbook() else {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::app::{deploying, hello_site};
+use common::app::{build_site, deploying};
 use common::*;
 
 const BUILD_SH: &str = "#!/bin/sh\necho compiling part 1\nsleep 0.2\necho compiling part 2\n";
@@ -30,9 +30,7 @@ fn find(lines: &[String], from: usize, needle: &str) -> usize {
 
 #[test]
 fn follow_streams_phases_and_build_output_before_the_result() {
-    let Some((scratch, repo, state)) =
-        hello_site("follow", &[("build.sh", BUILD_SH)], &["build.sh"])
-    else {
+    let Some((scratch, repo, state)) = build_site("follow", BUILD_SH) else {
         return;
     };
     let config = scratch.file("baton.toml", "[build]\ncommand = [\"./build.sh\"]\n");
@@ -71,21 +69,26 @@ fn follow_streams_phases_and_build_output_before_the_result() {
         "{lines:#?}"
     );
 
-    let (_, lines) = baton_cmd(&baton, &["reload", "--follow"]);
-    let reloading = find(&lines, 0, "] reloading");
-    let start = find(&lines, reloading, "] start done in ");
-    assert!(
-        lines[start + 1].starts_with("reloaded: generation"),
-        "{lines:#?}"
-    );
-
-    let (_, lines) = baton_cmd(&baton, &["rollback", "--follow"]);
-    let job = find(&lines, 0, "rollback to the previous release (rollback)");
-    let start = find(&lines, job, "start done in ");
-    assert!(
-        lines[start + 1].starts_with("rolled back: release "),
-        "{lines:#?}"
-    );
+    // A reload and a rollback: their first progress line, the start, then the result.
+    for (command, first, start_done, result) in [
+        (
+            "reload",
+            "] reloading",
+            "] start done in ",
+            "reloaded: generation",
+        ),
+        (
+            "rollback",
+            "rollback to the previous release (rollback)",
+            "start done in ",
+            "rolled back: release ",
+        ),
+    ] {
+        let (_, lines) = baton_cmd(&baton, &[command, "--follow"]);
+        let begun = find(&lines, 0, first);
+        let start = find(&lines, begun, start_done);
+        assert!(lines[start + 1].starts_with(result), "{lines:#?}");
+    }
 
     // Without --follow: the one result line, as before.
     let (_, lines) = baton_cmd(&baton, &["deploy"]);

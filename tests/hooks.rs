@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::app::{baton_cmd, deploying, history, message, site};
+use common::app::{baton_cmd, deploying, history, launcher_repo, message, site};
 use common::repo::Repo;
 use common::*;
 use serde_json::Value;
@@ -25,17 +25,13 @@ const AFTER_ROLLBACK_SH: &str = "#!/bin/sh\necho \"rolled back to $BATON_COMMIT\
 
 /// The app's repository: its launcher, one script per hook and `hello.txt`.
 fn hooks_repo(scratch: &Scratch) -> Repo {
-    Repo::new(
-        scratch,
-        &[
-            ("run.sh", &run_sh()),
-            ("migrate.sh", MIGRATE_SH),
-            ("after_live.sh", AFTER_LIVE_SH),
-            ("after_rollback.sh", AFTER_ROLLBACK_SH),
-            ("hello.txt", "v1"),
-        ],
-        &["run.sh", "migrate.sh", "after_live.sh", "after_rollback.sh"],
-    )
+    let hooks = [
+        ("migrate.sh", MIGRATE_SH),
+        ("after_live.sh", AFTER_LIVE_SH),
+        ("after_rollback.sh", AFTER_ROLLBACK_SH),
+    ];
+    let scripts = hooks.map(|(name, _)| name);
+    launcher_repo(scratch, &run_sh(), &hooks, &scripts)
 }
 
 fn current_dir(state: &Path) -> std::path::PathBuf {

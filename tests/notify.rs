@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::app::{baton_cmd, deploying, hello_site};
+use common::app::{baton_cmd, build_site, deploying, hello_site};
 use common::*;
 use openssl::ssl::{SslAcceptor, SslMethod};
 use openssl::x509::X509;
@@ -149,9 +149,7 @@ fn wait_events(baton: &Baton, received: &Received, n: usize) -> Vec<Value> {
 
 #[test]
 fn every_deploy_event_reaches_the_receiver_with_retries_and_urls_stay_out_of_the_log() {
-    let Some((scratch, repo, state)) =
-        hello_site("notify", &[("build.sh", BUILD_SH)], &["build.sh"])
-    else {
+    let Some((scratch, repo, state)) = build_site("notify", BUILD_SH) else {
         return;
     };
     let port = free_port();

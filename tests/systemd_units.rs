@@ -48,6 +48,15 @@ fn install_baton(m: &Manager, app: &[&str]) {
     m.systemctl(&["start", "baton.socket", "baton-webhook.socket"]);
 }
 
+/// A booted manager with `install_baton(app)` whose first request was answered (which started
+/// baton, by socket activation); None (the test skips) where systemd cannot boot.
+fn serving_baton(tag: &str, app: &[&str]) -> Option<Manager> {
+    let m = Manager::boot(tag)?;
+    install_baton(&m, app);
+    assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
+    Some(m)
+}
+
 /// A shell script in the scratch `etc/`, executable by the service's user.
 fn script(m: &Manager, name: &str, body: &str) -> String {
     let path = m.etc_file(name, &format!("#!/bin/sh\n{body}"), 0o755);
@@ -206,11 +215,9 @@ fn socket_activation_starts_baton_which_passes_app_and_keeps_webhook() {
 
 #[test]
 fn systemctl_reload_under_load_keeps_the_main_pid_and_loses_nothing() {
-    let Some(m) = Manager::boot("reload") else {
+    let Some(m) = serving_baton("reload", &[HELLO]) else {
         return;
     };
-    install_baton(&m, &[HELLO]);
-    assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
     let before = m.show("baton.service", &["MainPID", "InvocationID", "NRestarts"]);
 
     let loads = BothLoads::start(&m, APP_PORT);
@@ -313,11 +320,9 @@ fn reload_fails_and_the_old_generation_serves(name: &str, bad: &str, status_need
 
 #[test]
 fn systemctl_stop_lets_requests_in_flight_finish_within_the_drain_timeout() {
-    let Some(m) = Manager::boot("stop") else {
+    let Some(m) = serving_baton("stop", &[HELLO]) else {
         return;
     };
-    install_baton(&m, &[HELLO]);
-    assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
     let main_pid = m.prop("baton.service", "MainPID");
 
     let slow: Vec<_> = (0..4)
@@ -373,15 +378,13 @@ fn systemctl_stop_lets_requests_in_flight_finish_within_the_drain_timeout() {
 
 #[test]
 fn kill_9_of_baton_loses_no_request_and_a_stop_leaves_nothing_behind() {
-    let Some(m) = Manager::boot("kill9") else {
-        return;
-    };
     // A longer idle grace than the default: on a loaded machine a keep-alive client can sit
     // idle past 500 ms while the survivor drains, then race its close (the app-side keep-alive
     // race between a server closing an idle connection and a client reusing it; not what this
     // test is about).
-    install_baton(&m, &[HELLO, "--idle-grace", "2s"]);
-    assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
+    let Some(m) = serving_baton("kill9", &[HELLO, "--idle-grace", "2s"]) else {
+        return;
+    };
     wait_active(&m);
     let before = m.show("baton.service", &["MainPID", "NRestarts"]);
     let orphan = app_pid(&m);

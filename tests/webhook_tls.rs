@@ -168,11 +168,7 @@ fn tls_webhook_serves_and_picks_up_a_renewed_certificate() {
         None,
         "the old certificate still served"
     );
-    assert!(
-        baton.log_text().contains("loaded renewed"),
-        "{}",
-        baton.log_text()
-    );
+    baton.assert_logged("loaded renewed");
     assert_eq!(
         baton.status().unwrap()["baton_pid"],
         baton.pid(),

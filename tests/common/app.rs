@@ -32,6 +32,11 @@ pub fn hello_site(
     site(tag, |scratch| hello_repo(scratch, extra, executables))
 }
 
+/// A `hello_site` whose repository has an executable `build.sh`.
+pub fn build_site(tag: &str, build_sh: &str) -> Option<(Scratch, Repo, PathBuf)> {
+    hello_site(tag, &[("build.sh", build_sh)], &["build.sh"])
+}
+
 /// A baton that deploys `repo` (`--repo`) with `config` (`-c`), keeping its releases in `state`
 /// and running each release's `./run.sh`: the setting of every deploy test.
 pub fn deploying(repo: &Repo, state: &Path, config: &Path) -> BatonBuilder {
@@ -82,9 +87,20 @@ pub fn history(baton: &Baton, n: usize) -> Vec<serde_json::Value> {
 
 /// A repository whose app is baton-hello (`run.sh`, named by path: the app's environment is an
 /// allowlist) answering `message=v1`, plus `extra` files (`executables` among them get 0755).
-pub fn hello_repo(scratch: &super::Scratch, extra: &[(&str, &str)], executables: &[&str]) -> Repo {
+pub fn hello_repo(scratch: &Scratch, extra: &[(&str, &str)], executables: &[&str]) -> Repo {
     let run_sh = format!("#!/bin/sh\nexec \"{}\" --idle-grace 100ms\n", super::HELLO);
-    let mut files = vec![("run.sh", run_sh.as_str()), ("hello.txt", "v1")];
+    launcher_repo(scratch, &run_sh, extra, executables)
+}
+
+/// A repository whose app starts with `run_sh` (as `./run.sh`) and answers with its
+/// `hello.txt` (`v1`), plus `extra` files (`executables` among them get 0755).
+pub fn launcher_repo(
+    scratch: &Scratch,
+    run_sh: &str,
+    extra: &[(&str, &str)],
+    executables: &[&str],
+) -> Repo {
+    let mut files = vec![("run.sh", run_sh), ("hello.txt", "v1")];
     files.extend_from_slice(extra);
     let mut scripts = vec!["run.sh"];
     scripts.extend_from_slice(executables);

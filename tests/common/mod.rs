@@ -61,6 +61,18 @@ pub fn skip(why: &str) {
     eprintln!("SKIPPED: {why}");
 }
 
+/// Runs `cmd` (a tool a test needs: git, openssl) to its end; it must succeed, or the test
+/// fails with `what` and the command's stderr.
+pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// What a command printed, stdout then stderr: for assertions and their messages.
 pub fn output_text(out: &Output) -> String {
     format!(
@@ -103,6 +115,13 @@ impl Scratch {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
+    }
+
+    /// Creates the directory `name` in here; returns its path.
+    pub fn dir(&self, name: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::create_dir(&path).unwrap();
+        path
     }
 
     /// Writes `text` to the file `name` in here (a config, a script); returns its path.
@@ -324,6 +343,12 @@ impl Baton {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// baton's log (so far) says `needle`.
+    pub fn assert_logged(&self, needle: &str) {
+        let log = self.log_text();
+        assert!(log.contains(needle), "{needle:?} not logged:\n{log}");
     }
 
     /// `baton status --json`, parsed; None when baton does not answer.

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 
 use super::free_port;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
@@ -220,6 +220,31 @@ impl Forge {
             public_key.trim()
         )
         .unwrap();
+    }
+
+    /// `baton doctor` (its output `doctor`) failed only because this forge lacks the app's
+    /// deploy key: each check in `passing` passed, the repository check failed on the refused
+    /// key, and the fix shows the key to add.
+    pub fn assert_doctor_wants_key(&self, doctor: &Output, public_key: &str, passing: &[&str]) {
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&doctor.stdout),
+            String::from_utf8_lossy(&doctor.stderr)
+        );
+        assert!(!doctor.status.success(), "{shown}");
+        for check in passing {
+            assert!(
+                shown.contains(&format!("✓ app: {check}")),
+                "{check}:\n{shown}"
+            );
+        }
+        assert!(
+            shown.contains("✗ app: repository: the host refused the deploy key"),
+            "{shown}\nsshd log:\n{}",
+            self.log()
+        );
+        assert!(shown.contains("add this key at"), "{shown}");
+        assert!(shown.contains(public_key.trim()), "{shown}");
     }
 
     pub fn log(&self) -> String {
