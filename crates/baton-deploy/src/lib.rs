@@ -38,6 +38,8 @@ mod release_state;
 mod releases;
 mod source;
 pub mod state_file;
+#[cfg(test)]
+mod test_dir;
 
 pub use error::{BuildError, Error};
 pub use git2::Oid;
