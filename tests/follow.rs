@@ -8,6 +8,7 @@ use common::app::{build_site, deploying};
 use common::*;
 
 const BUILD_SH: &str = "#!/bin/sh\necho compiling part 1\nsleep 0.2\necho compiling part 2\n";
+const BUILD_TOML: &str = "[build]\ncommand = [\"./build.sh\"]\n";
 
 fn baton_cmd(baton: &Baton, args: &[&str]) -> (bool, Vec<String>) {
     let out = common::app::baton_cmd(baton, args);
@@ -33,8 +34,7 @@ fn follow_streams_phases_and_build_output_before_the_result() {
     let Some((scratch, repo, state)) = build_site("follow", BUILD_SH) else {
         return;
     };
-    let config = scratch.file("baton.toml", "[build]\ncommand = [\"./build.sh\"]\n");
-    let baton = deploying(&repo, &state, &config).start();
+    let baton = deploying(&repo, &state, &scratch.file("baton.toml", BUILD_TOML)).start();
     baton.wait_status(
         std::time::Duration::from_secs(20),
         "the first deploy done",
