@@ -51,7 +51,16 @@ pub fn reason(reply: Reply) -> String {
 }
 
 /// Prints a deploy's or rollback's answer: `done` on success, `action failed: ...` otherwise.
-pub fn deployed(reply: Reply, done: &str, action: &str) -> Result<(), String> {
+/// Runs a deploy or a rollback (`command`) and says what serves now.
+pub fn deploy_job(client: &ClientArgs, command: Command, follow: bool) -> Result<(), String> {
+    let (done, action) = match command {
+        Command::Rollback { .. } => ("rolled back", "rollback"),
+        _ => ("deployed", "deploy"),
+    };
+    deployed(call_following(client, command, follow)?, done, action)
+}
+
+fn deployed(reply: Reply, done: &str, action: &str) -> Result<(), String> {
     match reply {
         Reply::Deployed(d) => {
             println!(

@@ -101,44 +101,30 @@ pub struct Wire {
 
 impl From<Reply> for Wire {
     fn from(reply: Reply) -> Wire {
+        let mut wire = Wire {
+            ok: true,
+            ..Wire::default()
+        };
         match reply {
-            Reply::Reloaded(r) => Wire {
-                ok: true,
-                reload: Some(r),
-                ..Wire::default()
-            },
-            Reply::Deployed(d) => Wire {
-                ok: true,
-                deploy: Some(d),
-                ..Wire::default()
-            },
+            Reply::Reloaded(r) => wire.reload = Some(r),
+            Reply::Deployed(d) => wire.deploy = Some(d),
             Reply::Status {
                 status,
                 deploys,
                 build,
-            } => Wire {
-                ok: true,
-                status: Some(*status),
-                deploys,
-                build,
-                ..Wire::default()
-            },
-            Reply::Upgraded(u) => Wire {
-                ok: true,
-                upgrade: Some(u),
-                ..Wire::default()
-            },
-            Reply::History(entries) => Wire {
-                ok: true,
-                history: Some(entries),
-                ..Wire::default()
-            },
-            Reply::Error(e) => Wire {
-                ok: false,
-                error: Some(e),
-                ..Wire::default()
-            },
+            } => {
+                wire.status = Some(*status);
+                wire.deploys = deploys;
+                wire.build = build;
+            }
+            Reply::Upgraded(u) => wire.upgrade = Some(u),
+            Reply::History(entries) => wire.history = Some(entries),
+            Reply::Error(e) => {
+                wire.ok = false;
+                wire.error = Some(e);
+            }
         }
+        wire
     }
 }
 
@@ -302,18 +288,25 @@ pub(crate) async fn execute(command: Command, front: &Dispatcher) -> Reply {
     }
 }
 
+/// Connects to the control socket at `path` and sends `command` (one JSON line); the answer
+/// is for the caller to read from the returned stream.
+pub async fn send_command(path: &Path, command: &Command) -> Result<UnixStream, String> {
+    let mut stream = UnixStream::connect(path)
+        .await
+        .map_err(|e| format!("cannot reach baton at {}: {e}", path.display()))?;
+    let mut line = serde_json::to_string(command).map_err(|e| e.to_string())?;
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .await
+        .map_err(|e| format!("cannot send to baton: {e}"))?;
+    Ok(stream)
+}
+
 /// Sends one command and waits (up to `timeout`) for the answer.
 pub async fn call(path: &Path, command: Command, timeout: Duration) -> Result<Reply, String> {
     let talk = async {
-        let mut stream = UnixStream::connect(path)
-            .await
-            .map_err(|e| format!("cannot reach baton at {}: {e}", path.display()))?;
-        let mut line = serde_json::to_string(&command).map_err(|e| e.to_string())?;
-        line.push('\n');
-        stream
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|e| format!("cannot send to baton: {e}"))?;
+        let stream = send_command(path, &command).await?;
         let mut answer = String::new();
         BufReader::new(stream)
             .read_line(&mut answer)

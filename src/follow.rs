@@ -88,18 +88,10 @@ async fn send(stream: &mut UnixStream, value: &impl Serialize) -> bool {
 pub async fn call(path: &Path, command: Command, timeout: Duration) -> Result<Reply, String> {
     let started = Instant::now();
     let talk = async {
-        let mut stream = UnixStream::connect(path)
-            .await
-            .map_err(|e| format!("cannot reach baton at {}: {e}", path.display()))?;
         let request = Command::Follow {
             of: Box::new(command),
         };
-        let mut line = serde_json::to_string(&request).map_err(|e| e.to_string())?;
-        line.push('\n');
-        stream
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|e| format!("cannot send to baton: {e}"))?;
+        let stream = crate::control::send_command(path, &request).await?;
         let mut lines = BufReader::new(stream).lines();
         while let Some(line) = lines
             .next_line()

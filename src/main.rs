@@ -197,20 +197,12 @@ fn dispatch(command: Cmd) -> Result<(), String> {
             client,
             rev,
             follow,
-        } => client::deployed(
-            client::call_following(&client, Command::Deploy { rev }, follow)?,
-            "deployed",
-            "deploy",
-        ),
+        } => client::deploy_job(&client, Command::Deploy { rev }, follow),
         Cmd::Rollback {
             client,
             release,
             follow,
-        } => client::deployed(
-            client::call_following(&client, Command::Rollback { release }, follow)?,
-            "rolled back",
-            "rollback",
-        ),
+        } => client::deploy_job(&client, Command::Rollback { release }, follow),
         Cmd::Upgrade(client) => match client::call(&client, Command::Upgrade)? {
             Reply::Upgraded(u) => {
                 println!(

@@ -5,29 +5,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::app::{message, wait_message};
-use common::repo::Repo;
+use common::app::{deploying, hello_site, history, message, wait_message};
 use common::*;
 use serde_json::{Value, json};
 
 const SECRET: &str = "a-long-enough-webhook-secret";
 
-fn run_sh() -> String {
-    format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n")
-}
-
 fn github(baton: &Baton, event: &str, delivery: &str, body: &Value) -> (u16, String) {
     let body = body.to_string();
-    let signature = baton_webhook::sign_github(SECRET.as_bytes(), body.as_bytes());
-    let headers = [
-        ("X-GitHub-Event", event),
-        ("X-GitHub-Delivery", delivery),
-        ("X-GitHub-Hook-ID", "42"),
-        ("X-Hub-Signature-256", signature.as_str()),
-        ("Content-Type", "application/json"),
-    ];
-    let request = http::request("POST", "/webhook", &headers, body.as_bytes());
-    let (status, response) = http::exchange(baton.webhook.unwrap(), &request).unwrap();
+    let webhook = baton.webhook.unwrap();
+    let (status, response) =
+        forge::github_event(webhook, SECRET.as_bytes(), event, delivery, body.as_bytes());
     (status, http::body_of(&response))
 }
 
@@ -63,15 +51,7 @@ fn workflow_run(action: &str, conclusion: Value, sha: &str) -> Value {
 }
 
 fn deploy_count(baton: &Baton) -> usize {
-    let out = std::process::Command::new(BATON)
-        .args(["history", "--json", "-n", "200", "--control"])
-        .arg(&baton.control)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice::<Vec<Value>>(&out.stdout)
-        .unwrap()
-        .len()
+    history(baton, 200).len()
 }
 
 /// The newest history entry once it has finished.
@@ -87,32 +67,15 @@ fn wait_finished(baton: &Baton, entries: usize) -> Value {
 
 #[test]
 fn only_successful_ci_runs_deploy_their_commit_and_stale_ones_are_refused() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = hello_site("ci", &[], &[]) else {
         return;
-    }
-    let scratch = Scratch::new("ci");
-    let repo = Repo::new(
-        &scratch,
-        &[("run.sh", &run_sh()), ("hello.txt", "v1")],
-        &["run.sh"],
-    );
-    let secret = scratch.path("secret");
-    common::files::write_private(&secret, &format!("{SECRET}\n"));
-    let config = scratch.path("baton.toml");
-    std::fs::write(
-        &config,
+    };
+    let secret = scratch.private("secret", &format!("{SECRET}\n"));
+    let config = scratch.file(
+        "baton.toml",
         "[webhook]\ndeploy_on = \"workflow_run\"\nworkflow = \"CI\"\n",
-    )
-    .unwrap();
-    let baton = BatonBuilder::new()
-        .state_dir(&scratch.path("state"))
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("-c")
-        .arg(config.to_str().unwrap())
-        .app(&["./run.sh"])
-        .webhook(&secret)
-        .start();
+    );
+    let baton = deploying(&repo, &state, &config).webhook(&secret).start();
     assert_eq!(message(&baton), "v1");
     wait_finished(&baton, 1);
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use baton_load::Mode;
-use common::app::{baton_cmd, message, wait_message};
+use common::app::{baton_cmd, deploying, launcher_repo, message, site, wait_message};
 use common::load::{Background, assert_no_failures};
 use common::repo::Repo;
 use common::*;
@@ -19,43 +19,31 @@ fn run_sh() -> String {
         "#!/bin/sh\n[ -e NEVER_READY ] && exec sleep 600\nexec \"{HELLO}\" --idle-grace 100ms\n"
     )
 }
+const SECRET: &str = "a-long-enough-webhook-secret";
 const BUILD_SH: &str = "#!/bin/sh\n[ -e BUILD_FAILS ] && { echo build broke >&2; exit 7; }\n[ -n \"$BUILD_GATE\" ] && while [ ! -e \"$BUILD_GATE\" ]; do sleep 0.05; done\necho \"built $BATON_COMMIT\" > built.txt\n";
 
 /// The test app's repository: a launcher script, a build script and `hello.txt`.
 fn app_repo(scratch: &Scratch) -> Repo {
-    Repo::new(
-        scratch,
-        &[
-            ("run.sh", &run_sh()),
-            ("build.sh", BUILD_SH),
-            ("hello.txt", "v1"),
-        ],
-        &["run.sh", "build.sh"],
-    )
+    launcher_repo(scratch, &run_sh(), &[("build.sh", BUILD_SH)], &["build.sh"])
 }
 
-fn deploying_baton(repo: &Repo, state: &Path, extra: &[&str]) -> BatonBuilder {
-    let mut b = BatonBuilder::new()
-        .state_dir(state)
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("--ready-timeout")
-        .arg("3s")
-        .app(&["./run.sh"]);
-    for a in extra {
-        b = b.arg(a);
-    }
-    b
+/// A deploying baton whose releases must be ready within 3 s (`NEVER_READY` ones are not).
+fn deploying_baton(repo: &Repo, state: &Path, config: &Path) -> BatonBuilder {
+    deploying(repo, state, config).ready_timeout("3s")
 }
 
 fn config_with_build(scratch: &Scratch, extra: &str) -> PathBuf {
-    let path = scratch.path("baton.toml");
-    std::fs::write(
-        &path,
-        format!("[build]\ncommand = [\"./build.sh\"]\ntimeout = \"30s\"\n{extra}"),
+    scratch.file(
+        "baton.toml",
+        &format!("[build]\ncommand = [\"./build.sh\"]\ntimeout = \"30s\"\n{extra}"),
     )
-    .unwrap();
-    path
+}
+
+/// `baton deploy` fails, saying `why` on stderr.
+fn assert_deploy_fails(baton: &Baton, why: &str) {
+    let out = baton_cmd(baton, &["deploy"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(why), "{err}");
 }
 
 /// Waits until a deploy is running.
@@ -80,16 +68,12 @@ fn wait_current(state: &Path, not: Option<&Path>) -> PathBuf {
 
 #[test]
 fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_release() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = site("deploy", app_repo) else {
         return;
-    }
-    let scratch = Scratch::new("deploy");
-    let repo = app_repo(&scratch);
-    let state = scratch.path("state");
-    let secret = scratch.path("secret");
-    common::files::write_private(&secret, "a-long-enough-webhook-secret\n");
+    };
+    let secret = scratch.private("secret", &format!("{SECRET}\n"));
     let config = config_with_build(&scratch, "");
-    let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()])
+    let baton = deploying_baton(&repo, &state, &config)
         .webhook(&secret)
         .start();
     assert_eq!(message(&baton), "v1");
@@ -99,12 +83,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
 
     // A push: the webhook deploys it, the new message is served.
     let sha = repo.commit(&[("hello.txt", "v2")], &[]);
-    let (status, answer) = github_push(
-        baton.webhook.unwrap(),
-        b"a-long-enough-webhook-secret",
-        "d-1",
-        &sha,
-    );
+    let (status, answer) = github_push(baton.webhook.unwrap(), SECRET.as_bytes(), "d-1", &sha);
     assert_eq!(status, 202, "{answer}");
     wait_message(&baton, "v2");
     // `current` switches right after the cutover.
@@ -118,12 +97,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
 
     // A commit whose build fails: deploy reports it, v2 keeps serving.
     repo.commit(&[("hello.txt", "v3"), ("BUILD_FAILS", "")], &[]);
-    let out = baton_cmd(&baton, &["deploy"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("build exited with status 7"),
-        "{err}"
-    );
+    assert_deploy_fails(&baton, "build exited with status 7");
     assert_eq!(message(&baton), "v2");
 
     // A commit whose app never becomes ready: same.
@@ -131,12 +105,7 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
         &[("hello.txt", "v4"), ("NEVER_READY", "")],
         &["BUILD_FAILS"],
     );
-    let out = baton_cmd(&baton, &["deploy"]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("sent no READY within 3s"),
-        "{err}"
-    );
+    assert_deploy_fails(&baton, "sent no READY within 3s");
     assert_eq!(message(&baton), "v2");
     assert_eq!(
         std::fs::read_link(state.join("current")).unwrap(),
@@ -161,12 +130,9 @@ fn a_push_deploys_through_the_webhook_under_load_and_failures_keep_the_old_relea
 
 #[test]
 fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_release() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = site("coalesce", app_repo) else {
         return;
-    }
-    let scratch = Scratch::new("coalesce");
-    let repo = app_repo(&scratch);
-    let state = scratch.path("state");
+    };
     std::fs::create_dir_all(state.join("shared")).unwrap();
     std::fs::write(state.join("shared/.env"), "SECRET=kept\n").unwrap();
     // Builds wait for a gate file, so the pushes below all arrive while the first one runs.
@@ -179,7 +145,7 @@ fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_re
             gate.display()
         ),
     );
-    let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()]).start();
+    let baton = deploying_baton(&repo, &state, &config).start();
     let gen0 = baton.generation();
 
     // 12 quick pushes, each followed by a `baton deploy` that does not wait.
@@ -272,7 +238,7 @@ fn quick_pushes_coalesce_rollback_needs_no_build_and_retention_keeps_the_live_re
     assert!(baton.stop().success());
 
     // A restart runs `current` without deploying again.
-    let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()]).start();
+    let baton = deploying_baton(&repo, &state, &config).start();
     assert_eq!(message(&baton), "more2");
     assert!(baton.stop().success());
 }
@@ -385,15 +351,11 @@ fn bad_deploy_settings_are_one_line_errors_at_start_and_from_check() {
 
 #[test]
 fn poll_mode_deploys_when_the_branch_moves_without_a_webhook() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = site("poll", app_repo) else {
         return;
-    }
-    let scratch = Scratch::new("poll");
-    let repo = app_repo(&scratch);
-    let state = scratch.path("state");
-    let config = scratch.path("baton.toml");
-    std::fs::write(&config, "[source]\npoll_interval = \"200ms\"\n").unwrap();
-    let baton = deploying_baton(&repo, &state, &["-c", config.to_str().unwrap()]).start();
+    };
+    let config = scratch.file("baton.toml", "[source]\npoll_interval = \"200ms\"\n");
+    let baton = deploying_baton(&repo, &state, &config).start();
     assert_eq!(message(&baton), "v1");
     // The poller does not deploy again what the start-up deploy brought.
     std::thread::sleep(Duration::from_millis(600));
@@ -417,22 +379,15 @@ fn poll_mode_deploys_when_the_branch_moves_without_a_webhook() {
 
 #[test]
 fn baton_answers_while_the_first_release_builds_and_exits_if_it_fails() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = site("first", app_repo) else {
         return;
-    }
-    let scratch = Scratch::new("first");
-    let repo = app_repo(&scratch);
+    };
     let gate = scratch.path("gate");
     let config = config_with_build(
         &scratch,
         &format!("env = {{ BUILD_GATE = \"{}\" }}\n", gate.display()),
     );
-    let baton = deploying_baton(
-        &repo,
-        &scratch.path("state"),
-        &["-c", config.to_str().unwrap()],
-    )
-    .spawn();
+    let baton = deploying_baton(&repo, &state, &config).spawn();
     // The build waits for the gate; meanwhile the control socket already answers.
     let status = baton.wait_status(
         Duration::from_secs(10),
@@ -456,12 +411,7 @@ fn baton_answers_while_the_first_release_builds_and_exits_if_it_fails() {
     let repo = app_repo(&scratch);
     repo.commit(&[("BUILD_FAILS", "")], &[]);
     let config = config_with_build(&scratch, "");
-    let mut baton = deploying_baton(
-        &repo,
-        &scratch.path("state"),
-        &["-c", config.to_str().unwrap()],
-    )
-    .spawn();
+    let mut baton = deploying_baton(&repo, &scratch.path("state"), &config).spawn();
     let status = wait_child(&mut baton.child, Duration::from_secs(30)).expect("baton exits");
     assert_eq!(status.code(), Some(1));
     let log = baton.log_text();

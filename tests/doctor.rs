@@ -7,19 +7,11 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::Scratch;
 use common::repo::Repo;
 use common::sshd::{self, Forge};
+use common::{Scratch, assert_printed, output_text};
 
 const BATON: &str = env!("CARGO_BIN_EXE_baton");
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn doctor(etc: &Path, state: &Path, user: &str, json: bool) -> Output {
     let mut cmd = Command::new(BATON);
@@ -34,46 +26,51 @@ fn doctor(etc: &Path, state: &Path, user: &str, json: bool) -> Output {
     cmd.output().unwrap()
 }
 
-#[test]
-fn doctor_says_add_this_key_until_the_forge_has_it() {
+/// A forge (sshd) with the app's repository, in a fresh scratch directory; None (the test
+/// skips) without sshd.
+fn forge(tag: &str) -> Option<(Scratch, Repo, Forge)> {
     if !sshd::available() {
-        return;
+        return None;
     }
-    let scratch = Scratch::new("doctor");
+    let scratch = Scratch::new(tag);
     let repo = Repo::new(&scratch, &[("app.sh", "#!/bin/sh\n")], &["app.sh"]);
     let forge = Forge::start(&scratch.path("forge"));
-    let (etc, state) = (scratch.path("etc"), scratch.path("state"));
+    Some((scratch, repo, forge))
+}
 
+/// `baton init app` for `repo` on `forge` into `etc`, pinning `fingerprint` as the forge's host
+/// key; it must succeed.
+fn init(forge: &Forge, repo: &Repo, fingerprint: &str, etc: &Path) -> Output {
     let init = Command::new(BATON)
         .args(["init", "app", "--repo", &forge.url(&repo.bare)])
-        .args(["--host-fingerprint", &forge.host_fingerprint()])
+        .args(["--host-fingerprint", fingerprint])
         .args(["--user", &forge.user, "--no-enable", "--etc-dir"])
-        .arg(&etc)
+        .arg(etc)
         .args(["--", "./app.sh"])
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", text(&init));
+    assert!(init.status.success(), "{}", output_text(&init));
+    init
+}
+
+#[test]
+fn doctor_says_add_this_key_until_the_forge_has_it() {
+    let Some((scratch, repo, forge)) = forge("doctor") else {
+        return;
+    };
+    let (etc, state) = (scratch.path("etc"), scratch.path("state"));
+
+    let init = init(&forge, &repo, &forge.host_fingerprint(), &etc);
     let public_key = std::fs::read_to_string(etc.join("app.deploy_key.pub")).unwrap();
-    assert!(text(&init).contains(public_key.trim()), "{}", text(&init));
+    assert_printed(&init, public_key.trim());
 
     let before = doctor(&etc, &state, &forge.user, false);
-    let shown = text(&before);
-    assert!(!before.status.success(), "{shown}");
-    assert!(shown.contains("✓ app: config"), "{shown}");
-    assert!(shown.contains("✓ app: deploy key"), "{shown}");
-    assert!(shown.contains("✓ app: host key"), "{shown}");
-    assert!(shown.contains("✓ app: webhook secret"), "{shown}");
-    assert!(
-        shown.contains("✗ app: repository: the host refused the deploy key"),
-        "{shown}\nsshd log:\n{}",
-        forge.log()
-    );
-    assert!(shown.contains("add this key at"), "{shown}");
-    assert!(shown.contains(public_key.trim()), "{shown}");
+    let passing = ["config", "deploy key", "host key", "webhook secret"];
+    forge.assert_doctor_wants_key(&before, &public_key, &passing);
 
     forge.add_deploy_key(&public_key);
     let after = doctor(&etc, &state, &forge.user, false);
-    let shown = text(&after);
+    let shown = output_text(&after);
     assert!(
         after.status.success(),
         "{shown}\nsshd log:\n{}",
@@ -103,26 +100,15 @@ fn doctor_says_add_this_key_until_the_forge_has_it() {
 
 #[test]
 fn doctor_fails_on_a_changed_host_key_with_the_fix() {
-    if !sshd::available() {
+    let Some((scratch, repo, forge)) = forge("doctor-hostkey") else {
         return;
-    }
-    let scratch = Scratch::new("doctor-hostkey");
-    let repo = Repo::new(&scratch, &[("app.sh", "#!/bin/sh\n")], &["app.sh"]);
-    let forge = Forge::start(&scratch.path("forge"));
+    };
     let other = Forge::start(&scratch.path("other"));
     let (etc, state) = (scratch.path("etc"), scratch.path("state"));
     // Pinned to another server's key: what a man in the middle would look like.
-    let init = Command::new(BATON)
-        .args(["init", "app", "--repo", &forge.url(&repo.bare)])
-        .args(["--host-fingerprint", &other.host_fingerprint()])
-        .args(["--user", &forge.user, "--no-enable", "--etc-dir"])
-        .arg(&etc)
-        .args(["--", "./app.sh"])
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", text(&init));
+    init(&forge, &repo, &other.host_fingerprint(), &etc);
     let out = doctor(&etc, &state, &forge.user, false);
-    let shown = text(&out);
+    let shown = output_text(&out);
     assert!(!out.status.success(), "{shown}");
     assert!(shown.contains("✗ app: host key"), "{shown}");
     assert!(shown.contains(&forge.host_fingerprint()), "{shown}");

@@ -18,6 +18,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use baton_load::Mode;
+use common::app::baton_cmd;
 use common::load::{Background, assert_no_failures};
 use common::repo::Repo;
 use common::*;
@@ -56,27 +57,24 @@ fn wheelhouse() -> Option<PathBuf> {
          (`pip download -d DIR -r examples/flask/requirements.txt six`, as .ci/run does)",
         dir.display()
     );
-    if std::env::var_os("BATON_REQUIRE_ALL").is_some() {
-        panic!("{why} (BATON_REQUIRE_ALL is set)");
-    }
-    eprintln!("SKIPPED: {why}");
+    skip(&why);
     None
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// `baton deploy`, waiting as long as a venv install may take.
+fn deploy(baton: &Baton) -> Output {
+    baton_cmd(baton, &["deploy", "--timeout", "5m"])
 }
 
-fn deploy(baton: &Baton) -> Output {
-    Command::new(BATON)
-        .args(["deploy", "--timeout", "5m", "--control"])
-        .arg(&baton.control)
-        .output()
-        .unwrap()
+/// A `deploy` that must succeed.
+fn deploy_ok(baton: &Baton) {
+    let out = deploy(baton);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        output_text(&out),
+        baton.log_text()
+    );
 }
 
 fn current_release(state: &Path) -> PathBuf {
@@ -140,7 +138,7 @@ fn flask_recipe_builds_reuses_and_never_serves_a_half_made_venv() {
         .args(["--threads", "4", "--graceful-timeout", "20", "app:app"])
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", text(&init));
+    assert!(init.status.success(), "{}", output_text(&init));
     let state = state_root.join("app");
     assert!(
         state.join("shared/instance").is_dir(),
@@ -184,8 +182,7 @@ fn flask_recipe_builds_reuses_and_never_serves_a_half_made_venv() {
         &[("requirements.txt", &requirements), ("hello.txt", "v2\n")],
         &[],
     );
-    let out = deploy(&baton);
-    assert!(out.status.success(), "{}\n{}", text(&out), baton.log_text());
+    deploy_ok(&baton);
     let second = current_release(&state);
     let second_venv = venv_of(&second);
     assert_ne!(
@@ -196,13 +193,16 @@ fn flask_recipe_builds_reuses_and_never_serves_a_half_made_venv() {
         .args(["-c", "import six"])
         .output()
         .unwrap();
-    assert!(six.status.success(), "six not installed: {}", text(&six));
+    assert!(
+        six.status.success(),
+        "six not installed: {}",
+        output_text(&six)
+    );
     assert!(http_get(baton.addr, "/").unwrap().1.contains("message=v2"));
 
     // Unchanged requirements: the same venv, nothing installed.
     repo.commit(&[("hello.txt", "v3\n")], &[]);
-    let out = deploy(&baton);
-    assert!(out.status.success(), "{}\n{}", text(&out), baton.log_text());
+    deploy_ok(&baton);
     let third = current_release(&state);
     assert_eq!(
         venv_of(&third),

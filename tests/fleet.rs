@@ -4,13 +4,13 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use baton_load::Mode;
+use common::app::{build_site, deploying, message};
 use common::load::{Background, assert_no_failures};
-use common::repo::Repo;
 use common::*;
 
 /// Each build appends when it started and ended to a file shared by both instances, so the
@@ -28,60 +28,48 @@ fn ansible_playbook() -> Option<PathBuf> {
     have_tool("ansible-playbook").then(|| PathBuf::from("ansible-playbook"))
 }
 
-fn message(addr: std::net::SocketAddr) -> String {
-    let (_, body) = http_get(addr, "/").unwrap();
-    body.split("message=")
-        .nth(1)
-        .unwrap_or("")
-        .trim()
-        .to_string()
+/// `ansible-playbook -c local` of the fleet recipe over `inventory`, deploying `sha`, with its
+/// temporary and home directories in `scratch`.
+fn rolling_deploy(playbook_bin: &Path, inventory: &Path, sha: &str, scratch: &Scratch) -> Command {
+    let playbook =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ansible/rolling-deploy.yml");
+    let mut cmd = Command::new(playbook_bin);
+    cmd.args(["-c", "local", "-i"])
+        .arg(inventory)
+        .arg(&playbook)
+        .arg("-e")
+        .arg(format!("deploy_rev={sha} baton={BATON}"))
+        .arg("-e")
+        .arg("ansible_python_interpreter={{ ansible_playbook_python }}")
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_LOCAL_TEMP", scratch.path("ansible-tmp"))
+        .env("ANSIBLE_HOME", scratch.path("ansible-home"));
+    cmd
 }
 
 #[test]
 fn the_playbook_deploys_both_instances_one_after_the_other_without_failed_requests() {
-    if !have_tool("git") {
+    let Some((scratch, repo, _)) = build_site("fleet", BUILD_SH) else {
         return;
-    }
+    };
     let Some(playbook_bin) = ansible_playbook() else {
         return;
     };
-    let scratch = Scratch::new("fleet");
-    let run_sh = format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n");
-    let repo = Repo::new(
-        &scratch,
-        &[
-            ("run.sh", &run_sh),
-            ("build.sh", BUILD_SH),
-            ("hello.txt", "v1"),
-        ],
-        &["run.sh", "build.sh"],
-    );
     let fleet_log = scratch.path("fleet.log");
-    let config = scratch.path("baton.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = scratch.file(
+        "baton.toml",
+        &format!(
             "[build]\ncommand = [\"./build.sh\"]\nenv = {{ FLEET_LOG = \"{}\" }}\n",
             fleet_log.display()
         ),
-    )
-    .unwrap();
-    let start = |name: &str| {
-        BatonBuilder::new()
-            .state_dir(&scratch.path(name))
-            .arg("--repo")
-            .arg(repo.bare.to_str().unwrap())
-            .arg("-c")
-            .arg(config.to_str().unwrap())
-            .app(&["./run.sh"])
-            .start()
-    };
+    );
+    let start = |name: &str| deploying(&repo, &scratch.path(name), &config).start();
     let hosts = [start("app1"), start("app2")];
     for baton in &hosts {
         baton.wait_status(Duration::from_secs(20), "the first deploy done", |s| {
             s["deploys"]["running"].is_null() && s["deploys"]["recent"][0]["outcome"] == "ok"
         });
-        assert_eq!(message(baton.addr), "v1");
+        assert_eq!(message(baton), "v1");
     }
     std::fs::write(&fleet_log, "").unwrap();
 
@@ -100,22 +88,8 @@ fn the_playbook_deploys_both_instances_one_after_the_other_without_failed_reques
         .iter()
         .map(|b| Background::start(b.addr, &[Mode::KeepAlive, Mode::ConnectionPerRequest]))
         .collect();
-    let playbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/ansible/rolling-deploy.yml");
-    let out = Command::new(&playbook_bin)
-        .arg("-c")
-        .arg("local")
-        .arg("-i")
-        .arg(&inventory)
-        .arg(&playbook)
-        .arg("-e")
-        .arg(format!("deploy_rev={sha} baton={BATON}"))
-        .arg("-e")
-        .arg("ansible_python_interpreter={{ ansible_playbook_python }}")
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env("ANSIBLE_LOCAL_TEMP", scratch.path("ansible-tmp"))
+    let out = rolling_deploy(&playbook_bin, &inventory, &sha, &scratch)
         .env("ANSIBLE_REMOTE_TEMP", scratch.path("ansible-tmp"))
-        .env("ANSIBLE_HOME", scratch.path("ansible-home"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -126,7 +100,7 @@ fn the_playbook_deploys_both_instances_one_after_the_other_without_failed_reques
     );
     assert!(text.contains("app1") && text.contains("app2"), "{text}");
     for (baton, load) in hosts.iter().zip(loads) {
-        assert_eq!(message(baton.addr), "v2");
+        assert_eq!(message(baton), "v2");
         assert_eq!(
             baton.status().unwrap()["deploys"]["current_commit"],
             sha.as_str()
@@ -152,17 +126,7 @@ fn the_playbook_deploys_both_instances_one_after_the_other_without_failed_reques
     assert!(stamps[2].1 > stamps[1].1, "{log}");
 
     // Run again: nothing to do, nothing changes (the deploy step is skipped on both).
-    let again = Command::new(&playbook_bin)
-        .args(["-c", "local", "-i"])
-        .arg(&inventory)
-        .arg(&playbook)
-        .arg("-e")
-        .arg(format!("deploy_rev={sha} baton={BATON}"))
-        .arg("-e")
-        .arg("ansible_python_interpreter={{ ansible_playbook_python }}")
-        .env("ANSIBLE_NOCOLOR", "1")
-        .env("ANSIBLE_LOCAL_TEMP", scratch.path("ansible-tmp"))
-        .env("ANSIBLE_HOME", scratch.path("ansible-home"))
+    let again = rolling_deploy(&playbook_bin, &inventory, &sha, &scratch)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&again.stdout);

@@ -4,20 +4,14 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::app::hello_repo;
+use common::app::{build_site, deploying};
 use common::*;
 
 const BUILD_SH: &str = "#!/bin/sh\necho compiling part 1\nsleep 0.2\necho compiling part 2\n";
+const BUILD_TOML: &str = "[build]\ncommand = [\"./build.sh\"]\n";
 
 fn baton_cmd(baton: &Baton, args: &[&str]) -> (bool, Vec<String>) {
-    let out = Command::new(BATON)
-        .args(args)
-        .arg("--control")
-        .arg(&baton.control)
-        .output()
-        .unwrap();
+    let out = common::app::baton_cmd(baton, args);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{out:?}");
     (
@@ -37,21 +31,10 @@ fn find(lines: &[String], from: usize, needle: &str) -> usize {
 
 #[test]
 fn follow_streams_phases_and_build_output_before_the_result() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = build_site("follow", BUILD_SH) else {
         return;
-    }
-    let scratch = Scratch::new("follow");
-    let repo = hello_repo(&scratch, &[("build.sh", BUILD_SH)], &["build.sh"]);
-    let config = scratch.path("baton.toml");
-    std::fs::write(&config, "[build]\ncommand = [\"./build.sh\"]\n").unwrap();
-    let baton = BatonBuilder::new()
-        .state_dir(&scratch.path("state"))
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("-c")
-        .arg(config.to_str().unwrap())
-        .app(&["./run.sh"])
-        .start();
+    };
+    let baton = deploying(&repo, &state, &scratch.file("baton.toml", BUILD_TOML)).start();
     baton.wait_status(
         std::time::Duration::from_secs(20),
         "the first deploy done",
@@ -86,21 +69,26 @@ fn follow_streams_phases_and_build_output_before_the_result() {
         "{lines:#?}"
     );
 
-    let (_, lines) = baton_cmd(&baton, &["reload", "--follow"]);
-    let reloading = find(&lines, 0, "] reloading");
-    let start = find(&lines, reloading, "] start done in ");
-    assert!(
-        lines[start + 1].starts_with("reloaded: generation"),
-        "{lines:#?}"
-    );
-
-    let (_, lines) = baton_cmd(&baton, &["rollback", "--follow"]);
-    let job = find(&lines, 0, "rollback to the previous release (rollback)");
-    let start = find(&lines, job, "start done in ");
-    assert!(
-        lines[start + 1].starts_with("rolled back: release "),
-        "{lines:#?}"
-    );
+    // A reload and a rollback: their first progress line, the start, then the result.
+    for (command, first, start_done, result) in [
+        (
+            "reload",
+            "] reloading",
+            "] start done in ",
+            "reloaded: generation",
+        ),
+        (
+            "rollback",
+            "rollback to the previous release (rollback)",
+            "start done in ",
+            "rolled back: release ",
+        ),
+    ] {
+        let (_, lines) = baton_cmd(&baton, &[command, "--follow"]);
+        let begun = find(&lines, 0, first);
+        let start = find(&lines, begun, start_done);
+        assert!(lines[start + 1].starts_with(result), "{lines:#?}");
+    }
 
     // Without --follow: the one result line, as before.
     let (_, lines) = baton_cmd(&baton, &["deploy"]);

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::app::{baton_cmd, message};
+use common::app::{baton_cmd, deploying, history, launcher_repo, message, site};
 use common::repo::Repo;
 use common::*;
 use serde_json::Value;
@@ -23,15 +23,19 @@ const AFTER_LIVE_SH: &str =
     "#!/bin/sh\necho \"live $BATON_COMMIT\"\n[ -e AFTER_LIVE_FAILS ] && exit 4\nexit 0\n";
 const AFTER_ROLLBACK_SH: &str = "#!/bin/sh\necho \"rolled back to $BATON_COMMIT\"\n";
 
-fn current_dir(state: &Path) -> std::path::PathBuf {
-    state.join(std::fs::read_link(state.join("current")).unwrap())
+/// The app's repository: its launcher, one script per hook and `hello.txt`.
+fn hooks_repo(scratch: &Scratch) -> Repo {
+    let hooks = [
+        ("migrate.sh", MIGRATE_SH),
+        ("after_live.sh", AFTER_LIVE_SH),
+        ("after_rollback.sh", AFTER_ROLLBACK_SH),
+    ];
+    let scripts = hooks.map(|(name, _)| name);
+    launcher_repo(scratch, &run_sh(), &hooks, &scripts)
 }
 
-/// `baton history --json -n N`, parsed.
-fn history(baton: &Baton, n: usize) -> Vec<Value> {
-    let out = baton_cmd(baton, &["history", "--json", "-n", &n.to_string()]);
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+fn current_dir(state: &Path) -> std::path::PathBuf {
+    state.join(std::fs::read_link(state.join("current")).unwrap())
 }
 
 fn phase_names(entry: &Value) -> Vec<String> {
@@ -48,37 +52,15 @@ fn phase_names(entry: &Value) -> Vec<String> {
 
 #[test]
 fn hooks_run_in_order_a_failing_before_start_keeps_the_old_release_and_history_has_phases() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = site("hooks", hooks_repo) else {
         return;
-    }
-    let scratch = Scratch::new("hooks");
-    let repo = Repo::new(
-        &scratch,
-        &[
-            ("run.sh", &run_sh()),
-            ("migrate.sh", MIGRATE_SH),
-            ("after_live.sh", AFTER_LIVE_SH),
-            ("after_rollback.sh", AFTER_ROLLBACK_SH),
-            ("hello.txt", "v1"),
-        ],
-        &["run.sh", "migrate.sh", "after_live.sh", "after_rollback.sh"],
-    );
-    let state = scratch.path("state");
-    let config = scratch.path("baton.toml");
-    std::fs::write(
-        &config,
+    };
+    let config = scratch.file(
+        "baton.toml",
         "[build]\ncommand = [\"/bin/true\"]\ntimeout = \"30s\"\n[deploy]\nbefore_start = [\"./migrate.sh\"]\nafter_live = [\"./after_live.sh\"]\nafter_rollback = [\"./after_rollback.sh\"]\n",
-    )
-    .unwrap();
-    let baton = BatonBuilder::new()
-        .state_dir(&state)
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("--ready-timeout")
-        .arg("3s")
-        .arg("-c")
-        .arg(config.to_str().unwrap())
-        .app(&["./run.sh"])
+    );
+    let baton = deploying(&repo, &state, &config)
+        .ready_timeout("3s")
         .start();
     assert_eq!(message(&baton), "v1");
     let first = current_dir(&state);

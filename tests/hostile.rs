@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::app::message;
+use common::app::{hello_repo, launcher_repo, message, site, wait_message};
 use common::files::write_private;
 use common::hostile::*;
 use common::repo::Repo;
@@ -21,37 +21,18 @@ const SECRET: &str = "hostile-test-secret-0123456789";
 /// A repository whose `run.sh` execs baton-hello, whose `build.sh` records its pid and sleeps
 /// when `SLOW` exists, and whose `hello.txt` is what the app serves.
 fn app_repo(scratch: &Scratch) -> Repo {
-    let run_sh = format!("#!/bin/sh\nexec \"{HELLO}\" --idle-grace 100ms\n");
     let build_sh = "#!/bin/sh\necho $$ > build.pid\n[ -e SLOW ] && sleep 600\necho built\n";
-    Repo::new(
-        scratch,
-        &[
-            ("run.sh", &run_sh),
-            ("build.sh", build_sh),
-            ("hello.txt", "v1"),
-        ],
-        &["run.sh", "build.sh"],
-    )
+    hello_repo(scratch, &[("build.sh", build_sh)], &["build.sh"])
 }
 
 fn config(scratch: &Scratch, text: &str) -> PathBuf {
-    let path = scratch.path("baton.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    scratch.file("baton.toml", text)
 }
 
 const BUILD: &str = "[build]\ncommand = [\"./build.sh\"]\ntimeout = \"30s\"\n";
 
 fn deploying(repo: &Repo, state: &Path, config: &Path) -> BatonBuilder {
-    BatonBuilder::new()
-        .state_dir(state)
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("--ready-timeout")
-        .arg("5s")
-        .arg("-c")
-        .arg(config.to_str().unwrap())
-        .app(&["./run.sh"])
+    common::app::deploying(repo, state, config).ready_timeout("5s")
 }
 
 fn client(baton: &Baton, args: &[&str]) -> Command {
@@ -72,8 +53,7 @@ fn releases(state: &Path) -> Vec<PathBuf> {
 #[test]
 fn committed_symlinks_named_like_baton_files_are_replaced_not_followed() {
     let scratch = Scratch::new("symlinks");
-    let outside = scratch.path("outside");
-    std::fs::create_dir(&outside).unwrap();
+    let outside = scratch.dir("outside");
     let target = outside.join("precious.txt");
     std::fs::write(&target, "precious").unwrap();
     let repo = app_repo(&scratch);
@@ -168,8 +148,7 @@ fn empty_or_garbage_state_files_are_moved_aside_and_baton_starts() {
         for name in ["webhook-deliveries.json", "history.json"] {
             std::fs::write(state.join(name), content).unwrap();
         }
-        let secret = scratch.path("secret");
-        write_private(&secret, SECRET);
+        let secret = scratch.private("secret", SECRET);
         let baton = deploying(&repo, &state, &config(&scratch, BUILD))
             .webhook(&secret)
             .start();
@@ -218,18 +197,14 @@ fn empty_or_garbage_state_files_are_moved_aside_and_baton_starts() {
 
 #[test]
 fn runtime_and_control_directories_not_private_to_baton_are_refused() {
-    if !is_root("chowning directories to another uid") {
+    let Some(scratch) = root_scratch("chowning directories to another uid", "runtime-dirs") else {
         return;
-    }
-    let scratch = Scratch::new("runtime-dirs");
-    let foreign = scratch.path("foreign");
-    std::fs::create_dir(&foreign).unwrap();
+    };
+    let foreign = scratch.dir("foreign");
     chown(&foreign, NOBODY);
-    let open = scratch.path("open");
-    std::fs::create_dir(&open).unwrap();
+    let open = scratch.dir("open");
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let private = scratch.path("private");
-    std::fs::create_dir(&private).unwrap();
+    let private = scratch.dir("private");
 
     let run = |runtime: &Path, control: &Path| {
         let mut cmd = Command::new(BATON);
@@ -287,9 +262,9 @@ fn the_app_and_the_build_get_an_allowlisted_environment_and_only_their_fds() {
     if !have_tool("python3") {
         return;
     }
-    let scratch = Scratch::new("env-fds");
-    let repo = app_repo(&scratch);
-    let state = scratch.path("state");
+    let Some((scratch, repo, state)) = site("env-fds", app_repo) else {
+        return;
+    };
     let report = scratch.path("report.json");
     let config = config(
         &scratch,
@@ -304,17 +279,11 @@ fn the_app_and_the_build_get_an_allowlisted_environment_and_only_their_fds() {
         ("SSH_AUTH_SOCK", "/tmp/agent.sock"),
         ("GIT_SSH_COMMAND", "ssh -i /root/.ssh/id_rsa"),
     ];
-    let mut baton = BatonBuilder::new()
-        .state_dir(&state)
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("-c")
-        .arg(config.to_str().unwrap())
-        .app(&[
-            "python3",
-            fixture("env_probe.py").to_str().unwrap(),
-            report.to_str().unwrap(),
-        ]);
+    let mut baton = common::app::deploying(&repo, &state, &config).app(&[
+        "python3",
+        fixture("env_probe.py").to_str().unwrap(),
+        report.to_str().unwrap(),
+    ]);
     for (k, v) in secrets {
         baton = baton.env(k, v);
     }
@@ -428,8 +397,7 @@ fn loose_or_foreign_secrets_and_deploy_keys_are_refused_with_the_fix() {
 
     // systemd's credentials directory: root-owned 0440 (its ACL layout) is accepted there,
     // readable by others is not.
-    let creds = scratch.path("credentials");
-    std::fs::create_dir(&creds).unwrap();
+    let creds = scratch.dir("credentials");
     let credential = creds.join("webhook-secret");
     write_private(&credential, SECRET);
     std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o440)).unwrap();
@@ -440,11 +408,7 @@ fn loose_or_foreign_secrets_and_deploy_keys_are_refused_with_the_fix() {
             .env("CREDENTIALS_DIRECTORY", creds.to_str().unwrap())
     };
     let baton = with_credential().start();
-    assert!(
-        baton.log_text().contains("webhook on"),
-        "{}",
-        baton.log_text()
-    );
+    baton.assert_logged("webhook on");
     assert!(baton.stop().success());
     std::fs::set_permissions(&credential, std::fs::Permissions::from_mode(0o444)).unwrap();
     let mut refused = with_credential().spawn();
@@ -479,8 +443,7 @@ fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String) {
 #[test]
 fn webhook_garbage_never_reaches_the_app_and_a_real_push_still_works() {
     let scratch = Scratch::new("hook-garbage");
-    let secret = scratch.path("secret");
-    write_private(&secret, SECRET);
+    let secret = scratch.private("secret", SECRET);
     let baton = BatonBuilder::new().webhook(&secret).start();
     let hook = baton.webhook.unwrap();
     let body = br#"{"ref":"refs/heads/main","after":"0123456789abcdef0123456789abcdef01234567","repository":{"full_name":"me/app"}}"#;
@@ -599,8 +562,7 @@ fn a_sighup_storm_coalesces_and_baton_keeps_serving() {
 #[test]
 fn shared_entries_that_leave_the_release_fail_the_deploy_and_touch_nothing() {
     let scratch = Scratch::new("shared-escape");
-    let outside = scratch.path("outside");
-    std::fs::create_dir(&outside).unwrap();
+    let outside = scratch.dir("outside");
     std::fs::write(outside.join("app.py"), "precious").unwrap();
     let repo = app_repo(&scratch);
     std::os::unix::fs::symlink(&outside, repo.work.join("config")).unwrap();
@@ -640,15 +602,13 @@ fn shared_entries_that_leave_the_release_fail_the_deploy_and_touch_nothing() {
 
 #[test]
 fn the_app_and_the_build_run_as_their_users_and_cannot_reach_batons_secrets() {
-    if !is_root("switching the app and the build to other users") {
+    let Some(scratch) = root_scratch("switching the app and the build to other users", "run-as")
+    else {
         return;
-    }
-    let scratch = Scratch::new("run-as");
-    let out = scratch.path("out");
-    std::fs::create_dir(&out).unwrap();
+    };
+    let out = scratch.dir("out");
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let secret = scratch.path("secret");
-    write_private(&secret, SECRET);
+    let secret = scratch.private("secret", SECRET);
     let state = scratch.path("state");
     // Each records who it is and what of baton's it could reach, then the app serves.
     let probe = |who: &str| {
@@ -664,17 +624,8 @@ fn the_app_and_the_build_run_as_their_users_and_cannot_reach_batons_secrets() {
         probe("app")
     );
     let build_sh = format!("#!/bin/sh\n{}", probe("build"));
-    let repo = Repo::new(
-        &scratch,
-        &[
-            ("run.sh", &run_sh),
-            ("build.sh", &build_sh),
-            ("hello.txt", "v1"),
-        ],
-        &["run.sh", "build.sh"],
-    );
-    let runtime = scratch.path("run");
-    std::fs::create_dir(&runtime).unwrap();
+    let repo = launcher_repo(&scratch, &run_sh, &[("build.sh", &build_sh)], &["build.sh"]);
+    let runtime = scratch.dir("run");
     let control = runtime.join("control.sock");
     let env = format!(
         "{{ OUT = {out:?}, SECRET = {secret:?}, STATE = {state:?}, BATON = {BATON:?}, CONTROL = {control:?} }}"
@@ -766,14 +717,10 @@ fn the_app_and_the_build_run_as_their_users_and_cannot_reach_batons_secrets() {
 
 #[test]
 fn a_replayed_push_deploys_nothing_whatever_its_delivery_id() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = site("replay", app_repo) else {
         return;
-    }
-    let scratch = Scratch::new("replay");
-    let repo = app_repo(&scratch);
-    let state = scratch.path("state");
-    let secret = scratch.path("secret");
-    write_private(&secret, SECRET);
+    };
+    let secret = scratch.private("secret", SECRET);
     let baton = deploying(&repo, &state, &config(&scratch, BUILD))
         .webhook(&secret)
         .start();
@@ -781,11 +728,7 @@ fn a_replayed_push_deploys_nothing_whatever_its_delivery_id() {
     let commit = repo.commit(&[("hello.txt", "v2")], &[]);
     let (status, text) = github_push(hook, SECRET.as_bytes(), "first", &commit);
     assert_eq!(status, 202, "{text}");
-    eventually(
-        Duration::from_secs(30),
-        || format!("v2 never served:\n{}", baton.log_text()),
-        || (message(&baton) == "v2").then_some(()),
-    );
+    wait_message(&baton, "v2");
     let generation = baton.generation();
     let deploys = baton.status().unwrap()["deploys"]["recent"]
         .as_array()

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Scratch, have_tool};
+use common::{Scratch, assert_init_changed_nothing, assert_printed, have_tool, output_text};
 
 const BATON: &str = env!("CARGO_BIN_EXE_baton");
 
@@ -29,14 +29,6 @@ fn init(etc: &Path, units: &Path, extra: &[&str]) -> Output {
         .args(["--", "./bin/shop", "--port", "8081"])
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Every file under `dir` with its bytes, mode, owner and mtime.
@@ -71,12 +63,12 @@ fn init_writes_key_secret_config_and_dropin_then_changes_nothing() {
     let (etc, units) = (scratch.path("etc"), scratch.path("units"));
 
     let dry = init(&etc, &units, &["--dry-run"]);
-    assert!(dry.status.success(), "{}", text(&dry));
-    assert!(text(&dry).contains("would create"), "{}", text(&dry));
+    assert!(dry.status.success(), "{}", output_text(&dry));
+    assert_printed(&dry, "would create");
     assert!(!etc.exists(), "--dry-run wrote {}", etc.display());
 
     let first = init(&etc, &units, &[]);
-    let shown = text(&first);
+    let shown = output_text(&first);
     assert!(first.status.success(), "{shown}");
     let mode = |name: &str| std::fs::metadata(etc.join(name)).unwrap().mode() & 0o777;
     assert_eq!(mode("shop.deploy_key"), 0o600);
@@ -105,7 +97,7 @@ fn init_writes_key_secret_config_and_dropin_then_changes_nothing() {
             .arg(etc.join("shop.deploy_key"))
             .output()
             .unwrap();
-        assert!(derived.status.success(), "{}", text(&derived));
+        assert!(derived.status.success(), "{}", output_text(&derived));
         let derived = String::from_utf8(derived.stdout).unwrap();
         let fields = |s: &str| s.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         assert_eq!(fields(&derived), fields(&public));
@@ -121,11 +113,7 @@ fn init_writes_key_secret_config_and_dropin_then_changes_nothing() {
         .arg(etc.join("shop.toml"))
         .output()
         .unwrap();
-    assert!(
-        text(&check).contains("./bin/shop not found"),
-        "{}",
-        text(&check)
-    );
+    assert_printed(&check, "./bin/shop not found");
     let dropin = std::fs::read_to_string(units.join("baton@shop.socket.d/listen.conf")).unwrap();
     assert!(
         dropin.contains("ListenStream=\nListenStream=127.0.0.1:8081\n"),
@@ -135,9 +123,7 @@ fn init_writes_key_secret_config_and_dropin_then_changes_nothing() {
     // Again: nothing is regenerated or rewritten.
     let before = snapshot(&scratch.0);
     let second = init(&etc, &units, &[]);
-    assert!(second.status.success(), "{}", text(&second));
-    assert!(text(&second).contains("nothing to do"), "{}", text(&second));
-    assert!(!text(&second).contains("created"), "{}", text(&second));
+    assert_init_changed_nothing(&second);
     assert_eq!(snapshot(&scratch.0), before, "a second init changed files");
 
     // A different config is refused before anything is written.
@@ -150,11 +136,7 @@ fn init_writes_key_secret_config_and_dropin_then_changes_nothing() {
         .output()
         .unwrap();
     assert!(!other.status.success());
-    assert!(
-        text(&other).contains("exists and differs"),
-        "{}",
-        text(&other)
-    );
+    assert_printed(&other, "exists and differs");
     assert!(
         !etc.join("shop.secret").exists(),
         "refused init wrote a secret"
@@ -177,9 +159,9 @@ fn init_refuses_untrusted_hosts_and_bad_names() {
     };
     let out = run(&["app", "--repo", "ssh://git@git.example.org:2222/me/app.git"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("--host-fingerprint"), "{}", text(&out));
+    assert_printed(&out, "--host-fingerprint");
     let out = run(&["Bad/Name", "--repo", "git@github.com:me/app.git"]);
-    assert!(text(&out).contains("app name"), "{}", text(&out));
+    assert_printed(&out, "app name");
     let out = run(&[
         "app",
         "--repo",
@@ -187,6 +169,6 @@ fn init_refuses_untrusted_hosts_and_bad_names() {
         "--host-fingerprint",
         "MD5:00",
     ]);
-    assert!(text(&out).contains("SHA256:"), "{}", text(&out));
+    assert_printed(&out, "SHA256:");
     assert!(!etc.exists(), "a refused init wrote {}", etc.display());
 }

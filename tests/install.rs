@@ -14,12 +14,12 @@ mod common;
 mod systemd_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Scratch;
 use common::repo::Repo;
 use common::sshd::{self, Forge};
+use common::{Scratch, assert_init_changed_nothing, assert_printed, output_text};
 use systemd_support::{BothLoads, HELLO, Manager, get_here, http_get};
 
 const APP_PORT: u16 = 8081;
@@ -51,20 +51,9 @@ fn package() -> Option<PathBuf> {
         .filter(|_| common::have_tool("dpkg-deb"));
     if usable.is_none() {
         let why = "no baton .deb: run `cargo deb` first (.ci/run does) or set BATON_DEB";
-        if std::env::var_os("BATON_REQUIRE_ALL").is_some() {
-            panic!("{why} (BATON_REQUIRE_ALL is set)");
-        }
-        eprintln!("SKIPPED: {why}");
+        common::skip(why);
     }
     usable
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Waits (bounded) until the app's answer contains `needle`.
@@ -104,7 +93,7 @@ fn from_the_package_to_push_to_deploy() {
         .arg(&root)
         .output()
         .unwrap();
-    assert!(out.status.success(), "dpkg-deb -x: {}", text(&out));
+    assert!(out.status.success(), "dpkg-deb -x: {}", output_text(&out));
     let baton = root.join("usr/bin/baton");
     let baton = baton.to_str().unwrap();
     let version = Command::new(baton).arg("--version").output().unwrap();
@@ -157,19 +146,17 @@ fn from_the_package_to_push_to_deploy() {
     assert!(
         first.status.success(),
         "baton init: {}\n{}",
-        text(&first),
+        output_text(&first),
         m.diagnostics()
     );
     let public_key = std::fs::read_to_string(etc.join("app.deploy_key.pub")).unwrap();
-    assert!(text(&first).contains(public_key.trim()), "{}", text(&first));
+    assert_printed(&first, public_key.trim());
     assert_eq!(m.prop("baton@app.socket", "UnitFileState"), "enabled");
     assert_eq!(m.prop("baton@app.socket", "ActiveState"), "active");
     assert_eq!(m.prop("baton-webhook@app.socket", "ActiveState"), "active");
 
     let again = m.run(&init_argv);
-    assert!(again.status.success(), "{}", text(&again));
-    assert!(text(&again).contains("nothing to do"), "{}", text(&again));
-    assert!(!text(&again).contains("created"), "{}", text(&again));
+    assert_init_changed_nothing(&again);
 
     let doctor = [
         baton,
@@ -181,30 +168,18 @@ fn from_the_package_to_push_to_deploy() {
         &etc_s,
     ];
     let before = m.run(&doctor);
-    let shown = text(&before);
-    assert!(!before.status.success(), "{shown}");
-    assert!(
-        shown.contains("✗ app: repository: the host refused the deploy key"),
-        "{shown}"
-    );
-    assert!(shown.contains("add this key at"), "{shown}");
-    assert!(shown.contains(public_key.trim()), "{shown}");
-    for passing in [
+    let passing = [
         "config",
         "deploy key",
         "host key",
         "webhook secret",
         "baton@app.socket",
-    ] {
-        assert!(
-            shown.contains(&format!("✓ app: {passing}")),
-            "{passing}:\n{shown}"
-        );
-    }
+    ];
+    forge.assert_doctor_wants_key(&before, &public_key, &passing);
 
     forge.add_deploy_key(&public_key);
     let after = m.run(&doctor);
-    let shown = text(&after);
+    let shown = output_text(&after);
     assert!(
         after.status.success(),
         "doctor after the key was added:\n{shown}\n{}\nsshd:\n{}",
@@ -230,7 +205,7 @@ fn from_the_package_to_push_to_deploy() {
         .arg(&body_file)
         .output()
         .unwrap();
-    assert!(sign.status.success(), "{}", text(&sign));
+    assert!(sign.status.success(), "{}", output_text(&sign));
     let signature = String::from_utf8(sign.stdout).unwrap().trim().to_string();
     let (status, answer) = m
         .in_netns(move || {
@@ -249,22 +224,7 @@ fn from_the_package_to_push_to_deploy() {
         "push webhook: {status} {answer}"
     );
     serves(&m, "message=v2", Duration::from_secs(60));
-    let (keepalive, per_request) = load.finish();
-    for (what, report) in [("keep-alive", &keepalive), ("per-request", &per_request)] {
-        assert!(
-            report.count() > 20,
-            "{what}: too few requests: {}",
-            report.count()
-        );
-        assert_eq!(
-            report.failures(),
-            0,
-            "{what}: {:?} of {} requests failed\n{}",
-            report.failures_by_class(),
-            report.count(),
-            m.diagnostics()
-        );
-    }
+    load.finish_without_failures(20, &m);
     // The deploy is done once its probation passed: a restart before that would cut it short
     // (and count it as failed).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -289,7 +249,7 @@ fn from_the_package_to_push_to_deploy() {
         assert!(
             Instant::now() < deadline,
             "the push deploy did not finish: {last:?}\n{}",
-            text(&out)
+            output_text(&out)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -318,7 +278,7 @@ fn from_the_package_to_push_to_deploy() {
     std::fs::write(&config_path, config).unwrap();
     m.systemctl(&["restart", "baton@app.service"]);
     let with_tls = m.run(&doctor);
-    let shown = text(&with_tls);
+    let shown = output_text(&with_tls);
     assert!(with_tls.status.success(), "{shown}\n{}", m.diagnostics());
     assert!(
         shown.contains(&format!(

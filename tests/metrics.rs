@@ -6,8 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::app::hello_repo;
-use common::app::message;
+use common::app::{deploying, hello_site, wait_message};
 use common::*;
 
 const SECRET: &str = "a-long-enough-webhook-secret";
@@ -30,40 +29,37 @@ fn value(text: &str, series: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
+/// Each `(series, value)` of `want` is exposed in `text` with exactly that value.
+fn assert_values(text: &str, want: &[(&str, f64)]) {
+    for &(series, expected) in want {
+        assert_eq!(value(text, series), expected, "{series}");
+    }
+}
+
 #[test]
 fn counters_move_with_deploys_reloads_and_webhook_requests() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = hello_site("metrics", &[], &[]) else {
         return;
-    }
-    let scratch = Scratch::new("metrics");
-    let repo = hello_repo(&scratch, &[], &[]);
-    let secret = scratch.path("secret");
-    common::files::write_private(&secret, &format!("{SECRET}\n"));
+    };
+    let secret = scratch.private("secret", &format!("{SECRET}\n"));
     let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let config = scratch.path("baton.toml");
-    std::fs::write(&config, format!("[metrics]\nlisten = \"{metrics}\"\n")).unwrap();
-    let baton = BatonBuilder::new()
-        .state_dir(&scratch.path("state"))
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("-c")
-        .arg(config.to_str().unwrap())
-        .app(&["./run.sh"])
-        .webhook(&secret)
-        .start();
+    let config = scratch.file(
+        "baton.toml",
+        &format!("[metrics]\nlisten = \"{metrics}\"\n"),
+    );
+    let baton = deploying(&repo, &state, &config).webhook(&secret).start();
     let before = eventually(
         Duration::from_secs(20),
         || format!("the startup deploy never counted:\n{}", baton.log_text()),
         || Some(scrape(metrics)).filter(|t| value(t, "baton_deploys_total{outcome=\"ok\"}") == 1.0),
     );
-    assert_eq!(value(&before, "baton_generation"), 1.0);
-    assert_eq!(
-        value(&before, "baton_webhook_requests_total{status=\"202\"}"),
-        0.0
-    );
-    assert_eq!(
-        value(&before, "baton_deploy_phase_seconds_count{phase=\"fetch\"}"),
-        1.0
+    assert_values(
+        &before,
+        &[
+            ("baton_generation", 1.0),
+            ("baton_webhook_requests_total{status=\"202\"}", 0.0),
+            ("baton_deploy_phase_seconds_count{phase=\"fetch\"}", 1.0),
+        ],
     );
     assert!(
         value(&before, "baton_resident_memory_bytes") > 1e6,
@@ -80,11 +76,7 @@ fn counters_move_with_deploys_reloads_and_webhook_requests() {
     let request = http::request("POST", "/webhook", &[("X-GitHub-Event", "push")], b"{}");
     let (status, _) = http::exchange(baton.webhook.unwrap(), &request).unwrap();
     assert_eq!(status, 401);
-    eventually(
-        Duration::from_secs(30),
-        || format!("v2 never served:\n{}", baton.log_text()),
-        || (message(&baton) == "v2").then_some(()),
-    );
+    wait_message(&baton, "v2");
     let after = eventually(
         Duration::from_secs(20),
         || "the webhook deploy never counted".into(),
@@ -93,29 +85,24 @@ fn counters_move_with_deploys_reloads_and_webhook_requests() {
     assert!(baton.reload().status.success());
     let after_reload = scrape(metrics);
 
-    assert_eq!(
-        value(&after, "baton_webhook_requests_total{status=\"202\"}"),
-        1.0
+    assert_values(
+        &after,
+        &[
+            ("baton_webhook_requests_total{status=\"202\"}", 1.0),
+            ("baton_webhook_requests_total{status=\"401\"}", 1.0),
+            ("baton_deploy_phase_seconds_count{phase=\"fetch\"}", 2.0),
+            ("baton_deploys_total{outcome=\"failed\"}", 0.0),
+            ("baton_generation", 2.0),
+        ],
     );
-    assert_eq!(
-        value(&after, "baton_webhook_requests_total{status=\"401\"}"),
-        1.0
-    );
-    assert_eq!(
-        value(&after, "baton_deploy_phase_seconds_count{phase=\"fetch\"}"),
-        2.0
-    );
-    assert_eq!(
-        value(&after, "baton_deploys_total{outcome=\"failed\"}"),
-        0.0
-    );
-    assert_eq!(value(&after, "baton_generation"), 2.0);
     assert!(value(&after, "baton_last_successful_deploy_timestamp_seconds") >= first_success);
-    assert_eq!(
-        value(&after_reload, "baton_reloads_total{outcome=\"ok\"}"),
-        1.0
+    assert_values(
+        &after_reload,
+        &[
+            ("baton_reloads_total{outcome=\"ok\"}", 1.0),
+            ("baton_generation", 3.0),
+        ],
     );
-    assert_eq!(value(&after_reload, "baton_generation"), 3.0);
 
     let (status, _) = http::get(metrics, "/other").unwrap();
     assert_eq!(status, 404);

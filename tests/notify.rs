@@ -8,8 +8,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::app::baton_cmd;
-use common::app::hello_repo;
+use common::app::{baton_cmd, build_site, deploying, hello_site};
 use common::*;
 use openssl::ssl::{SslAcceptor, SslMethod};
 use openssl::x509::X509;
@@ -150,37 +149,25 @@ fn wait_events(baton: &Baton, received: &Received, n: usize) -> Vec<Value> {
 
 #[test]
 fn every_deploy_event_reaches_the_receiver_with_retries_and_urls_stay_out_of_the_log() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = build_site("notify", BUILD_SH) else {
         return;
-    }
-    let scratch = Scratch::new("notify");
-    let repo = hello_repo(&scratch, &[("build.sh", BUILD_SH)], &["build.sh"]);
+    };
     let port = free_port();
-    let slack_url = scratch.path("slack.url");
-    common::files::write_private(
-        &slack_url,
+    let slack_url = scratch.private(
+        "slack.url",
         &format!("http://127.0.0.1:{port}/slack/T0/B0/slack-token-456\n"),
     );
-    let config = scratch.path("baton.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = scratch.file(
+        "baton.toml",
+        &format!(
             "name = \"shop\"\n[build]\ncommand = [\"./build.sh\"]\n\
              [[notify]]\nurl = \"http://127.0.0.1:{port}/hook/secret-token-123\"\n\
              [[notify]]\nurl_file = \"{}\"\nformat = \"slack\"\nevents = [\"failed\"]\n",
             slack_url.display()
         ),
-    )
-    .unwrap();
+    );
     // The receiver is down while baton starts and deploys its first release.
-    let baton = BatonBuilder::new()
-        .state_dir(&scratch.path("state"))
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("-c")
-        .arg(config.to_str().unwrap())
-        .app(&["./run.sh"])
-        .start();
+    let baton = deploying(&repo, &state, &config).start();
     eventually(
         Duration::from_secs(20),
         || format!("no failed attempt logged:\n{}", baton.log_text()),
@@ -297,11 +284,9 @@ fn every_deploy_event_reaches_the_receiver_with_retries_and_urls_stay_out_of_the
 
 #[test]
 fn https_receivers_are_verified_against_the_ca_bundle() {
-    if !have_tool("git") {
+    let Some((scratch, repo, state)) = hello_site("notify-tls", &[], &[]) else {
         return;
-    }
-    let scratch = Scratch::new("notify-tls");
-    let repo = hello_repo(&scratch, &[], &[]);
+    };
     // Two receivers over TLS: baton's CA bundle (SSL_CERT_FILE) holds only the first's cert.
     let (trusted_cert, trusted) = self_signed();
     let (_, untrusted) = self_signed();
@@ -320,23 +305,15 @@ fn https_receivers_are_verified_against_the_ca_bundle() {
         refused.clone(),
         Some(untrusted),
     );
-    let config = scratch.path("baton.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = scratch.file(
+        "baton.toml",
+        &format!(
             "[[notify]]\nurl = \"https://127.0.0.1:{good}/hook/tls-token\"\nevents = [\"live\"]\n\
              [[notify]]\nurl = \"https://127.0.0.1:{bad}/hook/other-token\"\nevents = [\"live\"]\n"
         ),
-    )
-    .unwrap();
-    let baton = BatonBuilder::new()
-        .state_dir(&scratch.path("state"))
-        .arg("--repo")
-        .arg(repo.bare.to_str().unwrap())
-        .arg("-c")
-        .arg(config.to_str().unwrap())
+    );
+    let baton = deploying(&repo, &state, &config)
         .env("SSL_CERT_FILE", bundle.to_str().unwrap())
-        .app(&["./run.sh"])
         .start();
     let events = wait_events(&baton, &received, 1);
     assert_eq!(events[0]["event"], "live");

@@ -201,5 +201,5 @@ fn nginx_recipe_proxies_app_and_webhook_to_batons_unix_sockets() {
         "{get}"
     );
     assert!(get.to_ascii_lowercase().contains("allow: post"), "{get}");
-    assert!(baton.log_text().contains("ping"), "{}", baton.log_text());
+    baton.assert_logged("ping");
 }

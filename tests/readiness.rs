@@ -48,11 +48,7 @@ fn http_readiness_never_cuts_over_to_an_unhealthy_generation() {
         serving,
         "the unhealthy generation never took over"
     );
-    assert!(
-        baton.log_text().contains("probe GET /health answered 500"),
-        "{}",
-        baton.log_text()
-    );
+    baton.assert_logged("probe GET /health answered 500");
     assert!(
         http_get(baton.addr, "/")
             .unwrap()

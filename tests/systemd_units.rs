@@ -12,13 +12,18 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use baton_load::{Mode, Report};
-use systemd_support::{BATON, BothLoads, HELLO, Manager, get_here, http_get, load};
+use baton_load::Mode;
+use systemd_support::wait::eventually_every;
+use systemd_support::{
+    BATON, BothLoads, HELLO, Manager, assert_no_failures, get_here, http_get, load,
+};
 
 const APP_PORT: u16 = 8080;
 const WEBHOOK_PORT: u16 = 9000;
 const SECRET: &str = "0123456789abcdef0123456789abcdef\n";
 const DRAIN_TIMEOUT_S: u64 = 4;
+/// The control socket of baton.service as shipped.
+const CONTROL: &str = "/run/baton/control.sock";
 
 /// baton.socket + baton-webhook.socket + baton.service as shipped, with `/etc/baton/baton.toml`
 /// running `app`; the sockets are started (baton is not: the first connection starts it).
@@ -43,6 +48,15 @@ fn install_baton(m: &Manager, app: &[&str]) {
     m.systemctl(&["start", "baton.socket", "baton-webhook.socket"]);
 }
 
+/// A booted manager with `install_baton(app)` whose first request was answered (which started
+/// baton, by socket activation); None (the test skips) where systemd cannot boot.
+fn serving_baton(tag: &str, app: &[&str]) -> Option<Manager> {
+    let m = Manager::boot(tag)?;
+    install_baton(&m, app);
+    assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
+    Some(m)
+}
+
 /// A shell script in the scratch `etc/`, executable by the service's user.
 fn script(m: &Manager, name: &str, body: &str) -> String {
     let path = m.etc_file(name, &format!("#!/bin/sh\n{body}"), 0o755);
@@ -61,6 +75,42 @@ fn baton_status(m: &Manager, control: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The app's pid (in the namespace) as the baton of baton.service reports it.
+fn app_pid(m: &Manager) -> i64 {
+    baton_status(m, CONTROL)["app_pid"].as_i64().unwrap()
+}
+
+/// Waits until baton.service is active: its start job has finished.
+fn wait_active(m: &Manager) {
+    m.wait_prop(
+        "baton.service",
+        "ActiveState",
+        Duration::from_secs(10),
+        |s| s == "active",
+    );
+}
+
+/// Stops `loads`, none of whose requests may have failed, and checks that generation `last`
+/// answered some of them.
+fn finish_at_generation(loads: BothLoads, last: &str, m: &Manager) {
+    let keepalive = loads.finish_without_failures(50, m);
+    assert!(
+        keepalive.tag_counts().contains_key(last),
+        "generation {last} never served: {:?}",
+        keepalive.tag_counts()
+    );
+}
+
+/// The app answers GET / (200) from generation `generation`.
+fn assert_generation_serves(m: &Manager, generation: &str, what: &str) {
+    let (status, body) = http_get(m, APP_PORT, "/").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(&format!("generation={generation}")),
+        "{what}: {body}"
+    );
+}
+
 fn environ(m: &Manager, ns_pid: i64) -> Vec<String> {
     let host = m
         .host_pid(ns_pid as i32)
@@ -69,23 +119,6 @@ fn environ(m: &Manager, ns_pid: i64) -> Vec<String> {
     raw.split(|b| *b == 0)
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .collect()
-}
-
-fn assert_no_failures(what: &str, report: &Report, m: &Manager) {
-    assert!(
-        report.count() > 50,
-        "{what}: too few requests: {}",
-        report.count()
-    );
-    assert_eq!(
-        report.failures(),
-        0,
-        "{what}: {:?} of {} requests failed; generations seen {:?}\n{}",
-        report.failures_by_class(),
-        report.count(),
-        report.tag_counts(),
-        m.diagnostics()
-    );
 }
 
 #[test]
@@ -130,8 +163,7 @@ fn socket_activation_starts_baton_which_passes_app_and_keeps_webhook() {
         String::from_utf8_lossy(&main_cmd).starts_with(BATON),
         "main PID is not baton"
     );
-    let status = baton_status(&m, "/run/baton/control.sock");
-    let app_env = environ(&m, status["app_pid"].as_i64().unwrap());
+    let app_env = environ(&m, app_pid(&m));
     assert!(app_env.contains(&"LISTEN_FDS=1".to_string()), "{app_env:?}");
     assert!(
         app_env.contains(&"LISTEN_FDNAMES=app".to_string()),
@@ -183,11 +215,9 @@ fn socket_activation_starts_baton_which_passes_app_and_keeps_webhook() {
 
 #[test]
 fn systemctl_reload_under_load_keeps_the_main_pid_and_loses_nothing() {
-    let Some(m) = Manager::boot("reload") else {
+    let Some(m) = serving_baton("reload", &[HELLO]) else {
         return;
     };
-    install_baton(&m, &[HELLO]);
-    assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
     let before = m.show("baton.service", &["MainPID", "InvocationID", "NRestarts"]);
 
     let loads = BothLoads::start(&m, APP_PORT);
@@ -197,14 +227,7 @@ fn systemctl_reload_under_load_keeps_the_main_pid_and_loses_nothing() {
         eprintln!("systemctl reload took {:?}", t.elapsed());
         std::thread::sleep(Duration::from_millis(300));
     }
-    let (keepalive, per_request) = loads.finish();
-    assert_no_failures("keep-alive", &keepalive, &m);
-    assert_no_failures("connection per request", &per_request, &m);
-    assert!(
-        keepalive.tag_counts().contains_key("4"),
-        "the last generation served: {:?}",
-        keepalive.tag_counts()
-    );
+    finish_at_generation(loads, "4", &m);
 
     let after = m.show(
         "baton.service",
@@ -261,12 +284,7 @@ fn reload_fails_and_the_old_generation_serves(name: &str, bad: &str, status_need
             .contains("generation=1")
     );
     // A reload asked for while the start job still runs is merged into it by systemd.
-    m.wait_prop(
-        "baton.service",
-        "ActiveState",
-        Duration::from_secs(10),
-        |s| s == "active",
-    );
+    wait_active(&m);
     let main_pid = m.prop("baton.service", "MainPID");
 
     std::fs::write(&flag, "").unwrap();
@@ -276,12 +294,7 @@ fn reload_fails_and_the_old_generation_serves(name: &str, bad: &str, status_need
         "systemctl reload must fail\n{}",
         m.diagnostics()
     );
-    let (status, body) = http_get(&m, APP_PORT, "/").unwrap();
-    assert_eq!(status, 200);
-    assert!(
-        body.contains("generation=1"),
-        "the old generation serves: {body}"
-    );
+    assert_generation_serves(&m, "1", "the old generation serves");
     let props = m.show(
         "baton.service",
         &["ActiveState", "MainPID", "NRestarts", "StatusText"],
@@ -307,11 +320,9 @@ fn reload_fails_and_the_old_generation_serves(name: &str, bad: &str, status_need
 
 #[test]
 fn systemctl_stop_lets_requests_in_flight_finish_within_the_drain_timeout() {
-    let Some(m) = Manager::boot("stop") else {
+    let Some(m) = serving_baton("stop", &[HELLO]) else {
         return;
     };
-    install_baton(&m, &[HELLO]);
-    assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
     let main_pid = m.prop("baton.service", "MainPID");
 
     let slow: Vec<_> = (0..4)
@@ -351,7 +362,7 @@ fn systemctl_stop_lets_requests_in_flight_finish_within_the_drain_timeout() {
     );
     // Requests that arrived after the app stopped accepting waited in the socket's queue and
     // started baton again (socket activation): none failed.
-    assert_no_failures("keep-alive across the stop", &keepalive, &m);
+    assert_no_failures("keep-alive across the stop", &keepalive, 50, &m);
     let log = m.manager_log();
     assert!(
         log.contains("baton.service: Deactivated successfully"),
@@ -367,25 +378,16 @@ fn systemctl_stop_lets_requests_in_flight_finish_within_the_drain_timeout() {
 
 #[test]
 fn kill_9_of_baton_loses_no_request_and_a_stop_leaves_nothing_behind() {
-    let Some(m) = Manager::boot("kill9") else {
-        return;
-    };
     // A longer idle grace than the default: on a loaded machine a keep-alive client can sit
     // idle past 500 ms while the survivor drains, then race its close (the app-side keep-alive
     // race between a server closing an idle connection and a client reusing it; not what this
     // test is about).
-    install_baton(&m, &[HELLO, "--idle-grace", "2s"]);
-    assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
-    m.wait_prop(
-        "baton.service",
-        "ActiveState",
-        Duration::from_secs(10),
-        |s| s == "active",
-    );
+    let Some(m) = serving_baton("kill9", &[HELLO, "--idle-grace", "2s"]) else {
+        return;
+    };
+    wait_active(&m);
     let before = m.show("baton.service", &["MainPID", "NRestarts"]);
-    let orphan = baton_status(&m, "/run/baton/control.sock")["app_pid"]
-        .as_i64()
-        .unwrap();
+    let orphan = app_pid(&m);
 
     let loads = BothLoads::start(&m, APP_PORT);
     m.systemctl(&[
@@ -399,34 +401,20 @@ fn kill_9_of_baton_loses_no_request_and_a_stop_leaves_nothing_behind() {
     });
     // The restarted baton starts a fresh generation, and drains the one its predecessor left
     // once the new one passed probation.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let fresh = loop {
-        let out = m.run(&[
-            BATON,
-            "status",
-            "--json",
-            "--control",
-            "/run/baton/control.sock",
-        ]);
-        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if let Some(pid) = status["app_pid"].as_i64()
-            && status["state"] == "serving"
-            && pid != orphan
-            && m.host_pid(orphan as i32).is_none()
-        {
-            break pid;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no fresh generation took over\n{}",
-            m.diagnostics()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let fresh = eventually_every(
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+        || format!("no fresh generation took over\n{}", m.diagnostics()),
+        || {
+            let out = m.run(&[BATON, "status", "--json", "--control", CONTROL]);
+            let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let pid = status["app_pid"].as_i64()?;
+            (status["state"] == "serving" && pid != orphan && m.host_pid(orphan as i32).is_none())
+                .then_some(pid)
+        },
+    );
     std::thread::sleep(Duration::from_millis(300));
-    let (keepalive, per_request) = loads.finish();
-    assert_no_failures("keep-alive", &keepalive, &m);
-    assert_no_failures("connection per request", &per_request, &m);
+    loads.finish_without_failures(50, &m);
     let after = m.show("baton.service", &["MainPID", "SubState"]);
     assert_ne!(after["MainPID"], before["MainPID"], "a new baton");
     assert_eq!(after["SubState"], "running");
@@ -457,16 +445,9 @@ fn a_stop_of_a_wedged_baton_kills_the_whole_unit_at_the_stop_timeout() {
     );
     m.daemon_reload();
     assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
-    m.wait_prop(
-        "baton.service",
-        "ActiveState",
-        Duration::from_secs(10),
-        |s| s == "active",
-    );
+    wait_active(&m);
     let main_pid: i32 = m.prop("baton.service", "MainPID").parse().unwrap();
-    let app = baton_status(&m, "/run/baton/control.sock")["app_pid"]
-        .as_i64()
-        .unwrap() as i32;
+    let app = app_pid(&m) as i32;
     // Wedged: baton can no longer act on SIGTERM.
     m.systemctl(&[
         "kill",
@@ -482,7 +463,7 @@ fn a_stop_of_a_wedged_baton_kills_the_whole_unit_at_the_stop_timeout() {
 }
 
 /// The reference app alone, replacing itself on `systemctl reload`: the unit docs/systemd.md
-/// shows for single-process mode.
+/// shows for single-process mode; its socket is started.
 fn install_single_process(m: &Manager, extra_args: &str) {
     m.install(
         "hello.socket",
@@ -506,6 +487,8 @@ fn install_single_process(m: &Manager, extra_args: &str) {
              StandardOutput=append:{log}\nStandardError=append:{log}\n"
         ),
     );
+    m.daemon_reload();
+    m.systemctl(&["start", "hello.socket"]);
 }
 
 #[test]
@@ -515,8 +498,6 @@ fn single_process_mode_keeps_serving_when_the_successor_is_not_ready() {
     };
     // Every process of this app takes 1 s to start, the successor may take half of that.
     install_single_process(&m, "--startup-delay 1s --ready-timeout 500ms");
-    m.daemon_reload();
-    m.systemctl(&["start", "hello.socket"]);
     assert_eq!(http_get(&m, APP_PORT, "/").unwrap().0, 200);
     let before = m.show("hello.service", &["MainPID", "InvocationID"]);
     m.systemctl(&["reload", "hello.service"]);
@@ -527,12 +508,7 @@ fn single_process_mode_keeps_serving_when_the_successor_is_not_ready() {
         |s| s.starts_with("replace failed"),
     );
     assert!(status.contains("no READY within"), "{status}");
-    let (code, body) = http_get(&m, APP_PORT, "/").unwrap();
-    assert_eq!(code, 200);
-    assert!(
-        body.contains("generation=0"),
-        "the first process serves: {body}"
-    );
+    assert_generation_serves(&m, "0", "the first process serves");
     let after = m.show(
         "hello.service",
         &["MainPID", "InvocationID", "NRestarts", "SubState"],
@@ -549,8 +525,6 @@ fn single_process_mode_moves_the_main_pid_to_the_successor() {
         return;
     };
     install_single_process(&m, "--ready-timeout 10s");
-    m.daemon_reload();
-    m.systemctl(&["start", "hello.socket"]);
     assert!(
         http_get(&m, APP_PORT, "/")
             .unwrap()
@@ -574,14 +548,7 @@ fn single_process_mode_moves_the_main_pid_to_the_successor() {
         assert!(status.contains(&format!("(pid {main})")), "{status}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    let (keepalive, per_request) = loads.finish();
-    assert_no_failures("keep-alive", &keepalive, &m);
-    assert_no_failures("connection per request", &per_request, &m);
-    assert!(
-        keepalive.tag_counts().contains_key("2"),
-        "{:?}",
-        keepalive.tag_counts()
-    );
+    finish_at_generation(loads, "2", &m);
 
     let after = m.show(
         "hello.service",
@@ -756,9 +723,7 @@ fn the_app_runs_as_its_own_user_and_cannot_reach_the_secret_or_the_control_socke
         .unwrap_or_else(|e| panic!("the app answers: {e}\n{}", m.diagnostics()));
     assert_eq!(status, 200);
 
-    let app_pid = baton_status(&m, "/run/baton/control.sock")["app_pid"]
-        .as_i64()
-        .unwrap();
+    let app_pid = app_pid(&m);
     let host = m.host_pid(app_pid as i32).unwrap();
     let proc_status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap();
     let field = |name: &str| -> Vec<String> {

@@ -14,11 +14,7 @@ const SECRET: &str = "test-secret-0123456789abcdef";
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn secret_file(scratch: &Scratch) -> std::path::PathBuf {
-    let path = scratch.path("secret");
-    std::fs::write(&path, format!("{SECRET}\n")).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
+    scratch.private("secret", &format!("{SECRET}\n"))
 }
 
 fn sign(body: &[u8]) -> String {
@@ -230,11 +226,15 @@ fn redeliveries_are_deduplicated_across_restarts_unless_the_deploy_failed() {
     let state = scratch.path("state");
     let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
 
-    let baton = BatonBuilder::new()
-        .addr(addr)
-        .state_dir(&state)
-        .webhook(&secret)
-        .start();
+    // The same app address and state for each baton: a restart, as far as deliveries go.
+    let restarted = || {
+        BatonBuilder::new()
+            .addr(addr)
+            .state_dir(&state)
+            .webhook(&secret)
+            .start()
+    };
+    let baton = restarted();
     let (status, _) = signed_push(baton.webhook.unwrap(), "same-delivery", SHA);
     assert_eq!(status, 202);
     baton.wait_serving_generation(2);
@@ -244,11 +244,7 @@ fn redeliveries_are_deduplicated_across_restarts_unless_the_deploy_failed() {
     assert!(baton.stop().success());
 
     // A new baton on the same state dir remembers the delivery.
-    let baton = BatonBuilder::new()
-        .addr(addr)
-        .state_dir(&state)
-        .webhook(&secret)
-        .start();
+    let baton = restarted();
     let (status, text) = signed_push(baton.webhook.unwrap(), "same-delivery", SHA);
     assert_eq!((status, text.contains("duplicate")), (200, true), "{text}");
     assert_eq!(settled_generation(&baton), 1, "no handoff for a redelivery");

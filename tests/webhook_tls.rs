@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -139,15 +139,17 @@ fn tls_webhook_serves_and_picks_up_a_renewed_certificate() {
     // As certbot renews: new files put in place by rename.
     std::fs::rename(&renewed_key, &key).unwrap();
     std::fs::rename(&renewed_cert, &cert).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ping(port, &second_ca, &body) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "the renewed certificate was not served within 10 s\n{}",
-            baton.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::eventually_every(
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        || {
+            format!(
+                "the renewed certificate was not served within 10 s\n{}",
+                baton.log_text()
+            )
+        },
+        || (ping(port, &second_ca, &body) == Some(200)).then_some(()),
+    );
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     pinger.join().unwrap();
@@ -166,11 +168,7 @@ fn tls_webhook_serves_and_picks_up_a_renewed_certificate() {
         None,
         "the old certificate still served"
     );
-    assert!(
-        baton.log_text().contains("loaded renewed"),
-        "{}",
-        baton.log_text()
-    );
+    baton.assert_logged("loaded renewed");
     assert_eq!(
         baton.status().unwrap()["baton_pid"],
         baton.pid(),

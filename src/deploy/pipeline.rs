@@ -255,14 +255,8 @@ async fn prepare(
         begin_phase("build");
         let started = Instant::now();
         let id = release.id.clone();
-        let step = baton_deploy::build::Step {
-            name: "build",
-            log_file: "build.log",
-            user: build.run_as.as_ref(),
-            owns_release: true,
-        };
         let built = baton_deploy::build::run_step(
-            step,
+            baton_deploy::build::Step::build(build.run_as.as_ref()),
             &build.command,
             &release,
             &build.env,

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use baton_deploy::{Entry, History, Mirror, Outcome, Release, Releases};
+use baton_deploy::{Entry, History, Mirror, Release, Releases};
 
 pub struct DeployState {
     pub releases: Releases,
@@ -38,21 +38,9 @@ impl DeployState {
 
     /// Starts a history entry for a deploy that begins now.
     pub fn begin(&self, trigger: String) {
-        let entry = Entry {
-            release: String::new(),
-            commit: String::new(),
-            trigger,
-            started_at: baton_clock::utc_now(),
-            finished_at: None,
-            outcome: Outcome::Running,
-            reason: None,
-            phases: Vec::new(),
-            failed_phase: None,
-            warning: None,
-        };
         warn_on_error(
             "recording the deploy in the history",
-            self.history.append(entry),
+            self.history.append(Entry::running(trigger)),
         );
     }
 

@@ -12,7 +12,8 @@ pub fn write_private(path: &Path, content: &str) {
 /// A self-signed EC certificate for `name` (`/CN=name`, `subjectAltName=san`), made by the
 /// openssl command line; the key gets mode 0600.
 pub fn self_signed(cert: &Path, key: &Path, name: &str, san: &str) {
-    let out = std::process::Command::new("openssl")
+    let mut openssl = std::process::Command::new("openssl");
+    openssl
         .args([
             "req",
             "-x509",
@@ -26,13 +27,7 @@ pub fn self_signed(cert: &Path, key: &Path, name: &str, san: &str) {
         .arg("-keyout")
         .arg(key)
         .arg("-out")
-        .arg(cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(cert);
+    super::run_ok(&mut openssl, "openssl");
     std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
 }

@@ -73,6 +73,11 @@ pub fn is_root(for_what: &str) -> bool {
     root
 }
 
+/// A scratch directory for a test that needs root `for_what`; None (it skips) otherwise.
+pub fn root_scratch(for_what: &str, tag: &str) -> Option<super::Scratch> {
+    is_root(for_what).then(|| super::Scratch::new(tag))
+}
+
 pub fn chown(path: &Path, uid: u32) {
     nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::Scratch;
+use super::{Scratch, run_ok};
 
 pub struct Repo {
     pub bare: PathBuf,
@@ -11,16 +11,8 @@ pub struct Repo {
 }
 
 pub fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut git = Command::new("git");
+    run_ok(git.current_dir(dir).args(args), &format!("git {args:?}"));
 }
 
 impl Repo {

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 
 use super::free_port;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SSHD: &str = "/usr/sbin/sshd";
@@ -49,7 +49,8 @@ pub fn available() -> bool {
     }
 }
 
-fn current_user() -> String {
+/// The account tests run as: the one sshd lets in.
+pub fn current_user() -> String {
     nix::unistd::User::from_uid(nix::unistd::geteuid())
         .unwrap()
         .unwrap()
@@ -61,18 +62,29 @@ fn prepare(dir: &Path, port: u16, user: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let host_key = dir.join("host_key");
     if !host_key.exists() {
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&host_key)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        keygen(&host_key);
         std::fs::write(dir.join("authorized_keys"), "").unwrap();
     }
+    write_config(dir, port, user, "")
+}
+
+/// A new ed25519 key pair at `path` (and `path.pub`).
+pub fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "baton-test", "-f"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `dir/sshd_config`: sshd on 127.0.0.1:`port` with `dir`'s host_key and authorized_keys,
+/// public keys only, letting in `user` alone; `extra` lines are added.
+pub fn write_config(dir: &Path, port: u16, user: &str, extra: &str) -> PathBuf {
     let config = dir.join("sshd_config");
     std::fs::write(
         &config,
@@ -81,8 +93,8 @@ fn prepare(dir: &Path, port: u16, user: &str) -> PathBuf {
              AuthorizedKeysFile {}\nStrictModes no\nUsePAM no\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
              PubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
-             AllowUsers {user}\nLogLevel VERBOSE\n",
-            host_key.display(),
+             AllowUsers {user}\nLogLevel VERBOSE\n{extra}",
+            dir.join("host_key").display(),
             dir.join("sshd.pid").display(),
             dir.join("authorized_keys").display(),
         ),
@@ -91,45 +103,55 @@ fn prepare(dir: &Path, port: u16, user: &str) -> PathBuf {
     config
 }
 
+/// Runs `sshd -D` (its log in `dir/sshd.log`) on a free port with the config `config_for(port)`
+/// writes, until it listens: (sshd, port). A port taken meanwhile makes sshd exit; then
+/// another is tried.
+pub fn spawn(dir: &Path, config_for: impl Fn(u16) -> PathBuf) -> (Child, u16) {
+    // sshd as root insists on its privilege separation directory (the package's service unit
+    // normally creates it).
+    let _ = std::fs::create_dir_all("/run/sshd");
+    for _ in 0..5 {
+        let port = free_port();
+        let config = config_for(port);
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let mut child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (child, port);
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // the port was taken meanwhile: try another
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!(
+        "sshd would not start: {}",
+        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+    );
+}
+
 impl Forge {
     /// Starts sshd on this host's 127.0.0.1 for the current user, authorized_keys empty.
     pub fn start(dir: &Path) -> Forge {
-        let _ = std::fs::create_dir_all("/run/sshd");
         let user = current_user();
-        for _ in 0..5 {
-            let port = free_port();
-            let config = prepare(dir, port, &user);
-            let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-            let mut child = Command::new(SSHD)
-                .args(["-D", "-e", "-f"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Forge {
-                        dir: dir.to_path_buf(),
-                        port,
-                        user,
-                        child: Some(child),
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // the port was taken meanwhile: try another
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        let (child, port) = spawn(dir, |port| prepare(dir, port, &user));
+        Forge {
+            dir: dir.to_path_buf(),
+            port,
+            user,
+            child: Some(child),
         }
-        panic!(
-            "sshd would not start: {}",
-            std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-        );
     }
 
     /// Starts sshd on `port` through `run` (e.g. inside a namespace with its own network),
@@ -198,6 +220,31 @@ impl Forge {
             public_key.trim()
         )
         .unwrap();
+    }
+
+    /// `baton doctor` (its output `doctor`) failed only because this forge lacks the app's
+    /// deploy key: each check in `passing` passed, the repository check failed on the refused
+    /// key, and the fix shows the key to add.
+    pub fn assert_doctor_wants_key(&self, doctor: &Output, public_key: &str, passing: &[&str]) {
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&doctor.stdout),
+            String::from_utf8_lossy(&doctor.stderr)
+        );
+        assert!(!doctor.status.success(), "{shown}");
+        for check in passing {
+            assert!(
+                shown.contains(&format!("✓ app: {check}")),
+                "{check}:\n{shown}"
+            );
+        }
+        assert!(
+            shown.contains("✗ app: repository: the host refused the deploy key"),
+            "{shown}\nsshd log:\n{}",
+            self.log()
+        );
+        assert!(shown.contains("add this key at"), "{shown}");
+        assert!(shown.contains(public_key.trim()), "{shown}");
     }
 
     pub fn log(&self) -> String {

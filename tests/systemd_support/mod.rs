@@ -15,6 +15,10 @@
 
 #[path = "../common/http.rs"]
 mod http;
+#[path = "../common/load.rs"]
+mod load;
+#[path = "../common/wait.rs"]
+pub mod wait;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -619,6 +623,15 @@ impl BothLoads {
         }
     }
 
+    /// Stops both and checks that each made more than `at_least` requests and lost none;
+    /// returns the keep-alive report (its tags tell which generations served).
+    pub fn finish_without_failures(self, at_least: usize, m: &Manager) -> baton_load::Report {
+        let (keepalive, per_request) = self.finish();
+        assert_no_failures("keep-alive", &keepalive, at_least, m);
+        assert_no_failures("connection per request", &per_request, at_least, m);
+        keepalive
+    }
+
     /// Stops both; returns (keep-alive, connection-per-request).
     pub fn finish(self) -> (baton_load::Report, baton_load::Report) {
         for stop in &self.stops {
@@ -629,4 +642,14 @@ impl BothLoads {
             self.per_request.join().unwrap(),
         )
     }
+}
+
+/// The load behind `report` made more than `at_least` requests, and none failed.
+pub fn assert_no_failures(what: &str, report: &baton_load::Report, at_least: usize, m: &Manager) {
+    let context = format!(
+        "generations seen {:?}\n{}",
+        report.tag_counts(),
+        m.diagnostics()
+    );
+    load::assert_clean(what, report, at_least, &context);
 }

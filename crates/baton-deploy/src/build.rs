@@ -80,26 +80,6 @@ fn build_env(release: &Release, env: &[(String, String)]) -> Vec<(String, String
     vars
 }
 
-/// Runs the build `command` (an argv, no shell) in `release.dir`, sending its output to
-/// `<release>/build.log` and, line by line, to `log`. The build runs in its own process group,
-/// which is SIGKILLed at `timeout`, when the build's main process exits (so no stray
-/// background process outlives it), and if this future is dropped.
-pub async fn run(
-    command: &[String],
-    release: &Release,
-    env: &[(String, String)],
-    timeout: Duration,
-    log: impl Fn(&str),
-) -> Result<(), Error> {
-    let step = Step {
-        name: "build",
-        log_file: "build.log",
-        user: None,
-        owns_release: true,
-    };
-    run_step(step, command, release, env, timeout, log).await
-}
-
 /// What is run (`build`, a release hook), the file in the release its output goes to, and as
 /// whom.
 #[derive(Debug, Clone, Copy)]
@@ -115,8 +95,23 @@ pub struct Step<'a> {
     pub owns_release: bool,
 }
 
-/// Like [`run`], for any step run the way a build is (release hooks): same environment, same
-/// process-group handling, output to `<release>/<step.log_file>` and `log`.
+impl<'a> Step<'a> {
+    /// The `[build] command`, as `user` when one is set; its output goes to `build.log`.
+    pub fn build(user: Option<&'a RunAs>) -> Self {
+        Step {
+            name: "build",
+            log_file: "build.log",
+            user,
+            owns_release: true,
+        }
+    }
+}
+
+/// Runs `step`'s `command` (an argv, no shell) in `release.dir`, sending its output to
+/// `<release>/<step.log_file>` and, line by line, to `log`. It runs in its own process group,
+/// which is SIGKILLed at `timeout`, when the step's main process exits (so no stray background
+/// process outlives it), and if this future is dropped. The build and the release hooks all
+/// run this way: same environment, same process-group handling.
 pub async fn run_step(
     step: Step<'_>,
     command: &[String],

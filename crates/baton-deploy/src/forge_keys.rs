@@ -139,8 +139,7 @@ mod source_tests {
     /// A pinned forge needs no known_hosts; any other host still does.
     #[test]
     fn pinned_forges_need_no_known_hosts() {
-        let dir = std::env::temp_dir().join(format!("baton-forge-keys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dir::scratch("forge-keys");
         let key = dir.join("key");
         std::fs::write(&key, "not checked here\n").unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -54,6 +54,24 @@ pub struct Entry {
     pub warning: Option<String>,
 }
 
+impl Entry {
+    /// A deploy started now by `trigger`, running, with no release or commit known yet.
+    pub fn running(trigger: String) -> Entry {
+        Entry {
+            release: String::new(),
+            commit: String::new(),
+            trigger,
+            started_at: baton_clock::utc_now(),
+            finished_at: None,
+            outcome: Outcome::Running,
+            reason: None,
+            phases: Vec::new(),
+            failed_phase: None,
+            warning: None,
+        }
+    }
+}
+
 /// One phase of a deploy and its duration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseTime {

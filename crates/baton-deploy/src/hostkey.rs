@@ -258,6 +258,16 @@ mod tests {
         Fingerprint::of_key_blob(&base64::decode(key).unwrap())
     }
 
+    /// The policy for `host:port` pinning `key`, with `known_hosts` if any.
+    fn pinning(host: &str, port: u16, key: &str, known_hosts: Option<KnownHosts>) -> HostKeyPolicy {
+        HostKeyPolicy {
+            host: host.into(),
+            port,
+            pinned: vec![fp(key)],
+            known_hosts,
+        }
+    }
+
     #[test]
     fn fingerprint_round_trip() {
         let f = fp(KEY);
@@ -313,23 +323,14 @@ mod tests {
 
     #[test]
     fn revoked_wins_over_pins() {
-        let policy = HostKeyPolicy {
-            host: "h".into(),
-            port: 22,
-            pinned: vec![fp(KEY)],
-            known_hosts: Some(KnownHosts::parse(&format!("@revoked * ssh-ed25519 {KEY}"))),
-        };
+        let revoked = KnownHosts::parse(&format!("@revoked * ssh-ed25519 {KEY}"));
+        let policy = pinning("h", 22, KEY, Some(revoked));
         assert!(policy.check(&fp(KEY)).unwrap_err().contains("revoked"));
     }
 
     #[test]
     fn policy_messages_show_the_presented_key() {
-        let policy = HostKeyPolicy {
-            host: "127.0.0.1".into(),
-            port: 2222,
-            pinned: vec![fp(OTHER)],
-            known_hosts: None,
-        };
+        let policy = pinning("127.0.0.1", 2222, OTHER, None);
         assert_eq!(policy.check(&fp(OTHER)), Ok(()));
         let err = policy.check(&fp(KEY)).unwrap_err();
         assert!(err.contains("127.0.0.1:2222"), "{err}");

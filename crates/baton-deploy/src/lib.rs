@@ -4,8 +4,8 @@
 //! - [`Mirror`]: a persistent bare repository fetched with an explicit refspec;
 //! - [`Releases`]: one directory per deploy, shared files, the atomic `current` symlink,
 //!   retention;
-//! - [`build::run`]: the build command in the release directory, with a clean environment and
-//!   a timeout;
+//! - [`build::run_step`]: the build command (and the release hooks) in the release directory,
+//!   with a clean environment and a timeout;
 //! - [`History`]: the persisted list of deploys for `baton status`;
 //! - [`state_file`]: atomic writes, corrupt files moved aside, no writes through a checkout's
 //!   symlinks.
@@ -38,6 +38,8 @@ mod release_state;
 mod releases;
 mod source;
 pub mod state_file;
+#[cfg(test)]
+mod test_dir;
 
 pub use error::{BuildError, Error};
 pub use git2::Oid;

@@ -7,23 +7,42 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use baton_deploy::{Release, build};
+use baton_deploy::Release;
+use baton_deploy::build::{Step, run_step};
 use common::TempDir;
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-fn release(tmp: &TempDir) -> Release {
+/// A release directory in a fresh scratch directory (removed when the `TempDir` drops).
+fn release(tag: &str) -> (TempDir, Release) {
+    let tmp = TempDir::new(tag);
     let dir = tmp.path().join("releases/20261103T120005Z-0123456789ab");
     std::fs::create_dir_all(&dir).unwrap();
-    Release {
+    let release = Release {
         id: "20261103T120005Z-0123456789ab".into(),
         dir,
         commit: COMMIT.into(),
-    }
+    };
+    (tmp, release)
 }
 
 fn argv(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
+}
+
+/// The build step running `args` with nothing added to its environment; its output goes only
+/// to the log file. The error as baton reports it.
+async fn build(release: &Release, args: &[&str], timeout: Duration) -> Result<(), String> {
+    run_step(
+        Step::build(None),
+        &argv(args),
+        release,
+        &[],
+        timeout,
+        |_| {},
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 /// Whether the pid in `pid_file` is still a running process. A killed orphan may linger as a
@@ -43,17 +62,23 @@ fn alive(pid_file: &Path) -> bool {
     }
 }
 
+/// The build ended well within its timeout: it did not wait for what it left behind.
+fn assert_quick(started: Instant) {
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
 #[tokio::test]
 async fn success_writes_the_log_and_forwards_lines() {
-    let tmp = TempDir::new("build-ok");
-    let release = release(&tmp);
+    let (_tmp, release) = release("build-ok");
     std::fs::write(
         release.dir.join("build.sh"),
         "#!/bin/sh\necho out; echo err >&2; printf tail\n",
     )
     .unwrap();
     let lines = RefCell::new(Vec::new());
-    build::run(
+    run_step(
+        Step::build(None),
         &argv(&["sh", "./build.sh"]),
         &release,
         &[],
@@ -74,18 +99,14 @@ async fn success_writes_the_log_and_forwards_lines() {
 
 #[tokio::test]
 async fn failure_reports_the_status_and_the_log() {
-    let tmp = TempDir::new("build-fail");
-    let release = release(&tmp);
-    let err = build::run(
-        &argv(&["sh", "-c", "echo compiling; exit 2"]),
+    let (_tmp, release) = release("build-fail");
+    let err = build(
         &release,
-        &[],
+        &["sh", "-c", "echo compiling; exit 2"],
         Duration::from_secs(10),
-        |_| {},
     )
     .await
-    .unwrap_err()
-    .to_string();
+    .unwrap_err();
     let expected = format!(
         "build exited with status 2 (see {})",
         release.build_log().display()
@@ -97,23 +118,16 @@ async fn failure_reports_the_status_and_the_log() {
         "{log}"
     );
 
-    let err = build::run(
-        &argv(&["./no-such-build"]),
-        &release,
-        &[],
-        Duration::from_secs(5),
-        |_| {},
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("could not start"), "{err}");
-    let err = build::run(&[], &release, &[], Duration::from_secs(5), |_| {})
+    let err = build(&release, &["./no-such-build"], Duration::from_secs(5))
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
+    assert!(err.contains("could not start"), "{err}");
+    let err = build(&release, &[], Duration::from_secs(5))
+        .await
+        .unwrap_err();
     assert!(err.contains("empty"), "{err}");
-    let err = build::run(
+    let err = run_step(
+        Step::build(None),
         &argv(&["true"]),
         &release,
         &[("LISTEN_FDS".into(), "1".into())],
@@ -128,28 +142,20 @@ async fn failure_reports_the_status_and_the_log() {
 
 #[tokio::test]
 async fn timeout_kills_the_whole_process_group() {
-    let tmp = TempDir::new("build-timeout");
-    let release = release(&tmp);
+    let (_tmp, release) = release("build-timeout");
     let started = Instant::now();
-    let err = build::run(
-        &argv(&[
+    let err = build(
+        &release,
+        &[
             "sh",
             "-c",
             "sleep 30 & echo $! > bg.pid; echo started; sleep 30",
-        ]),
-        &release,
-        &[],
+        ],
         Duration::from_millis(500),
-        |_| {},
     )
     .await
-    .unwrap_err()
-    .to_string();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    .unwrap_err();
+    assert_quick(started);
     assert_eq!(
         err,
         format!(
@@ -167,23 +173,13 @@ async fn timeout_kills_the_whole_process_group() {
 
 #[tokio::test]
 async fn leftover_background_processes_do_not_hold_the_build() {
-    let tmp = TempDir::new("build-bg");
-    let release = release(&tmp);
+    let (_tmp, release) = release("build-bg");
     let started = Instant::now();
-    build::run(
-        &argv(&["sh", "-c", "sleep 30 & echo $! > bg.pid; echo done"]),
-        &release,
-        &[],
-        Duration::from_secs(20),
-        |_| {},
-    )
-    .await
-    .unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    let script = "sleep 30 & echo $! > bg.pid; echo done";
+    build(&release, &["sh", "-c", script], Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_quick(started);
     assert!(
         !alive(&release.dir.join("bg.pid")),
         "background child outlived the build"
@@ -222,9 +218,9 @@ fn build_env_is_clean() {
         .enable_all()
         .build()
         .unwrap();
-    let tmp = TempDir::new("build-env");
-    let release = release(&tmp);
-    rt.block_on(build::run(
+    let (_tmp, release) = release("build-env");
+    rt.block_on(run_step(
+        Step::build(None),
         &argv(&["sh", "-c", "env > env.txt; pwd > pwd.txt"]),
         &release,
         &[("CARGO_TARGET_DIR".into(), "/var/cache/app-target".into())],
@@ -268,7 +264,8 @@ fn build_future_is_send() {
         commit: COMMIT.into(),
     };
     let command = argv(&["true"]);
-    let future = build::run(
+    let future = run_step(
+        Step::build(None),
         &command,
         &release,
         &[],
@@ -286,8 +283,7 @@ fn build_future_is_send() {
 #[tokio::test]
 async fn build_gets_only_stdio_and_never_writes_through_a_symlinked_log() {
     use std::os::fd::AsRawFd;
-    let tmp = TempDir::new("build-fds");
-    let release = release(&tmp);
+    let (tmp, release) = release("build-fds");
     let outside = tmp.path().join("outside.txt");
     std::fs::write(&outside, "untouched").unwrap();
     std::os::unix::fs::symlink(&outside, release.build_log()).unwrap();
@@ -297,15 +293,10 @@ async fn build_gets_only_stdio_and_never_writes_through_a_symlinked_log() {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
     )
     .unwrap();
-    build::run(
-        &argv(&["sh", "-c", "ls /proc/self/fd > fds.txt; echo built"]),
-        &release,
-        &[],
-        Duration::from_secs(10),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let script = "ls /proc/self/fd > fds.txt; echo built";
+    build(&release, &["sh", "-c", script], Duration::from_secs(10))
+        .await
+        .unwrap();
     let fds = std::fs::read_to_string(release.dir.join("fds.txt")).unwrap();
     let open: Vec<i32> = fds.lines().filter_map(|l| l.trim().parse().ok()).collect();
     // 0-2 and the fd `ls` opened on /proc/self/fd itself.

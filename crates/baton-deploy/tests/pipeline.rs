@@ -6,8 +6,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use baton_clock::utc_now;
-use baton_deploy::{Entry, History, Mirror, Outcome, Releases, Source};
+use baton_deploy::{Entry, History, Mirror, Outcome, Release, Releases, Source};
 use common::{TempDir, Upstream};
+
+/// The file `name` of `release`.
+fn read(release: &Release, name: &str) -> String {
+    std::fs::read_to_string(release.dir.join(name)).unwrap()
+}
 
 fn local_source(repo: &str) -> Source {
     Source {
@@ -118,10 +123,7 @@ fn checkout_creates_distinct_release_directories() {
     assert_ne!(a.id, b.id, "two deploys in one second get distinct ids");
     assert_eq!(a.commit, f.first);
     assert!(a.id.ends_with(&f.first[..12]) || a.id.contains(&f.first[..12]));
-    assert_eq!(
-        std::fs::read_to_string(a.dir.join("hello.txt")).unwrap(),
-        "one\n"
-    );
+    assert_eq!(read(&a, "hello.txt"), "one\n");
     assert_eq!(a.dir, f.state().join("releases").join(&a.id));
     // The mirror stays bare: no index or work tree written into it.
     assert!(!f.mirror.dir().join("index").exists());
@@ -133,14 +135,8 @@ fn checkout_creates_distinct_release_directories() {
     // A newer commit lands in its own directory; the old one is untouched.
     f.upstream.commit("main", &[("hello.txt", "two\n")]);
     let c = f.deploy();
-    assert_eq!(
-        std::fs::read_to_string(c.dir.join("hello.txt")).unwrap(),
-        "two\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(a.dir.join("hello.txt")).unwrap(),
-        "one\n"
-    );
+    assert_eq!(read(&c, "hello.txt"), "two\n");
+    assert_eq!(read(&a, "hello.txt"), "one\n");
     assert!(f.mirror.resolve("0000000").is_err());
 }
 
@@ -187,14 +183,8 @@ fn shared_entries_are_linked_and_checked() {
     std::fs::write(shared.join("config/secrets.py"), "KEY = 1\n").unwrap();
     f.releases.link_shared(&release, &entries).unwrap();
 
-    assert_eq!(
-        std::fs::read_to_string(release.dir.join(".env")).unwrap(),
-        "SECRET=1\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(release.dir.join("instance/app.db")).unwrap(),
-        "db"
-    );
+    assert_eq!(read(&release, ".env"), "SECRET=1\n");
+    assert_eq!(read(&release, "instance/app.db"), "db");
     assert!(
         !release.dir.join("instance/readme").exists(),
         "checkout's dir replaced"
@@ -341,14 +331,7 @@ fn history_round_trip_and_bound() {
     let entry = |n: usize| Entry {
         release: format!("r{n}"),
         commit: "0123456789abcdef0123456789abcdef01234567".into(),
-        trigger: "webhook".into(),
-        started_at: utc_now(),
-        finished_at: None,
-        outcome: Outcome::Running,
-        reason: None,
-        phases: Vec::new(),
-        failed_phase: None,
-        warning: None,
+        ..Entry::running("webhook".into())
     };
     history.append(entry(1)).unwrap();
     history

@@ -8,18 +8,19 @@
 mod common;
 #[path = "../../../tests/common/port.rs"]
 mod port;
+// The workspace's sshd harness (tests/common/sshd.rs), which the baton tests use as a forge.
+#[path = "../../../tests/common/sshd.rs"]
+mod sshd;
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use baton_deploy::{Mirror, Source};
 use common::{TempDir, Upstream};
 use port::free_port;
-
-const SSHD: &str = "/usr/sbin/sshd";
+use sshd::{SSHD, keygen};
 
 /// A running sshd serving `upstream.git`, killed (by pid) and reaped on drop.
 struct Server {
@@ -35,19 +36,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn keygen(path: &Path) {
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "baton-test", "-f"])
-        .arg(path)
-        .output()
-        .expect("ssh-keygen runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `SHA256:...` as OpenSSH itself computes it, to check ours against.
@@ -80,94 +68,37 @@ fn sshd_available() -> bool {
     false
 }
 
-fn whoami() -> String {
-    let out = Command::new("id").arg("-un").output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 impl Server {
-    fn start(tag: &str) -> Server {
+    /// An sshd whose authorized_keys holds `deploy_key` (not `wrong_key`), serving a repository
+    /// whose `main` says "over ssh"; None (the test skips) without sshd.
+    fn start(tag: &str) -> Option<Server> {
+        if !sshd_available() {
+            return None;
+        }
         let tmp = TempDir::new(tag);
         let dir = tmp.path().to_path_buf();
         let upstream = Upstream::new(&dir);
         let head = upstream.commit("main", &[("hello.txt", "over ssh\n")]);
-        keygen(&dir.join("host_key"));
-        keygen(&dir.join("deploy_key"));
-        keygen(&dir.join("wrong_key"));
+        for key in ["host_key", "deploy_key", "wrong_key"] {
+            keygen(&dir.join(key));
+        }
         std::fs::write(
             dir.join("authorized_keys"),
             format!("restrict {}\n", public_key(&dir.join("deploy_key"))),
         )
         .unwrap();
-        // sshd as root insists on its privilege separation directory (the package's service
-        // unit normally creates it).
-        let _ = std::fs::create_dir_all("/run/sshd");
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let port = free_port();
-            let config = dir.join("sshd_config");
-            std::fs::write(
-                &config,
-                format!(
-                    "Port {port}\n\
-                     ListenAddress 127.0.0.1\n\
-                     HostKey {host_key}\n\
-                     PidFile {pid}\n\
-                     AuthorizedKeysFile {authorized}\n\
-                     StrictModes no\n\
-                     UsePAM no\n\
-                     PasswordAuthentication no\n\
-                     KbdInteractiveAuthentication no\n\
-                     PubkeyAuthentication yes\n\
-                     PermitRootLogin prohibit-password\n\
-                     AllowUsers {user}\n\
-                     SetEnv PATH={path}\n\
-                     LogLevel VERBOSE\n",
-                    host_key = dir.join("host_key").display(),
-                    pid = dir.join("sshd.pid").display(),
-                    authorized = dir.join("authorized_keys").display(),
-                    user = whoami(),
-                ),
-            )
-            .unwrap();
-            let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-            let mut child = Command::new(SSHD)
-                .args(["-D", "-e", "-f"])
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("sshd starts");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Server {
-                        tmp,
-                        child,
-                        port,
-                        upstream,
-                        head,
-                    };
-                }
-                if let Ok(Some(status)) = child.try_wait() {
-                    last_error = format!(
-                        "sshd exited with {status}: {}",
-                        std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
-                    );
-                    break; // most likely the port was taken meanwhile: try another
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("sshd did not listen on {port} within 5 s");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("sshd would not start: {last_error}");
+        let user = sshd::current_user();
+        let (child, port) = sshd::spawn(&dir, |port| {
+            sshd::write_config(&dir, port, &user, &format!("SetEnv PATH={path}\n"))
+        });
+        Some(Server {
+            tmp,
+            child,
+            port,
+            upstream,
+            head,
+        })
     }
 
     fn dir(&self) -> &Path {
@@ -178,7 +109,7 @@ impl Server {
         Source {
             repo: format!(
                 "ssh://{}@127.0.0.1:{}{}",
-                whoami(),
+                sshd::current_user(),
                 self.port,
                 self.upstream.bare.display()
             ),
@@ -187,6 +118,13 @@ impl Server {
             known_hosts: None,
             host_fingerprints: vec![],
         }
+    }
+
+    /// `source(key)` trusting the server's host key by its pinned fingerprint.
+    fn pinned_source(&self, key: &str) -> Source {
+        let mut source = self.source(key);
+        source.host_fingerprints = vec![self.host_fingerprint()];
+        source
     }
 
     fn known_hosts_for(&self, key_file: &str) -> PathBuf {
@@ -230,6 +168,17 @@ impl Server {
         (result, started.elapsed())
     }
 
+    /// Fetching `source` brings the upstream head.
+    fn assert_fetches_head(&self, source: Source) {
+        let (result, _) = self.fetch(source);
+        assert_eq!(
+            result.as_deref(),
+            Ok(self.head.as_str()),
+            "sshd log:\n{}",
+            self.log()
+        );
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir().join("sshd.log")).unwrap_or_default()
     }
@@ -237,19 +186,12 @@ impl Server {
 
 #[test]
 fn deploy_key_fetch_with_known_hosts() {
-    if !sshd_available() {
+    let Some(server) = Server::start("ssh-known") else {
         return;
-    }
-    let server = Server::start("ssh-known");
+    };
     let mut source = server.source("deploy_key");
     source.known_hosts = Some(server.known_hosts_for("host_key"));
-    let (result, _) = server.fetch(source.clone());
-    assert_eq!(
-        result.as_deref(),
-        Ok(server.head.as_str()),
-        "sshd log:\n{}",
-        server.log()
-    );
+    server.assert_fetches_head(source);
 
     // The fetched commit checks out like any other.
     let mirror = Mirror::open_or_init(&server.dir().join("state/mirror.git")).unwrap();
@@ -265,27 +207,17 @@ fn deploy_key_fetch_with_known_hosts() {
 
 #[test]
 fn deploy_key_fetch_with_pinned_fingerprint() {
-    if !sshd_available() {
+    let Some(server) = Server::start("ssh-pinned") else {
         return;
-    }
-    let server = Server::start("ssh-pinned");
-    let mut source = server.source("deploy_key");
-    source.host_fingerprints = vec![server.host_fingerprint()];
-    let (result, _) = server.fetch(source);
-    assert_eq!(
-        result.as_deref(),
-        Ok(server.head.as_str()),
-        "sshd log:\n{}",
-        server.log()
-    );
+    };
+    server.assert_fetches_head(server.pinned_source("deploy_key"));
 }
 
 #[test]
 fn unknown_host_key_is_rejected_with_its_fingerprint() {
-    if !sshd_available() {
+    let Some(server) = Server::start("ssh-unknown") else {
         return;
-    }
-    let server = Server::start("ssh-unknown");
+    };
     let presented = server.host_fingerprint();
 
     // known_hosts lists another key for this host: a mismatch.
@@ -313,21 +245,16 @@ fn unknown_host_key_is_rejected_with_its_fingerprint() {
     );
     assert!(!err.contains('\n'), "{err}");
     // Rejected before authenticating: the deploy key was never offered.
-    assert!(
-        !server.log().contains("Accepted publickey"),
-        "{}",
-        server.log()
-    );
+    let log = server.log();
+    assert!(!log.contains("Accepted publickey"), "{log}");
 }
 
 #[test]
 fn wrong_deploy_key_fails_fast_after_bounded_attempts() {
-    if !sshd_available() {
+    let Some(server) = Server::start("ssh-wrong-key") else {
         return;
-    }
-    let server = Server::start("ssh-wrong-key");
-    let mut source = server.source("wrong_key");
-    source.host_fingerprints = vec![server.host_fingerprint()];
+    };
+    let source = server.pinned_source("wrong_key");
     let (result, elapsed) = server.fetch(source);
     let err = result.unwrap_err().to_string();
     println!("wrong key: {err} ({elapsed:?})");
@@ -363,10 +290,9 @@ fn user_ssh_and_git_config_are_ignored() {
         assert_eq!(head.to_string(), var("BATON_DEPLOY_TEST_HEAD"));
         return;
     }
-    if !sshd_available() {
+    let Some(server) = Server::start("ssh-home") else {
         return;
-    }
-    let server = Server::start("ssh-home");
+    };
     let home = server.dir().join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     // A line cut short, which libssh2 cannot parse: it fails the whole file.
@@ -405,12 +331,10 @@ fn user_ssh_and_git_config_are_ignored() {
 #[test]
 fn probe_tells_host_key_refused_key_and_missing_branch_apart() {
     use baton_deploy::probe::{ProbeError, remote_head};
-    if !sshd_available() {
+    let Some(server) = Server::start("ssh-probe") else {
         return;
-    }
-    let server = Server::start("ssh-probe");
-    let mut source = server.source("deploy_key");
-    source.host_fingerprints = vec![server.host_fingerprint()];
+    };
+    let source = server.pinned_source("deploy_key");
     let probed = |source: Source| {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || tx.send(remote_head(&source)));

@@ -134,6 +134,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Runs a supervisor with `settings` on its own runtime, drives it with `test`, then shuts it
+/// down, which must succeed.
+fn supervise(settings: Settings, test: impl AsyncFnOnce(&mpsc::Sender<Request>)) {
+    runtime().block_on(async {
+        let (tx, rx) = mpsc::channel(16);
+        let sup = tokio::spawn(supervisor::run(settings, rx));
+        test(&tx).await;
+        tx.send(Request::Shutdown).await.unwrap();
+        sup.await.unwrap().unwrap();
+    });
+}
+
 async fn status(tx: &mpsc::Sender<Request>) -> StatusReport {
     let (reply, answer) = oneshot::channel();
     tx.send(Request::Status { reply }).await.unwrap();
@@ -168,21 +180,17 @@ fn reload(tx: &mpsc::Sender<Request>, dir: Option<PathBuf>) -> oneshot::Receiver
 
 fn reloads_during_a_start_coalesce_into_one() {
     let dir = Dir::new("coalesce");
-    runtime().block_on(async {
-        let (tx, rx) = mpsc::channel(16);
-        let sup = tokio::spawn(supervisor::run(
-            settings(
-                &dir,
-                "exec sleep 600",
-                Duration::from_millis(300),
-                Duration::ZERO,
-            ),
-            rx,
-        ));
-        wait_for(&tx, "serving", |s| s.state == State::Serving).await;
-        let first = reload(&tx, None);
-        wait_for(&tx, "reloading", |s| s.state == State::Reloading).await;
-        let later: Vec<_> = (0..4).map(|_| reload(&tx, None)).collect();
+    let settings = settings(
+        &dir,
+        "exec sleep 600",
+        Duration::from_millis(300),
+        Duration::ZERO,
+    );
+    supervise(settings, async |tx: &mpsc::Sender<Request>| {
+        wait_for(tx, "serving", |s| s.state == State::Serving).await;
+        let first = reload(tx, None);
+        wait_for(tx, "reloading", |s| s.state == State::Reloading).await;
+        let later: Vec<_> = (0..4).map(|_| reload(tx, None)).collect();
         let first = first.await.unwrap().unwrap();
         assert_eq!(first.generation, 2);
         for answer in later {
@@ -192,40 +200,36 @@ fn reloads_during_a_start_coalesce_into_one() {
                 "all four share the one start after the first"
             );
         }
-        let s = status(&tx).await;
+        let s = status(tx).await;
         assert_eq!((s.generation, s.reloads_ok), (Some(3), 2), "{s:?}");
-        tx.send(Request::Shutdown).await.unwrap();
-        sup.await.unwrap().unwrap();
     });
 }
 
 fn crash_restarts_back_off_and_report_a_crash_loop() {
     let dir = Dir::new("backoff");
-    runtime().block_on(async {
-        let (tx, rx) = mpsc::channel(16);
-        let (notices, mut noticed) = mpsc::unbounded_channel();
-        let mut s = settings(
-            &dir,
-            "sleep 0.2; exit 3",
-            Duration::from_millis(50),
-            Duration::ZERO,
-        );
-        s.crash_loop = CrashLoop {
-            deaths: 3,
-            window: Duration::from_secs(60),
-        };
-        s.notices = Some(notices);
-        let sup = tokio::spawn(supervisor::run(s, rx));
+    let (notices, mut noticed) = mpsc::unbounded_channel();
+    let mut s = settings(
+        &dir,
+        "sleep 0.2; exit 3",
+        Duration::from_millis(50),
+        Duration::ZERO,
+    );
+    s.crash_loop = CrashLoop {
+        deaths: 3,
+        window: Duration::from_secs(60),
+    };
+    s.notices = Some(notices);
+    supervise(s, async |tx: &mpsc::Sender<Request>| {
         // Generation n starts after n-1 deaths: 1 s, then 2 s of backoff between them.
         let mut started = Vec::new();
         for n in 1..=3u64 {
-            wait_for(&tx, &format!("generation {n}"), |s| s.generation == Some(n)).await;
+            wait_for(tx, &format!("generation {n}"), |s| s.generation == Some(n)).await;
             started.push(Instant::now());
         }
         let gaps: Vec<_> = started.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps[0] >= Duration::from_millis(900), "{gaps:?}");
         assert!(gaps[1] >= Duration::from_millis(1900), "doubles: {gaps:?}");
-        let waiting = wait_for(&tx, "waiting to restart", |s| {
+        let waiting = wait_for(tx, "waiting to restart", |s| {
             s.state == State::WaitingToRestart
         })
         .await;
@@ -242,8 +246,6 @@ fn crash_restarts_back_off_and_report_a_crash_loop() {
                 window: Duration::from_secs(60)
             }
         );
-        tx.send(Request::Shutdown).await.unwrap();
-        sup.await.unwrap().unwrap();
     });
 }
 
@@ -273,37 +275,31 @@ fn probation_failure_keeps_the_old_generation() {
     let bad = dir.0.join("bad");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("marker"), "").unwrap();
-    runtime().block_on(async {
-        let (tx, rx) = mpsc::channel(16);
-        let script = "if [ -e marker ]; then sleep 0.5; exit 9; fi; exec sleep 600";
-        let sup = tokio::spawn(supervisor::run(
-            settings(
-                &dir,
-                script,
-                Duration::from_millis(100),
-                Duration::from_secs(2),
-            ),
-            rx,
-        ));
-        let first = wait_for(&tx, "serving", |s| s.state == State::Serving).await;
-        let answer = reload(&tx, Some(bad.clone())).await.unwrap();
+    let script = "if [ -e marker ]; then sleep 0.5; exit 9; fi; exec sleep 600";
+    let settings = settings(
+        &dir,
+        script,
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    );
+    supervise(settings, async |tx: &mpsc::Sender<Request>| {
+        let first = wait_for(tx, "serving", |s| s.state == State::Serving).await;
+        let answer = reload(tx, Some(bad.clone())).await.unwrap();
         match answer {
             Err(ReloadError::Probation(ProbationError::Died { number, exit, .. })) => {
                 assert_eq!((number, exit.as_str()), (2, "exit status 9"));
             }
             other => panic!("{other:?}"),
         }
-        let after = status(&tx).await;
+        let after = status(tx).await;
         assert_eq!(after.state, State::Serving);
         assert_eq!((after.generation, after.app_pid), (Some(1), first.app_pid));
         assert_eq!(after.reloads_failed, 1);
         // A good reload afterwards works and starts where the old one runs, not in `bad`.
-        let good = reload(&tx, None).await.unwrap().unwrap();
+        let good = reload(tx, None).await.unwrap().unwrap();
         assert_eq!(good.generation, 3);
         assert_eq!(good.app_dir, Some(dir.0.clone()));
         assert!(good.probation_ms >= 1900.0, "{good:?}");
-        tx.send(Request::Shutdown).await.unwrap();
-        sup.await.unwrap().unwrap();
     });
 }
 

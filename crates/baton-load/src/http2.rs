@@ -3,12 +3,11 @@
 use std::sync::{Arc, Mutex};
 
 use hyper::client::conn::http2::SendRequest;
-use tokio::time::Instant;
 
 use crate::conn::{AbortOnDrop, Answer, Body, H2Conn, connect_h2, read_response};
 use crate::outcome::{Outcome, is_connection_level, is_unprocessed_h2};
 use crate::report::Record;
-use crate::run::Shared;
+use crate::run::{Bounded, Requester, Shared};
 
 /// How often one request may be resent because its connection closed before it was sent.
 const MAX_RESENDS: u32 = 2;
@@ -70,21 +69,26 @@ impl Pool {
 
 pub(crate) async fn worker(shared: Arc<Shared>, pool: Arc<Pool>, index: usize) -> Vec<Record> {
     let slot = index % pool.slots.len();
-    let mut records = Vec::new();
-    while shared.begin_request() {
-        let issued_at = Instant::now();
-        let mut conn_id = 0;
-        let result = shared
-            .bounded(attempt(&shared, &pool, slot, &mut conn_id))
-            .await;
+    shared.work(Streams { pool, slot }).await
+}
+
+/// A worker's streams, on the connection of its slot in the pool.
+struct Streams {
+    pool: Arc<Pool>,
+    slot: usize,
+}
+
+impl Requester for Streams {
+    async fn request(
+        &mut self,
+        shared: &Shared,
+        conn_id: &mut u64,
+    ) -> Bounded<Result<Answer, Outcome>> {
         // On a timeout, dropping the stream resets only that stream; the connection stays usable.
-        let Some((outcome, tag)) = result.settle() else {
-            break;
-        };
-        records.push(shared.record(issued_at, outcome, conn_id, tag));
-        shared.pause_after(outcome).await;
+        shared
+            .bounded(attempt(shared, &self.pool, self.slot, conn_id))
+            .await
     }
-    records
 }
 
 /// One request. A request the server provably did not process (REFUSED_STREAM, or above a

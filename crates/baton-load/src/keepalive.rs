@@ -2,34 +2,32 @@
 
 use std::sync::Arc;
 
-use tokio::time::Instant;
-
 use crate::config::Tagger;
 use crate::conn::{Answer, H1Conn, H1Failure, connect_h1, exchange_h1};
 use crate::outcome::Outcome;
 use crate::report::Record;
-use crate::run::{Bounded, Shared};
+use crate::run::{Bounded, Requester, Shared};
 
 pub(crate) async fn worker(shared: Arc<Shared>) -> Vec<Record> {
-    let mut records = Vec::new();
-    let mut conn: Option<H1Conn> = None;
-    while shared.begin_request() {
-        let issued_at = Instant::now();
-        let mut conn_id = 0;
-        let result = shared
-            .bounded(attempt(&shared, &mut conn, &mut conn_id))
-            .await;
+    shared.work(KeepAlive(None)).await
+}
+
+/// A worker's connection, opened when it has none.
+struct KeepAlive(Option<H1Conn>);
+
+impl Requester for KeepAlive {
+    async fn request(
+        &mut self,
+        shared: &Shared,
+        conn_id: &mut u64,
+    ) -> Bounded<Result<Answer, Outcome>> {
+        let result = shared.bounded(attempt(shared, &mut self.0, conn_id)).await;
         if matches!(result, Bounded::TimedOut) {
             // hyper closes an HTTP/1 connection whose request future was dropped.
-            conn = None;
+            self.0 = None;
         }
-        let Some((outcome, tag)) = result.settle() else {
-            break;
-        };
-        records.push(shared.record(issued_at, outcome, conn_id, tag));
-        shared.pause_after(outcome).await;
+        result
     }
-    records
 }
 
 /// One request, reconnecting as needed. A server closing a *used* connection before our

@@ -3,27 +3,26 @@
 
 use std::sync::Arc;
 
-use tokio::time::Instant;
-
 use crate::conn::{Answer, H1Failure, connect_h1, exchange_h1};
 use crate::outcome::Outcome;
 use crate::report::Record;
-use crate::run::Shared;
+use crate::run::{Bounded, Requester, Shared};
 
 pub(crate) async fn worker(shared: Arc<Shared>) -> Vec<Record> {
-    let mut records = Vec::new();
-    while shared.begin_request() {
-        let issued_at = Instant::now();
-        let mut conn_id = 0;
-        let settled = shared
-            .bounded(attempt(&shared, &mut conn_id))
-            .await
-            .settle();
-        let Some((outcome, tag)) = settled else { break };
-        records.push(shared.record(issued_at, outcome, conn_id, tag));
-        shared.pause_after(outcome).await;
+    shared.work(PerRequest).await
+}
+
+/// A fresh connection for every request.
+struct PerRequest;
+
+impl Requester for PerRequest {
+    async fn request(
+        &mut self,
+        shared: &Shared,
+        conn_id: &mut u64,
+    ) -> Bounded<Result<Answer, Outcome>> {
+        shared.bounded(attempt(shared, conn_id)).await
     }
-    records
 }
 
 async fn attempt(shared: &Shared, conn_id: &mut u64) -> Result<Answer, Outcome> {

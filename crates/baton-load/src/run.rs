@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::{HTTP2_WORKERS_PER_CONNECTION, LoadConfig, Mode};
-use crate::conn::RequestTemplate;
+use crate::conn::{Answer, RequestTemplate};
 use crate::outcome::Outcome;
 use crate::report::{Record, Report};
 use crate::{http2, keepalive, per_request};
@@ -30,6 +30,16 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
 }
 
+/// How a mode makes its workers' requests; [`Shared::work`] is the loop around them.
+pub(crate) trait Requester: Send {
+    /// One request bounded by [`Shared::bounded`]; sets `conn_id` to the connection it used.
+    fn request(
+        &mut self,
+        shared: &Shared,
+        conn_id: &mut u64,
+    ) -> impl Future<Output = Bounded<Result<Answer, Outcome>>> + Send;
+}
+
 /// How a time-bounded attempt ended.
 pub(crate) enum Bounded<T> {
     Done(T),
@@ -39,9 +49,9 @@ pub(crate) enum Bounded<T> {
     Abandoned,
 }
 
-impl Bounded<Result<crate::conn::Answer, Outcome>> {
+impl Bounded<Result<Answer, Outcome>> {
     /// The request's outcome and body tag, or `None` when the run ended under it (not recorded).
-    pub fn settle(self) -> Option<(Outcome, Option<String>)> {
+    fn settle(self) -> Option<(Outcome, Option<String>)> {
         match self {
             Bounded::Done(Ok(answer)) => Some((answer.outcome, answer.tag)),
             Bounded::Done(Err(outcome)) => Some((outcome, None)),
@@ -78,24 +88,47 @@ impl Shared {
         }
     }
 
-    pub fn record(
+    /// A worker's loop, the same in every mode: while the run lasts, one request at a time
+    /// made by `requester`, each settled.
+    pub async fn work(&self, mut requester: impl Requester) -> Vec<Record> {
+        let mut records = Vec::new();
+        while self.begin_request() {
+            let issued_at = Instant::now();
+            let mut conn_id = 0;
+            let result = requester.request(self, &mut conn_id).await;
+            if !self.settle(&mut records, issued_at, conn_id, result).await {
+                break;
+            }
+        }
+        records
+    }
+
+    /// Settles one request, issued at `issued_at` on connection `connection`: records it in
+    /// `records` and pauses after a failure. False when the run ended under it: it is not
+    /// recorded and the worker stops.
+    async fn settle(
         &self,
+        records: &mut Vec<Record>,
         issued_at: Instant,
-        outcome: Outcome,
         connection: u64,
-        body_tag: Option<String>,
-    ) -> Record {
-        Record {
+        result: Bounded<Result<Answer, Outcome>>,
+    ) -> bool {
+        let Some((outcome, body_tag)) = result.settle() else {
+            return false;
+        };
+        records.push(Record {
             start: issued_at - self.start,
             latency: issued_at.elapsed(),
             outcome,
             connection,
             body_tag,
-        }
+        });
+        self.pause_after(outcome).await;
+        true
     }
 
     /// See [`FAILURE_PAUSE`]; timeouts and error statuses already cost time or are real answers.
-    pub async fn pause_after(&self, outcome: Outcome) {
+    async fn pause_after(&self, outcome: Outcome) {
         if matches!(outcome, Outcome::Refused | Outcome::Reset | Outcome::Other) {
             let until = (Instant::now() + FAILURE_PAUSE).min(self.deadline);
             tokio::time::sleep_until(until).await;

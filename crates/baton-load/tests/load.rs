@@ -22,9 +22,16 @@ fn config(addr: SocketAddr, mode: Mode) -> LoadConfig {
 }
 
 async fn load(config: LoadConfig) -> Report {
-    let report = run(config, std::future::pending()).await;
+    timed_load(config, std::future::pending()).await.0
+}
+
+/// Runs `config` until `stop` (or its own end): the report and how long the run took.
+async fn timed_load(config: LoadConfig, stop: impl Future<Output = ()>) -> (Report, Duration) {
+    let begun = Instant::now();
+    let report = run(config, stop).await;
+    let took = begun.elapsed();
     eprintln!("{}", report.summary());
-    report
+    (report, took)
 }
 
 fn all(report: &Report, outcome: Outcome) {
@@ -39,6 +46,15 @@ fn all(report: &Report, outcome: Outcome) {
 
 fn connections(report: &Report) -> BTreeSet<u64> {
     report.records.iter().map(|r| r.connection).collect()
+}
+
+/// A load of over 30 requests, all OK, that opened a new connection at least every
+/// `requests_per_connection` requests: it reconnected where the server closed.
+async fn all_ok_over_reconnects(config: LoadConfig, requests_per_connection: usize) {
+    let report = load(config).await;
+    assert!(report.count() > 30);
+    all(&report, Outcome::Ok);
+    assert!(connections(&report).len() >= report.count() / requests_per_connection);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,11 +110,8 @@ async fn graceful_connection_close_is_not_a_failure() {
         resp
     })
     .await;
-    let report = load(config(addr, Mode::KeepAlive)).await;
-    assert!(report.count() > 30);
-    all(&report, Outcome::Ok);
     // Roughly one connection per three requests: the closes really happened.
-    assert!(connections(&report).len() >= report.count() / 3);
+    all_ok_over_reconnects(config(addr, Mode::KeepAlive), 3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,12 +192,9 @@ async fn always_refused_stream_fails_after_one_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_goaway_reconnects_without_failures() {
     let addr = h2_server(|_| false, Some(20)).await;
-    let report = load(config(addr, Mode::Http2)).await;
-    assert!(report.count() > 30);
-    all(&report, Outcome::Ok);
     // Streams already open when GOAWAY arrives still finish, so a connection may serve a
     // few more than 20; but it must have reconnected many times.
-    assert!(connections(&report).len() >= report.count() / 30);
+    all_ok_over_reconnects(config(addr, Mode::Http2), 30).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,9 +216,8 @@ async fn stop_future_ends_the_run() {
         duration: Duration::from_secs(30),
         ..config(healthy().await, Mode::KeepAlive)
     };
-    let begun = Instant::now();
-    let report = run(cfg, tokio::time::sleep(Duration::from_millis(150))).await;
-    assert!(begun.elapsed() < Duration::from_secs(2));
+    let (report, took) = timed_load(cfg, tokio::time::sleep(Duration::from_millis(150))).await;
+    assert!(took < Duration::from_secs(2));
     assert!(report.count() > 0);
     all(&report, Outcome::Ok);
 }
@@ -219,9 +228,8 @@ async fn duration_bounds_a_hung_server() {
         request_timeout: Duration::from_secs(30),
         ..config(never_answer().await, Mode::KeepAlive)
     };
-    let begun = Instant::now();
-    let report = load(cfg).await;
-    assert!(begun.elapsed() < SHORT + Duration::from_secs(1));
+    let (report, took) = timed_load(cfg, std::future::pending()).await;
+    assert!(took < SHORT + Duration::from_secs(1));
     // Requests in flight at the deadline are abandoned, not counted as failures.
     assert_eq!(report.count(), 0);
 }

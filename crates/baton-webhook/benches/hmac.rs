@@ -46,12 +46,7 @@ fn main() {
             ("Content-Type", b"application/json"),
             ("X-Hub-Signature-256", signature.as_bytes()),
         ];
-        let request = Request {
-            method: "POST",
-            path: "/webhook",
-            headers: &headers,
-            body: &body,
-        };
+        let request = Request::post("/webhook", &headers, &body);
         // Guards against measuring a rejection path by mistake.
         if !matches!(evaluate(&config, &request), Verdict::Ignored { .. }) {
             return eprintln!("bench request was not authenticated");

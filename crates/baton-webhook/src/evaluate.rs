@@ -24,6 +24,18 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> Request<'a> {
+    /// A POST of `body` to `path` with `headers`: how every forge delivers.
+    pub fn post(path: &'a str, headers: &'a [(&'a str, &'a [u8])], body: &'a [u8]) -> Self {
+        Request {
+            method: "POST",
+            path,
+            headers,
+            body,
+        }
+    }
+}
+
 /// Decides what to do with one webhook request.
 pub fn evaluate(config: &Config, request: &Request<'_>) -> Verdict {
     match decide(config, request) {
@@ -70,21 +82,21 @@ fn decide(config: &Config, request: &Request<'_>) -> Result<Verdict, Rejection> 
     // not ours to judge, and a 2xx keeps the forge from disabling the hook.
     let waits_for_ci = matches!(config.deploy_on, DeployOn::CiSuccess { .. });
     match classify(&hook) {
-        Event::Push if waits_for_ci => Ok(Verdict::Ignored {
+        Event::Push if !waits_for_ci => {
+            let event =
+                push::parse(hook.forge, &headers, request.body).map_err(Rejection::BadRequest)?;
+            let filtered = filter(config, hook.forge, event);
+            Ok(verdict_on(&hook, &headers, filtered))
+        }
+        Event::Push => Ok(Verdict::Ignored {
             forge: hook.forge,
             reason: IgnoreReason::WaitingForCi,
         }),
         Event::Run if waits_for_ci => {
-            let event =
+            let run =
                 ci::parse(hook.forge, &headers, request.body).map_err(Rejection::BadRequest)?;
-            let delivery = forge::delivery_key(hook.forge, &headers);
-            Ok(filter_run(config, hook.forge, event, delivery))
-        }
-        Event::Push => {
-            let event =
-                push::parse(hook.forge, &headers, request.body).map_err(Rejection::BadRequest)?;
-            let delivery = forge::delivery_key(hook.forge, &headers);
-            Ok(filter(config, hook.forge, event, delivery))
+            let filtered = filter_run(config, hook.forge, run);
+            Ok(verdict_on(&hook, &headers, filtered))
         }
         Event::Ping => {
             let wanted = config.repository.as_deref();
@@ -134,99 +146,107 @@ fn other_repository(config: &Config, repository: Option<&str>) -> Option<IgnoreR
     })
 }
 
-/// Applies the repository, workflow, branch and outcome filters to a decoded CI run.
-fn filter_run(
-    config: &Config,
-    forge: Forge,
-    run: RunEvent,
-    delivery: Option<crate::forge::DeliveryKey>,
+/// The verdict on a push or CI run that `filtered` accepted (deploy it, as this delivery) or
+/// ignored.
+fn verdict_on(
+    hook: &Hook<'_>,
+    headers: &Headers<'_>,
+    filtered: Result<Push, IgnoreReason>,
 ) -> Verdict {
-    let ignored = |reason| Verdict::Ignored { forge, reason };
+    match filtered {
+        Ok(push) => Verdict::Deploy(Push {
+            delivery: forge::delivery_key(hook.forge, headers),
+            ..push
+        }),
+        Err(reason) => Verdict::Ignored {
+            forge: hook.forge,
+            reason,
+        },
+    }
+}
+
+/// The branch filter, shared by pushes and CI runs.
+fn other_branch(config: &Config, branch: &str) -> Result<(), IgnoreReason> {
+    if branch == config.branch {
+        return Ok(());
+    }
+    Err(IgnoreReason::OtherBranch {
+        branch: clip(branch),
+        wanted: config.branch.clone(),
+    })
+}
+
+/// Applies the repository, workflow, branch and outcome filters to a decoded CI run: the push
+/// it deploys (without its delivery key), or why not.
+fn filter_run(config: &Config, forge: Forge, run: RunEvent) -> Result<Push, IgnoreReason> {
     if let Some(reason) = other_repository(config, run.repository.as_deref()) {
-        return ignored(reason);
+        return Err(reason);
     }
     if let Some(why) = &run.foreign {
-        return ignored(IgnoreReason::ForeignRun { why: clip(why) });
+        return Err(IgnoreReason::ForeignRun { why: clip(why) });
     }
     if let DeployOn::CiSuccess {
         workflow: Some(wanted),
     } = &config.deploy_on
         && !run.is_workflow(wanted)
     {
-        return ignored(IgnoreReason::OtherWorkflow {
+        return Err(IgnoreReason::OtherWorkflow {
             name: run.workflow_name.as_deref().map(clip),
             wanted: wanted.clone(),
         });
     }
-    let Some(branch) = run.branch.as_deref() else {
-        return ignored(IgnoreReason::NoBranch);
-    };
-    if branch != config.branch {
-        return ignored(IgnoreReason::OtherBranch {
-            branch: clip(branch),
-            wanted: config.branch.clone(),
-        });
-    }
+    let branch = run.branch.as_deref().ok_or(IgnoreReason::NoBranch)?;
+    other_branch(config, branch)?;
     if !run.finished {
-        return ignored(IgnoreReason::RunNotFinished {
+        return Err(IgnoreReason::RunNotFinished {
             state: clip(&run.outcome),
         });
     }
     if run.outcome != "success" {
-        return ignored(IgnoreReason::RunFailed {
+        return Err(IgnoreReason::RunFailed {
             outcome: clip(&run.outcome),
         });
     }
-    Verdict::Deploy(Push {
+    Ok(Push {
         forge,
         git_ref: format!("refs/heads/{branch}"),
         branch: branch.to_owned(),
         after: run.commit,
         repository: run.repository,
-        delivery,
+        delivery: None,
         ci: Some(CiRun {
             workflow: run.workflow_name.as_deref().map(clip),
         }),
     })
 }
 
-/// Applies the repository and branch filters to a decoded push.
-fn filter(
-    config: &Config,
-    forge: Forge,
-    event: PushEvent,
-    delivery: Option<crate::forge::DeliveryKey>,
-) -> Verdict {
-    let ignored = |reason| Verdict::Ignored { forge, reason };
+/// Applies the repository and branch filters to a decoded push: the push to deploy (without
+/// its delivery key), or why not.
+fn filter(config: &Config, forge: Forge, event: PushEvent) -> Result<Push, IgnoreReason> {
     if let Some(reason) = other_repository(config, event.repository.as_deref()) {
-        return ignored(reason);
+        return Err(reason);
     }
     let Some(branch) = event.git_ref.strip_prefix("refs/heads/") else {
         let git_ref = clip(&event.git_ref);
-        return if event.git_ref.starts_with("refs/tags/") {
-            ignored(IgnoreReason::TagPush { git_ref })
+        return Err(if event.git_ref.starts_with("refs/tags/") {
+            IgnoreReason::TagPush { git_ref }
         } else {
-            ignored(IgnoreReason::NotABranch { git_ref })
-        };
-    };
-    if branch != config.branch {
-        return ignored(IgnoreReason::OtherBranch {
-            branch: clip(branch),
-            wanted: config.branch.clone(),
+            IgnoreReason::NotABranch { git_ref }
         });
-    }
+    };
+    other_branch(config, branch)?;
     if event.deleted {
-        return ignored(IgnoreReason::Deleted {
+        return Err(IgnoreReason::Deleted {
             branch: branch.to_owned(),
         });
     }
-    Verdict::Deploy(Push {
+    Ok(Push {
         forge,
         branch: branch.to_owned(),
         git_ref: event.git_ref,
         after: event.after,
         repository: event.repository,
-        delivery,
+        delivery: None,
         ci: None,
     })
 }

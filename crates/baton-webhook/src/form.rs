@@ -63,26 +63,15 @@ mod tests {
 
     #[test]
     fn refuses_bad_forms() {
-        assert_eq!(
-            field(b"payload=%zz", "payload"),
-            Err(PayloadError::BadUrlEncoding)
-        );
-        assert_eq!(
-            field(b"payload=%4", "payload"),
-            Err(PayloadError::BadUrlEncoding)
-        );
-        assert_eq!(
-            field(b"x=1&y=%", "payload"),
-            Err(PayloadError::BadUrlEncoding)
-        );
-        assert_eq!(
-            field(b"x=1", "payload"),
-            Err(PayloadError::MissingFormPayload)
-        );
-        assert_eq!(field(b"", "payload"), Err(PayloadError::MissingFormPayload));
-        assert_eq!(
-            field(b"payload=1&payload=2", "payload"),
-            Err(PayloadError::RepeatedFormPayload)
-        );
+        for (body, error) in [
+            (&b"payload=%zz"[..], PayloadError::BadUrlEncoding),
+            (b"payload=%4", PayloadError::BadUrlEncoding),
+            (b"x=1&y=%", PayloadError::BadUrlEncoding),
+            (b"x=1", PayloadError::MissingFormPayload),
+            (b"", PayloadError::MissingFormPayload),
+            (b"payload=1&payload=2", PayloadError::RepeatedFormPayload),
+        ] {
+            assert_eq!(field(body, "payload"), Err(error), "{body:?}");
+        }
     }
 }

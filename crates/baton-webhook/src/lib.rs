@@ -18,7 +18,7 @@
 //! let signature = sign_github(b"s3cret", body);
 //! let headers: [(&str, &[u8]); 2] =
 //!     [("X-GitHub-Event", b"push"), ("X-Hub-Signature-256", signature.as_bytes())];
-//! let verdict = evaluate(&config, &Request { method: "POST", path: "/webhook", headers: &headers, body });
+//! let verdict = evaluate(&config, &Request::post("/webhook", &headers, body));
 //! assert!(matches!(&verdict, Verdict::Deploy(push) if push.branch == "main"));
 //! assert_eq!(verdict.status(), 202);
 //! println!("{}", verdict.log_line()); // the HTTP layer replies with verdict.reply_body()

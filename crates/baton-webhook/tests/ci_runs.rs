@@ -77,13 +77,30 @@ fn signed(config: &Config, forge: Forge, event: &str, body: &Value) -> Verdict {
             ("Content-Type", b"application/json"),
         ],
     };
-    let request = Request {
-        method: "POST",
-        path: "/webhook",
-        headers: &headers,
-        body: &body,
-    };
+    let request = Request::post("/webhook", &headers, &body);
     evaluate(config, &request)
+}
+
+/// A GitHub `workflow_run` delivery of `run`.
+fn github_run(config: &Config, run: &Value) -> Verdict {
+    signed(config, Forge::GitHub, "workflow_run", run)
+}
+
+/// A GitLab Pipeline Hook delivery of `pipeline`.
+fn gitlab_pipeline(config: &Config, pipeline: &Value) -> Verdict {
+    signed(config, Forge::GitLab, "Pipeline Hook", pipeline)
+}
+
+fn not_finished(state: &str) -> IgnoreReason {
+    IgnoreReason::RunNotFinished {
+        state: state.into(),
+    }
+}
+
+fn failed(outcome: &str) -> IgnoreReason {
+    IgnoreReason::RunFailed {
+        outcome: outcome.into(),
+    }
 }
 
 fn ignored(verdict: &Verdict) -> &IgnoreReason {
@@ -97,34 +114,15 @@ fn ignored(verdict: &Verdict) -> &IgnoreReason {
 #[test]
 fn only_a_completed_successful_run_on_the_branch_deploys_its_head_commit() {
     let config = ci_config(None);
-    let requested = signed(
+    for (action, conclusion, reason) in [
+        ("requested", Value::Null, not_finished("requested")),
+        ("completed", json!("failure"), failed("failure")),
+    ] {
+        let verdict = github_run(&config, &workflow_run(action, conclusion, "main"));
+        assert_eq!(ignored(&verdict), &reason, "{action}");
+    }
+    let passed = github_run(
         &config,
-        Forge::GitHub,
-        "workflow_run",
-        &workflow_run("requested", Value::Null, "main"),
-    );
-    assert_eq!(
-        ignored(&requested),
-        &IgnoreReason::RunNotFinished {
-            state: "requested".into()
-        }
-    );
-    let failed = signed(
-        &config,
-        Forge::GitHub,
-        "workflow_run",
-        &workflow_run("completed", json!("failure"), "main"),
-    );
-    assert_eq!(
-        ignored(&failed),
-        &IgnoreReason::RunFailed {
-            outcome: "failure".into()
-        }
-    );
-    let passed = signed(
-        &config,
-        Forge::GitHub,
-        "workflow_run",
         &workflow_run("completed", json!("success"), "main"),
     );
     assert_eq!(passed.status(), 202, "{passed}");
@@ -147,12 +145,7 @@ fn only_a_completed_successful_run_on_the_branch_deploys_its_head_commit() {
         "{passed}"
     );
 
-    let other_branch = signed(
-        &config,
-        Forge::GitHub,
-        "workflow_run",
-        &workflow_run("completed", json!("success"), "dev"),
-    );
+    let other_branch = github_run(&config, &workflow_run("completed", json!("success"), "dev"));
     assert!(matches!(
         ignored(&other_branch),
         IgnoreReason::OtherBranch { .. }
@@ -168,7 +161,7 @@ fn pushes_wait_for_ci_and_runs_are_ignored_in_push_mode() {
 
     let push_mode = Config::new(Secret::new(SECRET).unwrap());
     let run = workflow_run("completed", json!("success"), "main");
-    let verdict = signed(&push_mode, Forge::GitHub, "workflow_run", &run);
+    let verdict = github_run(&push_mode, &run);
     assert!(matches!(ignored(&verdict), IgnoreReason::Event { event } if event == "workflow_run"));
 }
 
@@ -176,20 +169,10 @@ fn pushes_wait_for_ci_and_runs_are_ignored_in_push_mode() {
 fn the_workflow_filter_matches_name_or_path() {
     let run = workflow_run("completed", json!("success"), "main");
     for wanted in ["CI", "ci.yml", ".github/workflows/ci.yml"] {
-        let verdict = signed(
-            &ci_config(Some(wanted)),
-            Forge::GitHub,
-            "workflow_run",
-            &run,
-        );
+        let verdict = github_run(&ci_config(Some(wanted)), &run);
         assert_eq!(verdict.status(), 202, "{wanted}: {verdict}");
     }
-    let verdict = signed(
-        &ci_config(Some("release.yml")),
-        Forge::GitHub,
-        "workflow_run",
-        &run,
-    );
+    let verdict = github_run(&ci_config(Some("release.yml")), &run);
     assert!(matches!(
         ignored(&verdict),
         IgnoreReason::OtherWorkflow { .. }
@@ -200,11 +183,11 @@ fn the_workflow_filter_matches_name_or_path() {
 fn pull_request_and_fork_runs_do_not_deploy() {
     let mut run = workflow_run("completed", json!("success"), "main");
     run["workflow_run"]["event"] = json!("pull_request");
-    let verdict = signed(&ci_config(None), Forge::GitHub, "workflow_run", &run);
+    let verdict = github_run(&ci_config(None), &run);
     assert!(matches!(ignored(&verdict), IgnoreReason::ForeignRun { .. }));
     let mut run = workflow_run("completed", json!("success"), "main");
     run["workflow_run"]["head_repository"]["full_name"] = json!("mallory/site");
-    let verdict = signed(&ci_config(None), Forge::GitHub, "workflow_run", &run);
+    let verdict = github_run(&ci_config(None), &run);
     assert!(matches!(ignored(&verdict), IgnoreReason::ForeignRun { .. }));
 }
 
@@ -221,43 +204,16 @@ fn gitea_sends_github_shaped_workflow_runs() {
 #[test]
 fn gitlab_pipelines_deploy_on_success_only() {
     let config = ci_config(None);
-    let running = signed(
-        &config,
-        Forge::GitLab,
-        "Pipeline Hook",
-        &pipeline("running", "main", false),
-    );
-    assert_eq!(
-        ignored(&running),
-        &IgnoreReason::RunNotFinished {
-            state: "running".into()
-        }
-    );
-    let failed = signed(
-        &config,
-        Forge::GitLab,
-        "Pipeline Hook",
-        &pipeline("failed", "main", false),
-    );
-    assert_eq!(
-        ignored(&failed),
-        &IgnoreReason::RunFailed {
-            outcome: "failed".into()
-        }
-    );
-    let tag = signed(
-        &config,
-        Forge::GitLab,
-        "Pipeline Hook",
-        &pipeline("success", "v1.0", true),
-    );
+    for (status, reason) in [
+        ("running", not_finished("running")),
+        ("failed", failed("failed")),
+    ] {
+        let verdict = gitlab_pipeline(&config, &pipeline(status, "main", false));
+        assert_eq!(ignored(&verdict), &reason, "{status}");
+    }
+    let tag = gitlab_pipeline(&config, &pipeline("success", "v1.0", true));
     assert_eq!(ignored(&tag), &IgnoreReason::NoBranch);
-    let passed = signed(
-        &config,
-        Forge::GitLab,
-        "Pipeline Hook",
-        &pipeline("success", "main", false),
-    );
+    let passed = gitlab_pipeline(&config, &pipeline("success", "main", false));
     let Verdict::Deploy(push) = &passed else {
         panic!("{passed}")
     };
@@ -267,26 +223,21 @@ fn gitlab_pipelines_deploy_on_success_only() {
     );
     let mut mr = pipeline("success", "main", false);
     mr["object_attributes"]["source"] = json!("merge_request_event");
-    let verdict = signed(&config, Forge::GitLab, "Pipeline Hook", &mr);
+    let verdict = gitlab_pipeline(&config, &mr);
     assert!(matches!(ignored(&verdict), IgnoreReason::ForeignRun { .. }));
 }
 
 #[test]
 fn malformed_runs_are_bad_requests_after_authentication() {
     let config = ci_config(None);
-    let verdict = signed(
-        &config,
-        Forge::GitHub,
-        "workflow_run",
-        &json!({"action": "completed"}),
-    );
+    let verdict = github_run(&config, &json!({"action": "completed"}));
     assert_eq!(
         verdict,
         Verdict::Rejected(Rejection::BadRequest(PayloadError::MissingRun))
     );
     let mut run = workflow_run("completed", json!("success"), "main");
     run["workflow_run"]["head_sha"] = json!("not-a-sha");
-    let verdict = signed(&config, Forge::GitHub, "workflow_run", &run);
+    let verdict = github_run(&config, &run);
     assert_eq!(
         verdict,
         Verdict::Rejected(Rejection::BadRequest(PayloadError::BadRunCommit))

@@ -50,21 +50,27 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// The headers the forges send and the evaluator reads.
+const FORGE_HEADERS: [&str; 12] = [
+    "X-GitHub-Event",
+    "X-Gitea-Event",
+    "X-Forgejo-Event",
+    "X-Gitlab-Event",
+    "X-Hub-Signature-256",
+    "X-Hub-Signature",
+    "X-Gitea-Signature",
+    "X-Forgejo-Signature",
+    "X-Gitlab-Token",
+    "Content-Type",
+    "X-GitHub-Delivery",
+    "Idempotency-Key",
+];
+
+/// One of `FORGE_HEADERS` (each as likely as any other name), or any other name.
 fn header_name() -> impl Strategy<Value = String> {
     prop_oneof![
-        Just("X-GitHub-Event".to_owned()),
-        Just("X-Gitea-Event".to_owned()),
-        Just("X-Forgejo-Event".to_owned()),
-        Just("X-Gitlab-Event".to_owned()),
-        Just("X-Hub-Signature-256".to_owned()),
-        Just("X-Hub-Signature".to_owned()),
-        Just("X-Gitea-Signature".to_owned()),
-        Just("X-Forgejo-Signature".to_owned()),
-        Just("X-Gitlab-Token".to_owned()),
-        Just("Content-Type".to_owned()),
-        Just("X-GitHub-Delivery".to_owned()),
-        Just("Idempotency-Key".to_owned()),
-        "[A-Za-z-]{1,20}",
+        12 => proptest::sample::select(&FORGE_HEADERS[..]).prop_map(str::to_owned),
+        1 => "[A-Za-z-]{1,20}",
     ]
 }
 

@@ -1,6 +1,7 @@
 //! Small real servers on 127.0.0.1, each misbehaving in one specific way.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,33 +80,36 @@ async fn read_head(sock: &mut TcpStream) -> bool {
     true
 }
 
-/// Accepts, reads the request, then closes without answering.
-pub async fn drop_after_request() -> SocketAddr {
+/// Accepts, reads each request's head, then hands the connection to `then` unanswered.
+async fn after_request<F, Fut>(then: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     let (listener, addr) = listener().await;
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             tokio::spawn(async move {
                 read_head(&mut sock).await;
-                drop(sock);
+                then(sock).await;
             });
         }
     });
     addr
 }
 
+/// Accepts, reads the request, then closes without answering.
+pub async fn drop_after_request() -> SocketAddr {
+    after_request(|sock| async move { drop(sock) }).await
+}
+
 /// Accepts and reads the request, then never answers (but keeps the connection open).
 pub async fn never_answer() -> SocketAddr {
-    let (listener, addr) = listener().await;
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                read_head(&mut sock).await;
-                std::future::pending::<()>().await;
-                drop(sock);
-            });
-        }
-    });
-    addr
+    after_request(|sock| async move {
+        std::future::pending::<()>().await;
+        drop(sock);
+    })
+    .await
 }
 
 /// Raw h2c server; `refuse(n)` decides whether the n-th stream (from 1, across connections)
