@@ -1,4 +1,5 @@
-//! Talking to the reference app and to baton's commands the way deploy tests do.
+//! The setting of deploy tests (a repository whose app is the reference app, a baton deploying
+//! it) and talking to that app and to baton's commands the way the tests do.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
