@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use baton_load::Mode;
+use common::baton::reloads_under_load;
 use common::load::{Background, assert_no_failures};
 use common::*;
 
@@ -53,31 +54,7 @@ fn flask_under_gunicorn_reloads_ten_times_under_load_without_a_failed_request() 
         .arg("--cwd")
         .arg(example().to_str().unwrap())
         .start();
-    let addr = baton.addr;
-    let load = Background::start(addr, &[Mode::KeepAlive, Mode::ConnectionPerRequest]);
-    for i in 0..10 {
-        let out = baton.reload();
-        assert!(
-            out.status.success(),
-            "reload {i}: {out:?}\n{}",
-            baton.log_text()
-        );
-        // Fresh requests are answered by the new workers (the old arbiter may take a moment
-        // to process its drain signal and stop accepting).
-        let generation = baton.generation();
-        eventually(
-            Duration::from_secs(5),
-            || format!("old workers still answer after reload {i}"),
-            || {
-                let (status, body) = http_get(addr, "/").unwrap();
-                assert_eq!(status, 200);
-                body.contains(&format!("generation={generation} "))
-                    .then_some(())
-            },
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let reports = load.finish();
+    let reports = reloads_under_load(&baton, 10, Duration::from_millis(300));
     assert_no_failures(&reports, 100, &baton.log_text());
     for (mode, report) in &reports {
         assert!(

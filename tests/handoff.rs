@@ -68,10 +68,9 @@ fn twenty_reloads_under_load_lose_no_request() {
 
 #[test]
 fn failed_generations_never_replace_the_serving_one() {
-    if !have_tool("python3") || !have_tool("setsid") {
+    let Some(dir) = Scratch::needing(&["python3", "setsid"], "flaky") else {
         return;
-    }
-    let dir = Scratch::new("flaky");
+    };
     let kids_file = dir.path("kids");
     let script = fixture("flaky_generations.sh");
     let baton = BatonBuilder::new()

@@ -23,10 +23,9 @@ fn wait_file(path: &std::path::Path, log: &std::path::Path) -> Value {
 
 #[test]
 fn a_generation_sees_sockets_and_variables_exactly_as_systemd_passes_them() {
-    if !have_tool("python3") {
+    let Some(scratch) = Scratch::needing(&["python3"], "probe") else {
         return;
-    }
-    let scratch = Scratch::new("probe");
+    };
     let manager = FakeManager::new(&scratch.0);
     let report_path = scratch.path("report.json");
     let unix_path = scratch.path("app.sock");
@@ -131,10 +130,10 @@ fn a_generation_sees_sockets_and_variables_exactly_as_systemd_passes_them() {
 
 #[test]
 fn socket_activation_names_decide_who_gets_which_socket() {
-    if !have_tool("systemd-socket-activate") || !have_tool("python3") {
+    let Some(scratch) = Scratch::needing(&["systemd-socket-activate", "python3"], "activate")
+    else {
         return;
-    }
-    let scratch = Scratch::new("activate");
+    };
     let report_path = scratch.path("report.json");
     let (app_port, hook_port) = (free_port(), free_port());
     let control = scratch.path("control.sock");

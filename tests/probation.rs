@@ -212,10 +212,9 @@ fn history(baton: &Baton) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_release_that_crash_loops_after_probation_is_rolled_back_and_never_redeployed() {
-    if !have_tool("git") {
+    let Some(scratch) = Scratch::needing(&["git"], "auto-rollback") else {
         return;
-    }
-    let scratch = Scratch::new("auto-rollback");
+    };
     let (repo, state, baton) = polling_deploy(&scratch, "1s", &["--crash-loop", "3/2m"]);
     let good = std::fs::read_link(state.join("current")).unwrap();
     let load = Background::start(baton.addr, &[Mode::KeepAlive, Mode::ConnectionPerRequest]);
@@ -271,10 +270,9 @@ fn a_release_that_crash_loops_after_probation_is_rolled_back_and_never_redeploye
 
 #[test]
 fn a_release_that_fails_probation_is_marked_failed_and_not_rebuilt_by_the_poller() {
-    if !have_tool("git") {
+    let Some(scratch) = Scratch::needing(&["git"], "probation-deploy") else {
         return;
-    }
-    let scratch = Scratch::new("probation-deploy");
+    };
     let (repo, state, baton) = polling_deploy(&scratch, "3s", &[]);
     let good = std::fs::read_link(state.join("current")).unwrap();
     let bad_commit = repo.commit(&[("flags", "--die-after 500ms")], &[]);

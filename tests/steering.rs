@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use baton_load::{Mode, Report};
-use common::load::Background;
+use common::baton::reloads_under_load;
+use common::load::generation_of;
 use common::*;
 
 /// The virtualenv's bin with gunicorn and uvicorn (`$BATON_VENV`), else their directory on
@@ -52,38 +53,6 @@ fn builder(bin: &std::path::Path, dir: &str, ready: &str, app: &[&str]) -> Baton
         .arg(ready)
         .env("PATH", &path)
         .app(app)
-}
-
-/// The `generation=N` an answer names.
-fn generation_of(body: &str) -> Option<u64> {
-    body.split_whitespace()
-        .find_map(|w| w.strip_prefix("generation="))?
-        .parse()
-        .ok()
-}
-
-/// Ten reloads under connection-per-request and keep-alive load; each reload waits until fresh
-/// requests reach the new generation. Returns the load's reports.
-fn ten_reloads(baton: &Baton) -> Vec<(Mode, Report)> {
-    let load = Background::start(baton.addr, &[Mode::ConnectionPerRequest, Mode::KeepAlive]);
-    for i in 0..10 {
-        let out = baton.reload();
-        assert!(
-            out.status.success(),
-            "reload {i}: {out:?}\n{}",
-            baton.log_text()
-        );
-        let generation = baton.generation();
-        eventually(
-            Duration::from_secs(10),
-            || format!("generation {generation} never answered after reload {i}"),
-            || {
-                let (_, body) = http_get(baton.addr, "/").ok()?;
-                (generation_of(&body) == Some(generation)).then_some(())
-            },
-        );
-    }
-    load.finish()
 }
 
 /// Connection-per-request load saw no failure; keep-alive load is reported (an idle keep-alive
@@ -130,7 +99,7 @@ fn asgi_under_gunicorn_uvicorn_workers_reloads_without_a_failed_request() {
         "main:app",
     ];
     let baton = builder(&bin, "asgi", "notify+http:/health", &app).start();
-    let reports = ten_reloads(&baton);
+    let reports = reloads_under_load(&baton, 10, Duration::ZERO);
     assert_steered_and_lossless(&baton, &reports);
 }
 
@@ -140,7 +109,7 @@ fn uvicorn_on_fd_3_reloads_without_a_failed_request() {
     // uvicorn sends no READY=1 and serves fd 3 only: readiness is a delay.
     let app = ["uvicorn", "--fd", "3", "--log-level", "warning", "main:app"];
     let baton = builder(&bin, "asgi", "delay:1500ms", &app).start();
-    let reports = ten_reloads(&baton);
+    let reports = reloads_under_load(&baton, 10, Duration::ZERO);
     assert_steered_and_lossless(&baton, &reports);
 }
 
@@ -157,7 +126,7 @@ fn a_node_server_that_closes_idle_connections_reloads_without_a_failed_request()
         &app,
     )
     .start();
-    let reports = ten_reloads(&baton);
+    let reports = reloads_under_load(&baton, 10, Duration::ZERO);
     assert_steered_and_lossless(&baton, &reports);
 }
 

@@ -33,6 +33,14 @@ fn have_node() -> bool {
     found
 }
 
+/// A booted namespace systemd, when Node.js is there too (else a visible skip).
+fn boot_with_node(tag: &str) -> Option<Manager> {
+    if !have_node() {
+        return None;
+    }
+    Manager::boot(tag)
+}
+
 /// The shipped units running the Node example, with `drop_in` for baton.service (if any); the
 /// sockets are started and the first request has started baton. Returns its `status --json`.
 fn node_under_systemd(m: &Manager, drop_in: Option<&str>) -> serde_json::Value {
@@ -87,10 +95,7 @@ fn reloads_under_load(m: &Manager, n: usize) -> (baton_load::Report, baton_load:
 
 #[test]
 fn a_socket_activated_node_server_reloads_under_load_with_steering() {
-    if !have_node() {
-        return;
-    }
-    let Some(m) = Manager::boot("steering") else {
+    let Some(m) = boot_with_node("steering") else {
         return;
     };
     let report = node_under_systemd(&m, None);
@@ -118,10 +123,7 @@ fn a_socket_activated_node_server_reloads_under_load_with_steering() {
 
 #[test]
 fn without_cap_chown_systemd_s_socket_is_shared_and_says_why() {
-    if !have_node() {
-        return;
-    }
-    let Some(m) = Manager::boot("steering-shared") else {
+    let Some(m) = boot_with_node("steering-shared") else {
         return;
     };
     // baton may not take root's socket over: it shares it, as before steering.

@@ -160,10 +160,9 @@ fn sigusr2_upgrades_too_and_an_upgrade_waits_for_a_quiet_moment() {
 
 #[test]
 fn an_upgraded_deploying_baton_keeps_its_webhook_and_deploy_queue() {
-    if !have_tool("git") {
+    let Some(scratch) = Scratch::needing(&["git"], "upgrade-deploy") else {
         return;
-    }
-    let scratch = Scratch::new("upgrade-deploy");
+    };
     let installed = installed_baton(&scratch);
     let run_sh = format!("#!/bin/sh\nexec {HELLO}\n");
     let repo = common::repo::Repo::new(

@@ -20,6 +20,7 @@ use crate::stats::{Latency, failures_by_class};
 
 /// One app: how baton runs it, and how far apart its reloads must be (a Python boot is slow).
 struct SteerApp {
+    key: &'static str,
     title: &'static str,
     argv: Vec<String>,
     dir: PathBuf,
@@ -41,32 +42,27 @@ struct Outcome {
 pub async fn run(settings: &Settings, dir: &Path) -> Result<String, String> {
     let header = Header::begin();
     let (apps, skipped) = apps();
+    // Per app and mode both settings run back to back; the order alternates between the modes
+    // so that neither always runs on the warmer machine.
+    let plan = apps.iter().flat_map(|app| {
+        [
+            (Mode::ConnectionPerRequest, [true, false]),
+            (Mode::KeepAlive, [false, true]),
+        ]
+        .into_iter()
+        .flat_map(move |(mode, order)| order.map(move |steer| (app, mode, steer)))
+    });
     let mut outcomes = Vec::new();
-    for app in &apps {
-        for (i, mode) in [Mode::ConnectionPerRequest, Mode::KeepAlive]
-            .into_iter()
-            .enumerate()
-        {
-            // Alternate which goes first, so that neither always runs on a warmer machine.
-            let order = if i % 2 == 0 {
-                [true, false]
-            } else {
-                [false, true]
-            };
-            for steer in order {
-                eprintln!("{} {mode:?} steering {}", app.title, on_off(steer));
-                let sub = dir.join(format!("{}-{mode:?}-{}", app.title.len(), on_off(steer)));
-                let o = one(app, mode, steer, settings, &sub).await?;
-                eprintln!("  {}", o.report.summary());
-                outcomes.push(o);
-            }
-        }
+    for (app, mode, steer) in plan {
+        eprintln!("{} {mode:?} steering {}", app.title, on_off(steer));
+        let sub = dir.join(format!("{}-{mode:?}-{}", app.key, on_off(steer)));
+        let o = one(app, mode, steer, settings, &sub).await?;
+        eprintln!("  {}", o.report.summary());
+        outcomes.push(o);
     }
-    let mut out = header.render(
-        "Connection steering: apps with a careless shutdown",
-        &format!("`{}`", crate::settings::command_line()),
-        "",
-    );
+    let title = "Connection steering: apps with a careless shutdown";
+    let command = format!("`{}`", crate::settings::command_line());
+    let mut out = header.render(title, &command, "");
     render(&mut out, settings, &outcomes, &skipped);
     Ok(out)
 }
@@ -125,7 +121,8 @@ fn apps() -> (Vec<SteerApp>, Vec<String>) {
     let venv = std::env::var_os("BATON_VENV").map(|v| PathBuf::from(v).join("bin"));
     match venv.filter(|b| b.join("uvicorn").exists() && b.join("gunicorn").exists()) {
         Some(bin) => {
-            let python = |title, argv: &[&str], ready| SteerApp {
+            let python = |key, title, argv: &[&str], ready| SteerApp {
+                key,
                 title,
                 argv: argv.iter().map(|a| a.to_string()).collect(),
                 dir: asgi.clone(),
@@ -135,11 +132,13 @@ fn apps() -> (Vec<SteerApp>, Vec<String>) {
             };
             let worker = ["gunicorn", "-k", "uvicorn.workers.UvicornWorker"];
             apps.push(python(
+                "gunicorn-uvicorn",
                 "gunicorn + UvicornWorker (2 workers)",
                 &[&worker[..], &["--workers", "2", "main:app"]].concat(),
                 "notify+http:/health",
             ));
             apps.push(python(
+                "uvicorn",
                 "uvicorn --fd 3",
                 &["uvicorn", "--fd", "3", "--log-level", "warning", "main:app"],
                 "delay:1500ms",
@@ -149,6 +148,7 @@ fn apps() -> (Vec<SteerApp>, Vec<String>) {
     }
     match on_path("node") {
         Some(bin) => apps.push(SteerApp {
+            key: "node",
             title: "Node (closes idle connections)",
             argv: vec!["node".into(), "server.js".into()],
             dir: repo().join("examples/node"),

@@ -314,3 +314,40 @@ impl Drop for Baton {
         }
     }
 }
+
+/// `n` `baton reload`s under keep-alive and connection-per-request load, each waiting until a
+/// fresh request is answered 200 by the new generation (an old one may take a moment to stop
+/// accepting without steering), then `pause`. Returns the load's reports.
+pub fn reloads_under_load(
+    baton: &Baton,
+    n: usize,
+    pause: Duration,
+) -> Vec<(baton_load::Mode, baton_load::Report)> {
+    let load = super::load::Background::start(
+        baton.addr,
+        &[
+            baton_load::Mode::KeepAlive,
+            baton_load::Mode::ConnectionPerRequest,
+        ],
+    );
+    for i in 0..n {
+        let out = baton.reload();
+        assert!(
+            out.status.success(),
+            "reload {i}: {out:?}\n{}",
+            baton.log_text()
+        );
+        let generation = baton.generation();
+        super::eventually(
+            Duration::from_secs(10),
+            || format!("generation {generation} never answered after reload {i}"),
+            || {
+                let (status, body) = super::http_get(baton.addr, "/").ok()?;
+                assert_eq!(status, 200, "{body}");
+                (super::load::generation_of(&body) == Some(generation)).then_some(())
+            },
+        );
+        std::thread::sleep(pause);
+    }
+    load.finish()
+}

@@ -82,3 +82,11 @@ pub fn assert_clean(what: &str, report: &Report, at_least: usize, context: &str)
         report.failures_by_class()
     );
 }
+
+/// The `generation=N` an answer names (baton-hello, the Flask, ASGI and Node examples).
+pub fn generation_of(body: &str) -> Option<u64> {
+    body.split_whitespace()
+        .find_map(|w| w.strip_prefix("generation="))?
+        .parse()
+        .ok()
+}

@@ -113,6 +113,15 @@ impl Scratch {
         Scratch(dir)
     }
 
+    /// A scratch directory when every tool in `tools` is installed; `None` (a visible skip,
+    /// a failure under CI: see [`have_tool`]) when one is not.
+    pub fn needing(tools: &[&str], tag: &str) -> Option<Scratch> {
+        tools
+            .iter()
+            .all(|t| have_tool(t))
+            .then(|| Scratch::new(tag))
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
