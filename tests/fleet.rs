@@ -19,13 +19,7 @@ const BUILD_SH: &str = "#!/bin/sh\necho \"start $(date +%s%N)\" >> \"$FLEET_LOG\
 
 /// `ansible-playbook` from `$BATON_VENV` (installed by `.ci/run`), else from PATH.
 fn ansible_playbook() -> Option<PathBuf> {
-    if let Some(v) = std::env::var_os("BATON_VENV") {
-        let bin = PathBuf::from(v).join("bin/ansible-playbook");
-        if bin.exists() {
-            return Some(bin);
-        }
-    }
-    have_tool("ansible-playbook").then(|| PathBuf::from("ansible-playbook"))
+    tool_dir(&["ansible-playbook"]).map(|dir| dir.join("ansible-playbook"))
 }
 
 /// `ansible-playbook -c local` of the fleet recipe over `inventory`, deploying `sha`, with its

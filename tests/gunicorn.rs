@@ -10,23 +10,9 @@ use common::baton::reloads_under_load;
 use common::load::{Background, assert_no_failures};
 use common::*;
 
-/// The virtualenv with gunicorn + Flask: `$BATON_VENV` (made by `.ci/run`), else gunicorn on
-/// PATH. None (and a visible skip) when neither is there.
+/// gunicorn + Flask's directory (`$BATON_VENV/bin` under CI).
 fn venv_bin() -> Option<PathBuf> {
-    if let Some(v) = std::env::var_os("BATON_VENV") {
-        let bin = PathBuf::from(v).join("bin");
-        if bin.join("gunicorn").exists() {
-            return Some(bin);
-        }
-    }
-    if have_tool("gunicorn") {
-        let out = std::process::Command::new("sh")
-            .args(["-c", "dirname \"$(command -v gunicorn)\""])
-            .output()
-            .ok()?;
-        return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    None
+    tool_dir(&["gunicorn"])
 }
 
 fn example() -> PathBuf {

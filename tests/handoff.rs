@@ -150,9 +150,7 @@ fn drain_waits_for_in_flight_requests_and_kills_at_the_deadline() {
     // An in-flight slow request on the old generation completes across a reload.
     let baton = BatonBuilder::new().start();
     let old_gen = baton.generation();
-    let addr = baton.addr;
-    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=1500"));
-    std::thread::sleep(Duration::from_millis(300));
+    let slow = slow_request(&baton, 1500);
     assert!(baton.reload().status.success());
     let (status, body) = slow.join().unwrap().expect("slow request completes");
     assert_eq!(status, 200);
@@ -252,9 +250,7 @@ fn a_crashed_generation_is_restarted_and_clients_wait_instead_of_failing() {
 fn sigterm_drains_the_generation_and_exits_zero() {
     let baton = BatonBuilder::new().start();
     let app = baton.app_pid();
-    let addr = baton.addr;
-    let slow = std::thread::spawn(move || http_get(addr, "/slow?ms=1000"));
-    std::thread::sleep(Duration::from_millis(300));
+    let slow = slow_request(&baton, 1000);
     let status = baton.stop();
     assert!(status.success(), "{status:?}");
     assert_eq!(
@@ -263,4 +259,12 @@ fn sigterm_drains_the_generation_and_exits_zero() {
         "in-flight request finished"
     );
     assert!(!alive(app));
+}
+
+/// A request that takes `ms` on the app, under way (300 ms in) when this returns.
+fn slow_request(baton: &Baton, ms: u64) -> std::thread::JoinHandle<std::io::Result<(u16, String)>> {
+    let addr = baton.addr;
+    let slow = std::thread::spawn(move || http_get(addr, &format!("/slow?ms={ms}")));
+    std::thread::sleep(Duration::from_millis(300));
+    slow
 }

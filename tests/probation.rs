@@ -46,6 +46,15 @@ fn assert_bounded_loss(reports: &[(Mode, Report)], log: &str) {
     }
 }
 
+/// baton running baton-hello with the flags in the returned file (none yet): each test writes
+/// the flags the next generation starts with.
+fn flagged(tag: &str) -> (Scratch, std::path::PathBuf, BatonBuilder) {
+    let scratch = Scratch::new(tag);
+    let flags = scratch.path("flags");
+    let builder = BatonBuilder::new().app(&app_with_flags_from(&flags));
+    (scratch, flags, builder)
+}
+
 fn pid_in_body(baton: &Baton) -> String {
     let (_, body) = http_get(baton.addr, "/").unwrap();
     body.split_whitespace()
@@ -56,12 +65,8 @@ fn pid_in_body(baton: &Baton) -> String {
 
 #[test]
 fn a_generation_that_dies_after_ready_fails_probation_and_the_old_one_keeps_serving() {
-    let scratch = Scratch::new("probation-dies");
-    let flags = scratch.path("flags");
-    let baton = BatonBuilder::new()
-        .app(&app_with_flags_from(&flags))
-        .probation("3s")
-        .start();
+    let (_scratch, flags, builder) = flagged("probation-dies");
+    let baton = builder.probation("3s").start();
     let old_pid = baton.app_pid();
     assert_eq!(pid_in_body(&baton), old_pid.to_string());
     let load = Background::start(baton.addr, &[Mode::KeepAlive, Mode::ConnectionPerRequest]);
@@ -103,10 +108,8 @@ fn a_generation_that_dies_after_ready_fails_probation_and_the_old_one_keeps_serv
 
 #[test]
 fn a_generation_whose_health_turns_red_during_probation_is_refused() {
-    let scratch = Scratch::new("probation-health");
-    let flags = scratch.path("flags");
-    let baton = BatonBuilder::new()
-        .app(&app_with_flags_from(&flags))
+    let (_scratch, flags, builder) = flagged("probation-health");
+    let baton = builder
         .arg("--ready")
         .arg("http:/health")
         .probation("5s")

@@ -16,21 +16,9 @@ use common::baton::reloads_under_load;
 use common::load::generation_of;
 use common::*;
 
-/// The virtualenv's bin with gunicorn and uvicorn (`$BATON_VENV`), else their directory on
-/// PATH; None (and a visible skip) when they are not there.
+/// uvicorn and gunicorn's directory (`$BATON_VENV/bin` under CI).
 fn python_bin() -> Option<PathBuf> {
-    let from_venv = std::env::var_os("BATON_VENV").map(|v| PathBuf::from(v).join("bin"));
-    if let Some(bin) = from_venv.filter(|b| b.join("uvicorn").exists()) {
-        return Some(bin);
-    }
-    if have_tool("uvicorn") && have_tool("gunicorn") {
-        let out = std::process::Command::new("sh")
-            .args(["-c", "dirname \"$(command -v uvicorn)\""])
-            .output()
-            .ok()?;
-        return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    None
+    tool_dir(&["uvicorn", "gunicorn"])
 }
 
 fn example(dir: &str) -> PathBuf {

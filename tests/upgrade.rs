@@ -47,6 +47,34 @@ fn upgrade(baton: &Baton) -> Output {
         .unwrap()
 }
 
+/// An installed copy of baton serving baton-hello under keep-alive and per-request load.
+struct Serving {
+    _scratch: Scratch,
+    installed: PathBuf,
+    baton: Baton,
+    /// (baton, app) pids before the upgrade.
+    pids: (i32, i32),
+    build: String,
+    load: Background,
+}
+
+fn serving_under_load(tag: &str) -> Serving {
+    let scratch = Scratch::new(tag);
+    let installed = installed_baton(&scratch);
+    let baton = BatonBuilder::new().binary(&installed).start();
+    let pids = (baton.pid(), baton.app_pid());
+    let build = build_of(&baton);
+    let load = Background::start(baton.addr, &[Mode::KeepAlive, Mode::ConnectionPerRequest]);
+    Serving {
+        _scratch: scratch,
+        installed,
+        baton,
+        pids,
+        build,
+        load,
+    }
+}
+
 fn build_of(baton: &Baton) -> String {
     baton.status().expect("status")["build"]["build"]
         .as_str()
@@ -56,12 +84,14 @@ fn build_of(baton: &Baton) -> String {
 
 #[test]
 fn upgrade_in_place_keeps_both_pids_and_loses_no_request() {
-    let scratch = Scratch::new("upgrade");
-    let installed = installed_baton(&scratch);
-    let baton = BatonBuilder::new().binary(&installed).start();
-    let (baton_pid, app_pid) = (baton.pid(), baton.app_pid());
-    let old_build = build_of(&baton);
-    let load = Background::start(baton.addr, &[Mode::KeepAlive, Mode::ConnectionPerRequest]);
+    let Serving {
+        _scratch,
+        installed,
+        baton,
+        pids: (baton_pid, app_pid),
+        build: old_build,
+        load,
+    } = serving_under_load("upgrade");
     install_new_build(&installed);
     let out = upgrade(&baton);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -103,12 +133,14 @@ fn upgrade_in_place_keeps_both_pids_and_loses_no_request() {
 
 #[test]
 fn an_upgrade_to_a_broken_binary_fails_and_the_old_baton_keeps_serving() {
-    let scratch = Scratch::new("upgrade-broken");
-    let installed = installed_baton(&scratch);
-    let baton = BatonBuilder::new().binary(&installed).start();
-    let (baton_pid, app_pid) = (baton.pid(), baton.app_pid());
-    let build = build_of(&baton);
-    let load = Background::start(baton.addr, &[Mode::KeepAlive, Mode::ConnectionPerRequest]);
+    let Serving {
+        _scratch,
+        installed,
+        baton,
+        pids: (baton_pid, app_pid),
+        build,
+        load,
+    } = serving_under_load("upgrade-broken");
     install_broken(&installed);
     let out = upgrade(&baton);
     assert_one_line_error(&out, "cannot take over");

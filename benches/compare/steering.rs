@@ -78,14 +78,14 @@ async fn one(
     settings: &Settings,
     dir: &Path,
 ) -> Result<Outcome, String> {
-    let addr = free_addr()?;
     let path = format!(
         "{}:{}",
         app.bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let addr = free_addr()?;
     let baton = Baton::start(dir, Duration::ZERO, Duration::from_secs(60), |cmd| {
-        cmd.args(["--listen", &addr.to_string(), "--ready", app.ready])
+        cmd.args(["--ready", app.ready, "--listen", &addr.to_string()])
             .arg("--cwd")
             .arg(&app.dir)
             .env("PATH", &path);

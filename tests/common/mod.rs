@@ -54,6 +54,25 @@ pub fn have_tool(tool: &str) -> bool {
 
 /// Says why a test does not run here (`SKIPPED: why`); under CI (`BATON_REQUIRE_ALL`), where
 /// everything is installed, fails it instead.
+/// The directory with every one of `tools`: `$BATON_VENV/bin` (the virtualenv `.ci/run` makes
+/// for the Python tools), else the one holding the first of them on PATH. `None` (a visible
+/// skip, a failure under CI) when they are not all there.
+pub fn tool_dir(tools: &[&str]) -> Option<PathBuf> {
+    let venv = std::env::var_os("BATON_VENV").map(|v| PathBuf::from(v).join("bin"));
+    if let Some(bin) = venv.filter(|b| tools.iter().all(|t| b.join(t).exists())) {
+        return Some(bin);
+    }
+    if !tools.iter().all(|t| have_tool(t)) {
+        return None;
+    }
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("dirname \"$(command -v {})\"", tools[0]))
+        .output()
+        .ok()?;
+    Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
 pub fn skip(why: &str) {
     if std::env::var_os("BATON_REQUIRE_ALL").is_some() {
         panic!("{why} (BATON_REQUIRE_ALL is set)");
