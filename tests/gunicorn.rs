@@ -21,15 +21,10 @@ fn example() -> PathBuf {
 
 /// baton with the example's `baton.toml` (gunicorn from `bin`); callers say where the app lives.
 fn flask_builder(bin: &std::path::Path) -> BatonBuilder {
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     BatonBuilder::new()
         .arg("-c")
         .arg(example().join("baton.toml").to_str().unwrap())
-        .env("PATH", &path)
+        .path_first(bin)
         .app::<&str>(&[])
 }
 

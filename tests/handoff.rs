@@ -108,26 +108,15 @@ fn failed_generations_never_replace_the_serving_one() {
     assert!(out.status.success(), "{out:?}");
     let reports = load.finish();
     assert_no_failures(&reports, 100, &baton.log_text());
-    assert!(
-        reasons[0].contains("exited before it was ready: exit status 3"),
-        "{}",
-        reasons[0]
-    );
-    assert!(
-        reasons[1].contains("sent no READY within 2s"),
-        "{}",
-        reasons[1]
-    );
-    assert!(
-        reasons[2].contains("exited before it was ready: exit status 1"),
-        "{}",
-        reasons[2]
-    );
-    assert!(
-        reasons[3].contains("sent no READY within 2s"),
-        "{}",
-        reasons[3]
-    );
+    let expected = [
+        "exited before it was ready: exit status 3",
+        "sent no READY within 2s",
+        "exited before it was ready: exit status 1",
+        "sent no READY within 2s",
+    ];
+    for (reason, want) in reasons.iter().zip(expected) {
+        assert!(reason.contains(want), "{reason}");
+    }
     for r in &reasons {
         assert!(
             r.starts_with("baton: reload failed:") && !r.contains('\n'),

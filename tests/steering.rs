@@ -29,17 +29,12 @@ fn example(dir: &str) -> PathBuf {
 
 /// baton running `app` in `dir` with `ready`, PATH starting with `bin`.
 fn builder(bin: &std::path::Path, dir: &str, ready: &str, app: &[&str]) -> BatonBuilder {
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     BatonBuilder::new()
         .arg("--cwd")
         .arg(example(dir).to_str().unwrap())
         .arg("--ready")
         .arg(ready)
-        .env("PATH", &path)
+        .path_first(bin)
         .app(app)
 }
 

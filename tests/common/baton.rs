@@ -115,6 +115,12 @@ impl BatonBuilder {
         self
     }
 
+    /// PATH with `dir` first (a virtualenv's bin), then the test's own PATH.
+    pub fn path_first(self, dir: &Path) -> Self {
+        let rest = std::env::var("PATH").unwrap_or_default();
+        self.env("PATH", &format!("{}:{rest}", dir.display()))
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));
         self

@@ -15,7 +15,7 @@ use baton_handoff::readiness::Readiness;
 use baton_handoff::spawn::{AppCommand, AppEnv, SHIM_ARG, shim_main};
 use baton_handoff::steer::{Origin, SteerSettings, Steering};
 use baton_handoff::supervisor::{
-    self, CrashLoop, Notice, ReloadResult, Request, Settings, State, StatusReport,
+    self, CrashLoop, Lifecycle, Notice, ReloadResult, Request, Settings, State, StatusReport,
 };
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
@@ -112,12 +112,14 @@ fn settings(dir: &Dir, script: &str, delay: Duration, probation: Duration) -> Se
             &SteerSettings::off(),
             Origin::Fresh,
         )),
-        readiness: Readiness::Delay(delay),
-        ready_timeout: Duration::from_secs(10),
-        drain_signal: Signal::SIGTERM,
-        drain_timeout: Duration::from_secs(5),
-        probation,
-        crash_loop: CrashLoop::off(),
+        lifecycle: Lifecycle {
+            readiness: Readiness::Delay(delay),
+            ready_timeout: Duration::from_secs(10),
+            drain_signal: Signal::SIGTERM,
+            drain_timeout: Duration::from_secs(5),
+            probation,
+            crash_loop: CrashLoop::off(),
+        },
         notices: None,
         start_at_once: true,
         resume: None,
@@ -214,7 +216,7 @@ fn crash_restarts_back_off_and_report_a_crash_loop() {
         Duration::from_millis(50),
         Duration::ZERO,
     );
-    s.crash_loop = CrashLoop {
+    s.lifecycle.crash_loop = CrashLoop {
         deaths: 3,
         window: Duration::from_secs(60),
     };

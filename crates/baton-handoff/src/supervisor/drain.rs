@@ -23,7 +23,10 @@ impl Supervisor {
     /// Drains `old`; with `settle`, only once its slot's accept queue has stayed empty.
     pub(super) fn retire(&mut self, old: Generation, settle: bool) {
         let (number, pid) = (old.number, old.pid);
-        let (signal, timeout) = (self.settings.drain_signal, self.settings.drain_timeout);
+        let (signal, timeout) = (
+            self.settings.lifecycle.drain_signal,
+            self.settings.lifecycle.drain_timeout,
+        );
         let steering = self.settings.steering.clone();
         self.retiring.spawn(async move {
             if settle {

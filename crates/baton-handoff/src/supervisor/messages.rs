@@ -18,6 +18,25 @@ pub struct Settings {
     pub launch: LaunchSpec,
     /// The app's sockets and where new connections go.
     pub steering: std::sync::Arc<crate::steer::Steering>,
+    /// How each generation is judged and retired.
+    pub lifecycle: Lifecycle,
+    /// Where [`Notice`]s go (the deploy queue rolls back on a crash loop).
+    pub notices: Option<mpsc::UnboundedSender<Notice>>,
+    /// Start the first generation at once; when false, the first `Reload` starts it (baton
+    /// does that after deploying a first release).
+    pub start_at_once: bool,
+    /// Take over a serving generation from an earlier baton image instead of starting one.
+    pub resume: Option<Resume>,
+    /// Where the serving generation is recorded (in the runtime directory), for a baton that
+    /// starts after this one crashed.
+    pub record: Option<PathBuf>,
+    /// Generations a crashed baton left serving: drained once a new one is in service.
+    pub orphans: Vec<crate::adopt::Record>,
+}
+
+/// How each generation is judged and retired: the part of [`Settings`] a config file sets.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
     /// When a new generation counts as ready.
     pub readiness: Readiness,
     /// Longest wait for readiness before the new generation is killed.
@@ -31,18 +50,6 @@ pub struct Settings {
     pub probation: Duration,
     /// When deaths of the serving generation count as a crash loop (reported as a [`Notice`]).
     pub crash_loop: CrashLoop,
-    /// Where [`Notice`]s go (the deploy queue rolls back on a crash loop).
-    pub notices: Option<mpsc::UnboundedSender<Notice>>,
-    /// Start the first generation at once; when false, the first `Reload` starts it (baton
-    /// does that after deploying a first release).
-    pub start_at_once: bool,
-    /// Take over a serving generation from an earlier baton image instead of starting one.
-    pub resume: Option<Resume>,
-    /// Where the serving generation is recorded (in the runtime directory), for a baton that
-    /// starts after this one crashed.
-    pub record: Option<PathBuf>,
-    /// Generations a crashed baton left serving: drained once a new one is in service.
-    pub orphans: Vec<crate::adopt::Record>,
 }
 
 /// The supervisor's state as an upgraded baton image takes it over.

@@ -22,7 +22,8 @@ use crate::generation::{Event, Generation, describe};
 use crate::upstream;
 use batch::Batch;
 pub use messages::{
-    CrashLoop, Notice, ReloadReport, ReloadResult, Request, Resume, Settings, StatusReport,
+    CrashLoop, Lifecycle, Notice, ReloadReport, ReloadResult, Request, Resume, Settings,
+    StatusReport,
 };
 pub use phase::State;
 use phase::{Happened, Phase, Start, Trial};
@@ -59,7 +60,7 @@ pub async fn run(
 ) -> Result<(), ReloadError> {
     let mut sup = Supervisor {
         app_dir: settings.launch.command.cwd.clone(),
-        restarts: Restarts::new(settings.crash_loop),
+        restarts: Restarts::new(settings.lifecycle.crash_loop),
         settings: Arc::new(settings),
         phase: Phase::Idle,
         next_number: 1,
@@ -168,12 +169,20 @@ impl Supervisor {
                     what: "share the sockets",
                     reason: e.to_string(),
                 })?;
-                let mut generation =
-                    Generation::spawn(&settings.launch, sockets, number, dir, &settings.readiness)?;
+                let mut generation = Generation::spawn(
+                    &settings.launch,
+                    sockets,
+                    number,
+                    dir,
+                    &settings.lifecycle.readiness,
+                )?;
                 generation.slot = slot;
                 tracing::info!("generation {number} started as pid {}", generation.pid);
                 generation
-                    .wait_ready(&settings.readiness, settings.ready_timeout)
+                    .wait_ready(
+                        &settings.lifecycle.readiness,
+                        settings.lifecycle.ready_timeout,
+                    )
                     .await?;
                 Ok(generation)
             }),
@@ -248,7 +257,7 @@ impl Supervisor {
             // Nothing else serves: connections waiting for the dead one come here.
             self.take_connections(generation.slot);
         }
-        if self.settings.probation.is_zero() {
+        if self.settings.lifecycle.probation.is_zero() {
             self.promote(
                 serving,
                 generation,
@@ -259,7 +268,7 @@ impl Supervisor {
         }
         let (number, pid, slot) = (generation.number, generation.pid.as_raw(), generation.slot);
         let generation_started_at = generation.started_at;
-        let length = self.settings.probation;
+        let length = self.settings.lifecycle.probation;
         let steered = self.settings.steering.is_steered();
         let beside = serving.as_ref().map_or(String::new(), |s| {
             let meanwhile = if steered {
@@ -279,7 +288,7 @@ impl Supervisor {
         let trial = Trial {
             verdict: Box::pin(async move {
                 let verdict = tokio::select! {
-                    verdict = candidate.probation(&settings.readiness, length) => verdict,
+                    verdict = candidate.probation(&settings.lifecycle.readiness, length) => verdict,
                     // Shutdown: the candidate is drained like the old one, not killed.
                     _ = stopped => Ok(()),
                 };
@@ -347,7 +356,10 @@ impl Supervisor {
         upstream::ready(&self.summary());
         batch.answer(&Ok(report));
         for orphan in std::mem::take(&mut self.orphans) {
-            let (signal, timeout) = (self.settings.drain_signal, self.settings.drain_timeout);
+            let (signal, timeout) = (
+                self.settings.lifecycle.drain_signal,
+                self.settings.lifecycle.drain_timeout,
+            );
             let steering = self.settings.steering.clone();
             self.retiring.spawn(async move {
                 steering.settle_foreign().await;
@@ -429,7 +441,7 @@ impl Supervisor {
     fn schedule_restart(&mut self, served: Duration) {
         let verdict = self.restarts.died(served);
         if verdict.crash_loop {
-            let policy = self.settings.crash_loop;
+            let policy = self.settings.lifecycle.crash_loop;
             tracing::error!(
                 "crash loop: {} deaths within {}",
                 policy.deaths,
