@@ -8,7 +8,9 @@
 //! one-instruction classic-BPF program held on the group sends every new connection to the
 //! serving generation's slot; at the handoff baton points it at the new one, waits until the old
 //! slot's accept queue has been empty for the settle time, and only then signals the drain.
-//! Neither member ever leaves the group while baton runs, so the slot *is* the member's index.
+//! The home socket never leaves the group while baton runs, and the sibling leaves only when a
+//! generation on it dies mid-handoff (see [`Steering::rescue`]); being the last member, it
+//! shifts no other, so the slot *is* the member's index.
 //!
 //! Where that is impossible (a unix socket, a kernel without reuseport programs, a socket baton
 //! may not add siblings to), the socket is shared by all generations as before, and baton says so
