@@ -61,7 +61,6 @@ pub struct State {
 
 /// What the upgrade needs from the running baton: duplicates of its sockets, kept aside.
 pub struct Upgrader {
-    pub app_sockets: Arc<Vec<Socket>>,
     pub steering: Arc<baton_handoff::steer::Steering>,
     pub webhook: Option<Socket>,
     pub control: Socket,
@@ -123,7 +122,8 @@ impl Upgrader {
         };
         let sockets = (|| -> std::io::Result<_> {
             let app = self
-                .app_sockets
+                .steering
+                .homes()?
                 .iter()
                 .map(&mut pass)
                 .collect::<Result<Vec<_>, _>>()?;

@@ -303,7 +303,6 @@ async fn supervise(
             tokio::spawn(poll);
         }
     }
-    let app_sockets = Arc::new(app_sockets);
     let origin = match (&resumed, orphans.first()) {
         (Some(r), _) => Origin::Resumed {
             slot: r.supervisor.generation.slot,
@@ -318,13 +317,8 @@ async fn supervise(
         .as_mut()
         .map(|r| std::mem::take(&mut r.siblings))
         .unwrap_or_default();
-    let homes = app_sockets
-        .iter()
-        .map(copy_socket)
-        .collect::<Result<Vec<_>, _>>()?;
-    let steering = Arc::new(Steering::new(homes, siblings, &config.steer, origin));
+    let steering = Arc::new(Steering::new(app_sockets, siblings, &config.steer, origin));
     let upgrader = Arc::new(Upgrader {
-        app_sockets: app_sockets.clone(),
         steering: steering.clone(),
         webhook: webhook
             .as_ref()

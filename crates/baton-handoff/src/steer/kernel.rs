@@ -8,7 +8,7 @@
 //! removes the first member (it holds it for life), so "index 0 is the home socket" always holds.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::libc;
 use nix::sys::socket::{self, AddressFamily, SockFlag, SockType, SockaddrLike, SockaddrStorage};
@@ -167,9 +167,4 @@ pub fn refuse_queued(listener: BorrowedFd<'_>) -> usize {
 pub fn migrate_req() -> Option<bool> {
     let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").ok()?;
     Some(text.trim() != "0")
-}
-
-/// A close-on-exec duplicate.
-pub fn dup(fd: &impl AsFd) -> io::Result<OwnedFd> {
-    fd.as_fd().try_clone_to_owned()
 }

@@ -205,7 +205,7 @@ impl Steering {
         let copies = sockets
             .iter()
             .map(|s| match (&s.mode, slot) {
-                (Mode::On { sibling: Some(sib) }, 1) => s.home.with_fd(kernel::dup(sib)?),
+                (Mode::On { sibling: Some(sib) }, 1) => s.home.with_fd(sib.try_clone()?),
                 _ => s.home.try_clone(),
             })
             .collect::<io::Result<Vec<_>>>()?;
@@ -233,8 +233,8 @@ impl Steering {
             .lock()
             .iter()
             .filter_map(|s| match (&s.mode, slot) {
-                (Mode::On { .. }, 0) => kernel::dup(&s.home.fd).ok(),
-                (Mode::On { sibling: Some(sib) }, 1) => kernel::dup(sib).ok(),
+                (Mode::On { .. }, 0) => s.home.fd.try_clone().ok(),
+                (Mode::On { sibling: Some(sib) }, 1) => sib.try_clone().ok(),
                 _ => None,
             })
             .collect();
@@ -316,6 +316,12 @@ impl Steering {
         }
     }
 
+    /// Duplicates of the app's sockets as systemd passed them or baton bound them, in order,
+    /// for an upgraded image.
+    pub fn homes(&self) -> io::Result<Vec<Socket>> {
+        self.lock().iter().map(|s| s.home.try_clone()).collect()
+    }
+
     /// Duplicates of the siblings (named after their home socket), for an upgraded image.
     pub fn siblings(&self) -> io::Result<Vec<Socket>> {
         self.lock()
@@ -324,7 +330,7 @@ impl Steering {
                 Mode::On { sibling: Some(sib) } => Some((s, sib)),
                 _ => None,
             })
-            .map(|(s, sib)| s.home.with_fd(kernel::dup(sib)?))
+            .map(|(s, sib)| s.home.with_fd(sib.try_clone()?))
             .collect()
     }
 
@@ -376,14 +382,13 @@ fn set_up(
         // Resumed from a baton that did not steer: as on a fresh start.
         Origin::Resumed { .. } | Origin::Fresh => {
             // A group exists only once a member listened with SO_REUSEPORT on: attach first
-            // when it does (no moment without a program), else make the sibling first.
-            if kernel::steer_to(home_fd, 0).is_ok() {
-                let sibling = kernel::sibling(home_fd)
-                    .map_err(|e| with_context("cannot add a sibling", e))?;
-                return Ok(Some(sibling));
-            }
+            // when it does (no moment without a program), else once the sibling made it.
+            let attached = kernel::steer_to(home_fd, 0).is_ok();
             let sibling =
                 kernel::sibling(home_fd).map_err(|e| with_context("cannot add a sibling", e))?;
+            if attached {
+                return Ok(Some(sibling));
+            }
             if let Err(e) = kernel::steer_to(home_fd, 0) {
                 let _ = kernel::leave_group(sibling);
                 return Err(with_context("the kernel refused a reuseport program", e));
