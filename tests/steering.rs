@@ -68,6 +68,8 @@ fn assert_steered_and_lossless(baton: &Baton, reports: &[(Mode, Report)]) {
         log.contains("new connections go to the newest generation"),
         "{log}"
     );
+    // Every one of the ten handoffs steered and settled before its drain signal.
+    assert_eq!(log.matches("accept queue settled").count(), 10, "{log}");
 }
 
 #[test]
@@ -136,11 +138,14 @@ fn sockets_that_cannot_be_steered_say_why_and_still_hand_off() {
         );
         let log = baton.log_text();
         assert!(
-            log.contains("no connection steering") && log.contains(reason),
+            log.lines()
+                .any(|l| l.contains("no connection steering") && l.contains(reason)),
             "{log}"
         );
         let out = baton.reload();
         assert!(out.status.success(), "{out:?}\n{}", baton.log_text());
+        let (_, body) = http_get(baton.addr, "/").unwrap();
+        assert_eq!(generation_of(&body), Some(2), "{body}");
         let text = std::process::Command::new(BATON)
             .args(["status", "--control"])
             .arg(&baton.control)

@@ -106,6 +106,20 @@ fn a_socket_activated_node_server_reloads_under_load_with_steering() {
         m.diagnostics()
     );
     let (_, per_request) = reloads_under_load(&m, 5);
+    let after = m.run(&[
+        BATON,
+        "status",
+        "--json",
+        "--control",
+        "/run/baton/control.sock",
+    ]);
+    let after: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    assert_eq!(after["generation"], 6, "{after}\n{}", m.diagnostics());
+    let settled = m
+        .unit_log("baton.service")
+        .matches("accept queue settled")
+        .count();
+    assert_eq!(settled, 5, "{}", m.diagnostics());
     assert_eq!(
         per_request.failures(),
         0,

@@ -341,12 +341,16 @@ fn steering_moves_at_the_end_of_probation_or_when_the_old_one_dies() {
             nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
+        let killed = Instant::now();
         wait_for(&tx, "generation 3 alone", |s| s.generation == Some(3)).await;
         assert_eq!(
             steering.target(),
             0,
             "generation 3 serves on the home socket"
         );
+        // At once, not when the 2 s probation ends: it is still on probation.
+        assert_eq!(status(&tx).await.state, State::Probation);
+        assert!(killed.elapsed() < Duration::from_millis(1500), "{killed:?}");
         assert_eq!(answer.await.unwrap().unwrap().generation, 3);
         tx.send(Request::Shutdown).await.unwrap();
         sup.await.unwrap().unwrap();

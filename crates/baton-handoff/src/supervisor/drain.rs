@@ -32,7 +32,7 @@ impl Supervisor {
             if settle {
                 let began = Instant::now();
                 steering.settle(old.slot).await;
-                tracing::debug!(
+                tracing::info!(
                     "generation {number}'s accept queue settled in {:.1} ms",
                     ms(began.elapsed())
                 );
