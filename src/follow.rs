@@ -44,7 +44,7 @@ pub async fn serve(stream: &mut UnixStream, command: Command, front: &Dispatcher
             },
             reply = &mut job => break reply,
             _ = poll.tick(), if watch_state => {
-                let Ok((status, _)) = front.status().await else { continue };
+                let Ok(status) = front.supervisor_status().await else { continue };
                 let state = status.state.to_string();
                 if last_state.as_ref() == Some(&state) {
                     continue;

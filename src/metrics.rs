@@ -192,7 +192,7 @@ async fn answer(req: Request<Incoming>, front: &Dispatcher) -> Response<Full<Byt
         return reply(404, "text/plain", "not found: GET /metrics\n".into());
     }
     let m = metrics();
-    if let Ok((status, _)) = front.status().await {
+    if let Ok(status) = front.supervisor_status().await {
         m.generation.set(
             status
                 .generation

@@ -130,10 +130,15 @@ impl Dispatcher {
 
     /// The supervisor's status, and the deploy queue's when there is one.
     pub async fn status(&self) -> Result<(StatusReport, Option<deploy::Status>), TriggerError> {
+        let status = self.supervisor_status().await?;
+        Ok((status, self.deploy_status().await))
+    }
+
+    /// The supervisor's status alone: for pollers that do not need the deploy queue's.
+    pub async fn supervisor_status(&self) -> Result<StatusReport, TriggerError> {
         let (reply, answer) = oneshot::channel();
         send(&self.supervisor, SupervisorRequest::Status { reply }).await?;
-        let status = answer.await.map_err(|_| TriggerError::ShuttingDown)?;
-        Ok((status, self.deploy_status().await))
+        answer.await.map_err(|_| TriggerError::ShuttingDown)
     }
 
     /// The newest `n` deploy history entries, newest first.
